@@ -1,0 +1,143 @@
+/*
+ * log.h - structured logging: the event catalog, the router and the sinks.
+ *
+ * DESIGN
+ *   A call site names an event from the catalog (events.def) and passes
+ *   key/value pairs.  nr_log_emit() looks up the event's sink set (computed
+ *   once at nr_log_init from the router table, logging.routes.* and the
+ *   level thresholds), returns at once if it is empty, else renders the
+ *   message and the meta JSON once into one reference-counted record and
+ *   pushes it on the bounded queue of each sink thread:
+ *     - "out" thread: stdout (human or JSON lines) and the optional file;
+ *     - "db" thread: batches rows into the logs table with COPY; while
+ *       PostgreSQL is away it keeps the rows and retries with backoff;
+ *     - "redis" thread: publishes session records (CONTRACT 3 channels).
+ *   Emitting threads never wait on PostgreSQL, Redis or a slow stdout: a
+ *   push takes one mutex for a few instructions.  A full queue drops the
+ *   record for that sink, counts it, and the sink thread reports the count
+ *   (SYS_LOG_DROPPED).
+ *
+ * Caller's steps:
+ *   nr_log_init(&cfg);                 before any thread starts
+ *   NR_LOG(NR_EV_JOB_STARTED, job_id, 0, NR_S("job_name", name));
+ *   nr_log_reopen();                   from the SIGHUP path (async-safe: it
+ *                                      only sets a flag)
+ *   nr_log_flush(timeout);             wait until queued records are written
+ *   nr_log_shutdown();                 flush, stop threads, free
+ *
+ * Secrets: callers never pass a password, enable secret or decrypted
+ * credential as a value; session data is redacted by the caller.
+ */
+#ifndef NR_LOG_H
+#define NR_LOG_H
+
+#include "netraven/common.h"
+#include "netraven/config.h"
+
+enum nr_event {
+#define NR_EVENT(id, type, level, source, audit, tmpl) NR_EV_##id,
+#include "netraven/events.def"
+#undef NR_EVENT
+    NR_EV_COUNT
+};
+
+struct nr_event_def {
+    const char        *name;      /* "JOB_STARTED" */
+    enum nr_log_type   type;
+    enum nr_log_level  level;
+    const char        *source;
+    int                audit;     /* row of the logging audit, 0 if none */
+    const char        *tmpl;
+};
+
+/* The catalog, indexed by enum nr_event. */
+extern const struct nr_event_def nr_events[NR_EV_COUNT];
+
+enum nr_kv_kind { NR_KV_NONE = 0, NR_KV_STR, NR_KV_INT, NR_KV_DBL, NR_KV_BOOL, NR_KV_JSON };
+
+/* One key/value of a log call.  NR_KV_JSON carries a JSON text that is
+ * embedded in meta as a value and rendered as text in the message. */
+struct nr_kv {
+    const char      *key;
+    enum nr_kv_kind  kind;
+    union {
+        const char *s;
+        long long   i;
+        double      d;
+    } v;
+};
+
+#define NR_S(k, x) ((struct nr_kv){ .key = (k), .kind = NR_KV_STR,  .v.s = (x) })
+#define NR_I(k, x) ((struct nr_kv){ .key = (k), .kind = NR_KV_INT,  .v.i = (long long)(x) })
+#define NR_D(k, x) ((struct nr_kv){ .key = (k), .kind = NR_KV_DBL,  .v.d = (double)(x) })
+#define NR_B(k, x) ((struct nr_kv){ .key = (k), .kind = NR_KV_BOOL, .v.i = !!(x) })
+#define NR_J(k, x) ((struct nr_kv){ .key = (k), .kind = NR_KV_JSON, .v.s = (x) })
+
+/*
+ * NR_LOG(event, job_id, device_id, kv...): job_id / device_id 0 mean none.
+ * The level check happens before anything is formatted.
+ */
+#define NR_LOG(ev, job, dev, ...)                                            \
+    do {                                                                     \
+        if (nr_log_enabled(ev)) {                                            \
+            const struct nr_kv nr_kv_[] = { { .key = NULL }, __VA_ARGS__ };  \
+            nr_log_emit((ev), (job), (dev), nr_kv_ + 1,                      \
+                        NR_ARRAY_LEN(nr_kv_) - 1);                           \
+        }                                                                    \
+    } while (0)
+
+/*
+ * Set up the router from cfg and start the sink threads.  The DB sink
+ * connects lazily from its own thread (database.url), so this does not
+ * fail when PostgreSQL is down.  Returns 0, or NR_ERR if a thread could not
+ * be started.  Not thread-safe; call once before other threads start.
+ */
+int nr_log_init(const struct nr_config *cfg);
+
+/* Sink set of an event after routing and level thresholds; 0 = dropped. */
+unsigned nr_log_sinks(enum nr_event ev);
+
+/* True when the event reaches at least one sink. */
+bool nr_log_enabled(enum nr_event ev);
+
+/* Emit one record; thread-safe; never blocks on a server. */
+void nr_log_emit(enum nr_event ev, long long job_id, long long device_id,
+                 const struct nr_kv *kv, size_t nkv);
+
+/* Session data (raw SSH bytes, already redacted by the caller): publishes
+ * to Redis (and stdout at debug).  Thread-safe, never blocks. */
+void nr_log_session(long long job_id, long long device_id,
+                    const char *direction, const char *data, size_t len);
+
+/* Ask the file sink to reopen its file (SIGHUP).  Async-signal-safe. */
+void nr_log_reopen(void);
+
+/* Wait up to timeout_s for every queued record to be written by its sink.
+ * Returns 0 when all were written, NR_ETIMEOUT otherwise. */
+int nr_log_flush(double timeout_s);
+
+/* Flush (bounded wait), stop the sink threads and free the router. */
+void nr_log_shutdown(void);
+
+/* Counters, for tests, the job log and the benchmark. */
+struct nr_log_stats {
+    uint64_t emitted[NR_LOG_TYPE_COUNT];   /* records accepted per type */
+    uint64_t db_routed;        /* records queued for the DB sink */
+    uint64_t db_written;       /* rows committed to logs */
+    uint64_t db_dropped;
+    uint64_t out_dropped;
+    uint64_t redis_published;
+    uint64_t redis_dropped;
+    uint64_t file_errors;
+};
+void nr_log_get_stats(struct nr_log_stats *out);
+
+/* Render a template with kv into a malloc'd string (the router uses it;
+ * exposed for tests). Unknown {names} stay as written. */
+char *nr_log_render(const char *tmpl, long long job_id, long long device_id,
+                    const struct nr_kv *kv, size_t nkv);
+
+/* The default route of a log type (CONTRACT 3), before config overrides. */
+unsigned nr_log_default_route(enum nr_log_type t);
+
+#endif /* NR_LOG_H */

@@ -1,0 +1,91 @@
+/*
+ * queue.h - the native job queue on a Redis Stream.
+ *
+ * Entries of stream queue.stream (default netraven:jobs) have one field,
+ * "payload", holding {"job_id": N} with optional "device_ids": [..],
+ * "job_type", "run_id" and "commands": [..].  Workers read them through the
+ * consumer group queue.group (netraven-workers); an entry is acknowledged
+ * only after its run is recorded.  An entry that cannot be run is copied to
+ * queue.dead_stream with the reason, then acknowledged.
+ *
+ * One struct nr_queue is one Redis connection; not thread-safe.
+ *
+ * Caller's steps (the intake loop):
+ *   q = nr_queue_connect(cfg, consumer);  if (q->err) ...
+ *   nr_queue_read(q, msgs, max, block_ms, &n);
+ *   for each msg: nr_payload_parse(...) -> run, then nr_queue_ack(); or
+ *                 nr_queue_dead(q, msg, reason)
+ *   nr_queue_msg_clear(&msg); nr_queue_free(q);
+ */
+#ifndef NR_QUEUE_H
+#define NR_QUEUE_H
+
+#include "netraven/common.h"
+#include "netraven/config.h"
+
+struct redisContext;
+
+struct nr_queue {
+    struct redisContext *rc;
+    const struct nr_config *cfg;
+    char *consumer;
+    int   err;                  /* 0 or NR_EIO */
+    char  errstr[256];
+};
+
+struct nr_queue_msg {
+    char  *entry_id;            /* "1700000000000-0" */
+    char  *payload;             /* raw field value; NULL if the field is missing */
+    size_t payload_len;
+};
+
+/* A parsed payload. */
+struct nr_payload {
+    long long  job_id;
+    long long *device_ids;      /* NULL when absent */
+    size_t     n_device_ids;
+    char      *job_type;        /* NULL when absent */
+    char      *run_id;          /* NULL when absent */
+    struct nr_strlist commands; /* empty when absent */
+};
+
+/* Parse and validate a payload (pure, no I/O).  Returns 0 and fills *out,
+ * or NR_EINVAL with *reason a malloc'd text naming what was wrong
+ * ("payload is not valid JSON: ...", "job_id is missing", "job_id must be
+ * a positive integer", ...). */
+int  nr_payload_parse(const char *json, size_t len, struct nr_payload *out, char **reason);
+void nr_payload_clear(struct nr_payload *p);
+
+/* Connect to scheduler.redis_url and make sure the group exists (creating
+ * the stream with MKSTREAM).  Never NULL; check q->err. */
+struct nr_queue *nr_queue_connect(const struct nr_config *cfg, const char *consumer);
+/* Reconnect after err; 0 or NR_EIO. */
+int  nr_queue_reset(struct nr_queue *q);
+void nr_queue_free(struct nr_queue *q);
+
+/* Read up to max entries: first this consumer's own pending entries that
+ * were never acknowledged (after a restart), then new ones, blocking up to
+ * block_ms.  Returns 0 with *n set (possibly 0), or NR_EIO. */
+int  nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
+                   int block_ms, size_t *n);
+void nr_queue_msg_clear(struct nr_queue_msg *m);
+
+/* XACK the entry.  Also pushes final_status (may be NULL) to the entry's
+ * done list (netraven:jobs:done:<entry_id>, expiring after an hour) for
+ * `enqueue --wait`.  0 or NR_EIO. */
+int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_status);
+
+/* Copy the entry to the dead-letter stream with fields payload, reason,
+ * entry_id, consumer, then acknowledge it.  0 or NR_EIO. */
+int nr_queue_dead(struct nr_queue *q, const struct nr_queue_msg *m, const char *reason);
+
+/* XADD a payload to the stream; the new entry id is written to
+ * id_out (malloc'd) when not NULL.  0 or NR_EIO. */
+int nr_queue_enqueue(struct nr_queue *q, const char *payload_json, char **id_out);
+
+/* Wait up to timeout_s for the final status of an entry (BLPOP on its done
+ * list).  0 and *status (malloc'd), NR_ETIMEOUT, or NR_EIO. */
+int nr_queue_wait_done(struct nr_queue *q, const char *entry_id, double timeout_s,
+                       char **status);
+
+#endif /* NR_QUEUE_H */

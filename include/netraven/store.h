@@ -1,0 +1,87 @@
+/*
+ * store.h - PostgreSQL access (libpq): jobs, devices, results, schema.
+ *
+ * One struct nr_store is one connection; it is not thread-safe, so each
+ * thread that needs the database owns its own (the run threads, the log
+ * writer).  Every query is parameterised (PQexecParams).
+ *
+ * Caller's steps:
+ *   struct nr_store *s = nr_store_connect(cfg->database.url);
+ *   if (s->err) { ... s->errstr says why ...; nr_store_free(s); }
+ *   nr_store_job_get(s, id, &job) ...
+ *   nr_store_free(s);
+ *
+ * Like hiredis's redisContext, connect returns the object even on failure,
+ * with err set; once err is set by a lost connection, nr_store_reset()
+ * reconnects (0 on success).
+ */
+#ifndef NR_STORE_H
+#define NR_STORE_H
+
+#include "netraven/common.h"
+
+struct pg_conn;
+
+struct nr_store {
+    struct pg_conn *conn;       /* PGconn */
+    int             err;        /* 0, or NR_EIO (connection) / NR_ERR (query) */
+    char            errstr[256];
+};
+
+struct nr_job {
+    long long id;
+    char     *name;
+    char     *job_type;         /* "backup" when the column is NULL */
+    char     *status;
+    long long device_id;        /* 0 when NULL */
+    bool      is_enabled;
+};
+
+struct nr_device {
+    long long id;
+    char     *hostname;
+    char     *ip_address;
+    char     *device_type;
+    int       port;
+};
+
+/* Connect; never NULL.  url may carry a +driver suffix. */
+struct nr_store *nr_store_connect(const char *url);
+/* Reconnect after a failure; 0 or NR_EIO (errstr set). */
+int  nr_store_reset(struct nr_store *s);
+/* True if the connection is up (cheap: no round trip). */
+bool nr_store_ok(const struct nr_store *s);
+void nr_store_free(struct nr_store *s);
+
+/* Apply the schema in sql/ (embedded in the binary) idempotently.
+ * Returns 0, or NR_ERR with errstr naming the migration that failed. */
+int nr_store_migrate(struct nr_store *s);
+
+/* Load a job row.  0 and *out filled, NR_NOTFOUND, or negative. */
+int  nr_store_job_get(struct nr_store *s, long long job_id, struct nr_job *out);
+void nr_job_clear(struct nr_job *j);
+
+/* Mark a run started (status RUNNING, started_at now(), completed_at NULL)
+ * and finished (status, completed_at now()).  0 or negative. */
+int nr_store_job_start(struct nr_store *s, long long job_id);
+int nr_store_job_finish(struct nr_store *s, long long job_id, const char *status);
+
+/* The devices of a job: its device_id if set, else every device sharing a
+ * tag with it, ordered by id.  With only_ids/n_only set, the list is
+ * restricted to those ids.  *out is a malloc'd array the caller frees with
+ * nr_device_array_free.  0 or negative. */
+int nr_store_job_devices(struct nr_store *s, const struct nr_job *job,
+                         const long long *only_ids, size_t n_only,
+                         struct nr_device **out, size_t *n);
+void nr_device_clear(struct nr_device *d);
+void nr_device_array_free(struct nr_device *v, size_t n);
+
+/* Append a job_results row (result_time and created_at now()).
+ * details_json is a JSON object text.  0 or negative. */
+int nr_store_result_add(struct nr_store *s, long long job_id, long long device_id,
+                        const char *job_type, bool success, const char *details_json);
+
+/* devices.last_seen = now().  0 or negative. */
+int nr_store_device_seen(struct nr_store *s, long long device_id);
+
+#endif /* NR_STORE_H */

@@ -1,0 +1,24 @@
+/* registry.c - the job type -> handler table (CONTRACT 2). */
+#include <string.h>
+
+#include "netraven/handler.h"
+
+static const struct nr_handler_def handlers[] = {
+    { "reachability", "reachability_handler", nr_handler_reachability },
+};
+
+const struct nr_handler_def *nr_handler_find(const char *job_type)
+{
+    if (job_type == NULL)
+        return NULL;
+    for (size_t i = 0; i < NR_ARRAY_LEN(handlers); i++)
+        if (strcmp(handlers[i].job_type, job_type) == 0)
+            return &handlers[i];
+    return NULL;
+}
+
+const struct nr_handler_def *nr_handler_table(size_t *n)
+{
+    *n = NR_ARRAY_LEN(handlers);
+    return handlers;
+}

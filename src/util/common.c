@@ -1,0 +1,128 @@
+/* common.c - allocation, clocks and string helpers shared by all modules. */
+#include "netraven/common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "netraven-worker: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *nr_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        oom(n);
+    return p;
+}
+
+void *nr_calloc(size_t nmemb, size_t n)
+{
+    void *p = calloc(nmemb ? nmemb : 1, n ? n : 1);
+    if (p == NULL)
+        oom(nmemb * n);
+    return p;
+}
+
+void *nr_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        oom(n);
+    return q;
+}
+
+char *nr_strdup(const char *s)
+{
+    return s ? nr_strndup(s, strlen(s)) : NULL;
+}
+
+char *nr_strndup(const char *s, size_t n)
+{
+    char *d = nr_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *nr_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        oom(strlen(fmt));
+    va_end(ap);
+    return s;
+}
+
+uint64_t nr_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void nr_iso_ts(const struct timespec *ts, char buf[NR_ISO_TS_LEN])
+{
+    struct tm tm;
+    time_t sec = ts->tv_sec;
+
+    gmtime_r(&sec, &tm);
+    snprintf(buf, NR_ISO_TS_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (long)(ts->tv_nsec / 1000));
+}
+
+void nr_sleep_s(double seconds)
+{
+    struct timespec ts;
+
+    if (seconds <= 0)
+        return;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+const char *nr_strcasestr(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    if (n == 0)
+        return hay;
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return hay;
+    return NULL;
+}
+
+void nr_strlist_push(struct nr_strlist *l, const char *s)
+{
+    l->v = nr_realloc(l->v, (l->n + 1) * sizeof(*l->v));
+    l->v[l->n++] = nr_strdup(s);
+}
+
+void nr_strlist_clear(struct nr_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+void nr_strlist_copy(struct nr_strlist *dst, const struct nr_strlist *src)
+{
+    nr_strlist_clear(dst);
+    for (size_t i = 0; i < src->n; i++)
+        nr_strlist_push(dst, src->v[i]);
+}

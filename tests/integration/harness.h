@@ -1,0 +1,76 @@
+/*
+ * harness.h - helpers for the integration suites.
+ *
+ * The servers are real: scripts/test (via scripts/services) starts
+ * PostgreSQL and Redis on free loopback ports in a scratch folder, applies
+ * the schema, and exports NR_TEST_DATABASE_URL and NR_TEST_REDIS_URL.  A
+ * suite run without them fails loudly; it is never skipped.
+ *
+ * Every helper aborts the current test (ck_abort_msg) on failure, naming
+ * what failed, so a test body reads as its assertions.
+ */
+#ifndef NR_TEST_HARNESS_H
+#define NR_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+const char *nrt_db_url(void);       /* NR_TEST_DATABASE_URL */
+const char *nrt_redis_url(void);    /* NR_TEST_REDIS_URL, redis://127.0.0.1:PORT/0 */
+const char *nrt_worker_bin(void);   /* the built netraven-worker */
+const char *nrt_source_root(void);
+
+/* A new libpq connection to the test database. */
+PGconn *nrt_pg(void);
+/* Run SQL (printf-style); aborts the test if it fails; caller PQclear()s. */
+PGresult *nrt_sql(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Run SQL and return the first column of the first row as a number
+ * (0 if NULL); aborts if there is no row. */
+long long nrt_sql_int(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, as a malloc'd string (NULL if SQL NULL). */
+char *nrt_sql_str(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Empty every table the worker touches (TRUNCATE ... RESTART IDENTITY CASCADE). */
+void nrt_db_reset(PGconn *c);
+
+/* A new hiredis connection to the test Redis, selected on its db. */
+redisContext *nrt_redis(void);
+/* FLUSHDB on the test Redis db. */
+void nrt_redis_reset(void);
+
+/* A fresh scratch directory under $NR_TEST_SCRATCH (or /tmp); malloc'd. */
+char *nrt_tmpdir(const char *tag);
+/* Write a file (creating it); aborts on failure. */
+void nrt_write_file(const char *path, const char *text);
+/* Read a whole file into a malloc'd string (NULL if it cannot be read). */
+char *nrt_read_file(const char *path);
+
+/* A child process of the worker binary with stdout and stderr captured to
+ * files.  env_extra: NULL-terminated "KEY=VALUE" list added to (and
+ * overriding) the test environment, which already carries
+ * NETRAVEN_DATABASE__URL, NETRAVEN_SCHEDULER__REDIS_URL and
+ * NETRAVEN_CONFIG_DIR=<source>/config. */
+struct nrt_proc {
+    pid_t pid;
+    char *out_path;
+    char *err_path;
+    int   status;           /* from waitpid, once exited */
+    bool  exited;
+};
+void nrt_proc_start(struct nrt_proc *p, char *const argv[], char *const env_extra[]);
+/* Wait up to timeout_s; returns true if it exited (status in p->status). */
+bool nrt_proc_wait(struct nrt_proc *p, double timeout_s);
+/* SIGTERM, then SIGKILL after grace_s; waits. */
+void nrt_proc_stop(struct nrt_proc *p, double grace_s);
+void nrt_proc_clear(struct nrt_proc *p);
+/* Captured stdout so far (malloc'd). */
+char *nrt_proc_stdout(const struct nrt_proc *p);
+
+/* Poll SQL until its first column equals want (string compare) or
+ * timeout_s passes; returns true when it matched. */
+bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif /* NR_TEST_HARNESS_H */
