@@ -35,7 +35,8 @@ int nr_pool_submit_after(struct nr_pool *p, double delay_s, nr_task_fn fn, void 
 
 size_t nr_pool_threads(const struct nr_pool *p);
 
-/* Run every queued and delayed task, stop the threads, free.  NULL ok. */
+/* Run every queued task and every delayed one (at once, without waiting
+ * for its time), stop the threads, free.  NULL ok. */
 void nr_pool_free(struct nr_pool *p);
 
 #endif /* NR_POOL_H */

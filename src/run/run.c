@@ -1,1 +1,474 @@
-/* placeholder: being written */
+/*
+ * run.c - job runs and the runner (see run.h for the design).
+ */
+#include "netraven/run.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "netraven/handler.h"
+#include "netraven/log.h"
+#include "netraven/store.h"
+
+/* ---------------------------------------------------------------- a run */
+
+struct run;
+
+struct run_task {
+    struct run       *run;
+    size_t            idx;          /* into run->devices */
+    struct nr_result  res;
+    struct run_task  *next;         /* on run->done once finished */
+};
+
+struct run {
+    const struct nr_config      *cfg;
+    struct nr_pool              *pool;
+    struct nr_store             *store;
+    const struct nr_payload     *payload;
+    struct nr_job                job;
+    const char                  *job_type;
+    const struct nr_handler_def *handler;
+    struct nr_device            *devices;
+    size_t                       ndev;
+    struct run_task             *tasks;
+
+    pthread_mutex_t  mu;
+    pthread_cond_t   cv;
+    struct run_task *done_head, *done_tail;
+
+    bool      record_failed;        /* a write to PostgreSQL failed */
+    char     *record_error;
+    unsigned  succeeded;
+};
+
+const char *nr_run_final_status(unsigned devices, unsigned succeeded)
+{
+    if (devices == 0)
+        return NR_STATUS_NO_DEVICES;
+    if (succeeded == devices)
+        return NR_STATUS_SUCCESS;
+    if (succeeded == 0)
+        return NR_STATUS_FAILURE;
+    return NR_STATUS_PARTIAL_FAILURE;
+}
+
+/* Runs on a pool thread: the handler, then the hand-back to the run thread. */
+static void device_task(void *arg)
+{
+    struct run_task *t = arg;
+    struct run *run = t->run;
+    const struct nr_device *dev = &run->devices[t->idx];
+    struct nr_handler_ctx ctx = {
+        .cfg = run->cfg, .job = &run->job, .device = dev, .payload = run->payload,
+    };
+
+    NR_LOG(NR_EV_HANDLE_DEVICE, run->job.id, dev->id,
+           NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
+    run->handler->fn(&ctx, &t->res);
+    if (t->res.details == NULL) {
+        NR_LOG(NR_EV_TASK_THREAD_ERROR, run->job.id, dev->id,
+               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
+               NR_S("error", "handler returned no result details"));
+        t->res.success = false;
+        t->res.details = json_pack("{s:s}", "error", "handler returned no result details");
+    }
+
+    pthread_mutex_lock(&run->mu);
+    if (run->done_tail)
+        run->done_tail->next = t;
+    else
+        run->done_head = t;
+    run->done_tail = t;
+    pthread_cond_signal(&run->cv);
+    pthread_mutex_unlock(&run->mu);
+}
+
+/* Note the first failure to record and keep going: every task must still
+ * be collected before the run's memory can go. */
+static void record_failure(struct run *run, const char *what)
+{
+    if (!run->record_failed) {
+        run->record_failed = true;
+        run->record_error = nr_asprintf("%s: %s", what, run->store->errstr);
+    }
+}
+
+/* A store call that retries once over a fresh connection when the
+ * connection was lost. */
+#define STORE_TRY(run, call)                                                  \
+    ({                                                                        \
+        int rc_ = (call);                                                     \
+        if (rc_ < 0 && (run)->store->err == NR_EIO &&                         \
+            nr_store_reset((run)->store) == 0)                                \
+            rc_ = (call);                                                     \
+        rc_;                                                                  \
+    })
+
+static void save_result(struct run *run, const struct nr_device *dev, struct nr_result *res)
+{
+    long long jid = run->job.id;
+    char *details = json_dumps(res->details, JSON_COMPACT);
+
+    NR_LOG(res->success ? NR_EV_RESULT_SAVING_OK : NR_EV_RESULT_SAVING_FAIL, jid, dev->id,
+           NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
+    int rc = STORE_TRY(run, nr_store_result_add(run->store, jid, dev->id, run->job_type,
+                                                res->success, details ? details : "{}"));
+    if (rc < 0) {
+        NR_LOG(NR_EV_RESULT_SAVE_ERROR, jid, dev->id, NR_S("device_name", dev->hostname),
+               NR_S("job_name", run->job.name), NR_S("error", run->store->errstr));
+        record_failure(run, "saving a job result");
+    } else {
+        NR_LOG(res->success ? NR_EV_RESULT_SAVED_OK : NR_EV_RESULT_SAVED_FAIL, jid, dev->id,
+               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
+    }
+    if (res->success)
+        run->succeeded++;
+    free(details);
+}
+
+/* Fail every device without running anything (no handler, or the pool
+ * refused the task). */
+static void fail_device(struct run *run, size_t idx, const char *error)
+{
+    struct nr_result res = { false, json_pack("{s:s}", "error", error) };
+    save_result(run, &run->devices[idx], &res);
+    json_decref(res.details);
+}
+
+/* Dispatch every device and collect the results; returns the final status. */
+static const char *dispatch_devices(struct run *run)
+{
+    long long jid = run->job.id;
+    size_t submitted = 0, collected = 0;
+    bool dispatch_error = false;
+
+    NR_LOG(NR_EV_HANDLER_DISPATCH, jid, 0, NR_S("job_name", run->job.name),
+           NR_S("job_type", run->job_type), NR_S("handler", run->handler->name));
+
+    run->tasks = nr_calloc(run->ndev, sizeof(*run->tasks));
+    for (size_t i = 0; i < run->ndev; i++) {
+        struct run_task *t = &run->tasks[i];
+        t->run = run;
+        t->idx = i;
+        NR_LOG(NR_EV_TASK_SUBMITTED, jid, run->devices[i].id,
+               NR_S("device_name", run->devices[i].hostname), NR_S("job_name", run->job.name));
+        if (nr_pool_submit(run->pool, device_task, t) != 0) {
+            NR_LOG(NR_EV_TASK_THREAD_ERROR, jid, run->devices[i].id,
+                   NR_S("device_name", run->devices[i].hostname),
+                   NR_S("job_name", run->job.name),
+                   NR_S("error", "the dispatcher pool is shutting down"));
+            fail_device(run, i, "the dispatcher pool is shutting down");
+            dispatch_error = true;
+            continue;
+        }
+        submitted++;
+    }
+
+    while (collected < submitted) {
+        pthread_mutex_lock(&run->mu);
+        while (run->done_head == NULL)
+            pthread_cond_wait(&run->cv, &run->mu);
+        struct run_task *list = run->done_head;
+        run->done_head = run->done_tail = NULL;
+        pthread_mutex_unlock(&run->mu);
+
+        for (struct run_task *t = list, *next; t; t = next) {
+            const struct nr_device *dev = &run->devices[t->idx];
+            next = t->next;
+            save_result(run, dev, &t->res);
+            NR_LOG(NR_EV_TASK_COMPLETED, jid, dev->id, NR_S("device_name", dev->hostname),
+                   NR_S("job_name", run->job.name), NR_B("success", t->res.success));
+            json_decref(t->res.details);
+            t->res.details = NULL;
+            collected++;
+        }
+    }
+
+    NR_LOG(NR_EV_JOB_TASKS_DONE, jid, 0, NR_S("job_name", run->job.name),
+           NR_D("success_rate", run->ndev ? 100.0 * run->succeeded / (double)run->ndev : 0.0),
+           NR_I("succeeded", run->succeeded), NR_I("total", run->ndev));
+    if (dispatch_error)
+        return NR_STATUS_FAILED_DISPATCHER;
+    return nr_run_final_status((unsigned)run->ndev, run->succeeded);
+}
+
+/* One run, start to end.  *storep is the run thread's connection, made
+ * here on first use and kept. */
+static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
+                        struct nr_store **storep, struct nr_run_request *req,
+                        struct nr_run_done *done)
+{
+    struct run run = { .cfg = cfg, .pool = pool, .payload = &req->payload };
+    long long jid = req->payload.job_id;
+    const char *status = NULL;
+    int rc;
+
+    pthread_mutex_init(&run.mu, NULL);
+    pthread_cond_init(&run.cv, NULL);
+    done->job_id = jid;
+
+    if (*storep == NULL)
+        *storep = nr_store_connect(cfg->database.url);
+    run.store = *storep;
+    if (run.store->err && nr_store_reset(run.store) < 0) {
+        done->outcome = NR_RUN_NOT_RECORDED;
+        done->reason = nr_asprintf("PostgreSQL unavailable: %s", run.store->errstr);
+        goto out;
+    }
+
+    rc = STORE_TRY(&run, nr_store_job_get(run.store, jid, &run.job));
+    if (rc == NR_NOTFOUND) {
+        done->outcome = NR_RUN_REJECTED;
+        done->reason = nr_asprintf("job %lld does not exist", jid);
+        goto out;
+    }
+    if (rc < 0) {
+        done->outcome = NR_RUN_NOT_RECORDED;
+        done->reason = nr_asprintf("loading job %lld: %s", jid, run.store->errstr);
+        goto out;
+    }
+    run.job_type = req->payload.job_type ? req->payload.job_type : run.job.job_type;
+
+    NR_LOG(NR_EV_JOB_EXECUTING, jid, 0, NR_S("job_name", run.job.name),
+           NR_S("job_type", run.job_type));
+    if (STORE_TRY(&run, nr_store_job_start(run.store, jid)) < 0) {
+        done->outcome = NR_RUN_NOT_RECORDED;
+        done->reason = nr_asprintf("marking job %lld RUNNING: %s", jid, run.store->errstr);
+        goto out;
+    }
+    NR_LOG(NR_EV_JOB_STARTED, jid, 0, NR_S("job_name", run.job.name));
+
+    rc = STORE_TRY(&run, nr_store_job_devices(run.store, &run.job, req->payload.device_ids,
+                                              req->payload.n_device_ids, &run.devices, &run.ndev));
+    if (rc < 0) {
+        NR_LOG(NR_EV_JOB_FAILED, jid, 0, NR_S("job_name", run.job.name),
+               NR_S("error", run.store->errstr));
+        record_failure(&run, "loading the job's devices");
+        status = NR_STATUS_FAILED_UNEXPECTED;
+    } else if (run.ndev == 0) {
+        NR_LOG(NR_EV_JOB_NO_DEVICES, jid, 0, NR_S("job_name", run.job.name));
+        status = NR_STATUS_NO_DEVICES;
+    } else {
+        NR_LOG(NR_EV_JOB_DEVICE_COUNT, jid, 0, NR_S("job_name", run.job.name),
+               NR_I("device_count", run.ndev));
+        run.handler = nr_handler_find(run.job_type);
+        if (run.handler == NULL) {
+            char *err = nr_asprintf("no handler registered for job type '%s'", run.job_type);
+            NR_LOG(NR_EV_NO_HANDLER, jid, 0, NR_S("job_type", run.job_type),
+                   NR_S("job_name", run.job.name));
+            for (size_t i = 0; i < run.ndev; i++)
+                fail_device(&run, i, err);
+            free(err);
+            status = NR_STATUS_FAILURE;
+        } else {
+            status = dispatch_devices(&run);
+        }
+    }
+
+    if (STORE_TRY(&run, nr_store_job_finish(run.store, jid, status)) < 0)
+        record_failure(&run, "writing the final status");
+    NR_LOG(NR_EV_JOB_FINISHED, jid, 0, NR_S("job_name", run.job.name), NR_S("status", status),
+           NR_I("devices", run.ndev), NR_I("succeeded", run.succeeded));
+
+    done->devices = (unsigned)run.ndev;
+    done->succeeded = run.succeeded;
+    if (run.record_failed) {
+        done->outcome = NR_RUN_NOT_RECORDED;
+        done->reason = run.record_error;
+        run.record_error = NULL;
+    } else {
+        done->outcome = NR_RUN_RECORDED;
+        done->status = status;
+    }
+
+out:
+    free(run.record_error);
+    free(run.tasks);
+    nr_device_array_free(run.devices, run.ndev);
+    nr_job_clear(&run.job);
+    pthread_mutex_destroy(&run.mu);
+    pthread_cond_destroy(&run.cv);
+}
+
+/* ------------------------------------------------------------ the runner */
+
+struct done_node {
+    struct nr_run_done d;
+    struct done_node  *next;
+};
+
+struct nr_runner {
+    const struct nr_config *cfg;
+    struct nr_pool         *pool;
+    size_t                  slots;
+
+    pthread_mutex_t mu;
+    pthread_cond_t  req_cv;     /* a request is waiting, or closing */
+    pthread_cond_t  done_cv;    /* a completion is ready */
+
+    struct nr_run_request *reqs;    /* ring of `slots` requests */
+    size_t                 rhead, rlen;
+    size_t                 in_flight;   /* submitted, not yet completed */
+    struct done_node      *done_head, *done_tail;
+    bool                   closing;
+
+    pthread_t *threads;
+    size_t     nthreads;
+};
+
+static void *runner_main(void *arg)
+{
+    struct nr_runner *r = arg;
+    struct nr_store *store = NULL;
+
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (r->rlen == 0 && !r->closing)
+            pthread_cond_wait(&r->req_cv, &r->mu);
+        if (r->rlen == 0)
+            break;
+        struct nr_run_request req = r->reqs[r->rhead];
+        r->rhead = (r->rhead + 1) % r->slots;
+        r->rlen--;
+        pthread_mutex_unlock(&r->mu);
+
+        struct done_node *n = nr_calloc(1, sizeof(*n));
+        run_execute(r->cfg, r->pool, &store, &req, &n->d);
+        n->d.entry_id = req.entry_id;
+        nr_payload_clear(&req.payload);
+
+        pthread_mutex_lock(&r->mu);
+        if (r->done_tail)
+            r->done_tail->next = n;
+        else
+            r->done_head = n;
+        r->done_tail = n;
+        r->in_flight--;
+        pthread_cond_broadcast(&r->done_cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    nr_store_free(store);
+    return NULL;
+}
+
+struct nr_runner *nr_runner_new(const struct nr_config *cfg, struct nr_pool *pool)
+{
+    struct nr_runner *r = nr_calloc(1, sizeof(*r));
+    pthread_condattr_t ca;
+
+    r->cfg = cfg;
+    r->pool = pool;
+    r->slots = cfg->worker.max_concurrent_jobs > 0 ? (size_t)cfg->worker.max_concurrent_jobs : 1;
+    r->reqs = nr_calloc(r->slots, sizeof(*r->reqs));
+    r->threads = nr_calloc(r->slots, sizeof(*r->threads));
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->req_cv, &ca);
+    pthread_cond_init(&r->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    for (; r->nthreads < r->slots; r->nthreads++)
+        if (pthread_create(&r->threads[r->nthreads], NULL, runner_main, r) != 0) {
+            nr_runner_free(r);
+            return NULL;
+        }
+    return r;
+}
+
+size_t nr_runner_free_slots(struct nr_runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->closing ? 0 : r->slots - r->in_flight;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+size_t nr_runner_in_flight(struct nr_runner *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->in_flight;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int nr_runner_submit(struct nr_runner *r, struct nr_run_request *req)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->closing) {
+        pthread_mutex_unlock(&r->mu);
+        return NR_ECLOSED;
+    }
+    if (r->in_flight == r->slots) {
+        pthread_mutex_unlock(&r->mu);
+        return NR_EFULL;
+    }
+    r->reqs[(r->rhead + r->rlen) % r->slots] = *req;
+    r->rlen++;
+    r->in_flight++;
+    memset(req, 0, sizeof(*req));
+    pthread_cond_signal(&r->req_cv);
+    pthread_mutex_unlock(&r->mu);
+    return NR_OK;
+}
+
+void nr_runner_wait(struct nr_runner *r, double timeout_s)
+{
+    uint64_t due = nr_mono_ns() + (uint64_t)(timeout_s * 1e9);
+    struct timespec ts = { (time_t)(due / 1000000000ull), (long)(due % 1000000000ull) };
+
+    pthread_mutex_lock(&r->mu);
+    while (r->done_head == NULL)
+        if (pthread_cond_timedwait(&r->done_cv, &r->mu, &ts) != 0)
+            break;
+    pthread_mutex_unlock(&r->mu);
+}
+
+size_t nr_runner_collect(struct nr_runner *r, struct nr_run_done *out, size_t max)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&r->mu);
+    while (n < max && r->done_head) {
+        struct done_node *d = r->done_head;
+        r->done_head = d->next;
+        if (r->done_head == NULL)
+            r->done_tail = NULL;
+        out[n++] = d->d;
+        free(d);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+void nr_run_done_clear(struct nr_run_done *d)
+{
+    free(d->entry_id);
+    free(d->reason);
+    memset(d, 0, sizeof(*d));
+}
+
+void nr_runner_free(struct nr_runner *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->closing = true;
+    pthread_cond_broadcast(&r->req_cv);
+    pthread_mutex_unlock(&r->mu);
+    for (size_t i = 0; i < r->nthreads; i++)
+        pthread_join(r->threads[i], NULL);
+    for (struct done_node *d = r->done_head, *next; d; d = next) {
+        next = d->next;
+        nr_run_done_clear(&d->d);
+        free(d);
+    }
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->req_cv);
+    pthread_cond_destroy(&r->done_cv);
+    free(r->reqs);
+    free(r->threads);
+    free(r);
+}

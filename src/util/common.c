@@ -74,11 +74,11 @@ void nr_iso_ts(const struct timespec *ts, char buf[NR_ISO_TS_LEN])
 {
     struct tm tm;
     time_t sec = ts->tv_sec;
+    unsigned usec = (unsigned)(ts->tv_nsec / 1000) % 1000000u;
 
     gmtime_r(&sec, &tm);
-    snprintf(buf, NR_ISO_TS_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (long)(ts->tv_nsec / 1000));
+    strftime(buf, 20, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + 19, NR_ISO_TS_LEN - 19, ".%06uZ", usec);
 }
 
 void nr_sleep_s(double seconds)

@@ -1,0 +1,296 @@
+/* harness.c - see harness.h. */
+#include "harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static const char *need_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        ck_abort_msg("%s is not set: run the integration suites through scripts/test, "
+                     "which starts PostgreSQL and Redis on loopback", name);
+    return v;
+}
+
+const char *nrt_db_url(void)    { return need_env("NR_TEST_DATABASE_URL"); }
+const char *nrt_redis_url(void) { return need_env("NR_TEST_REDIS_URL"); }
+const char *nrt_source_root(void) { return NR_SOURCE_ROOT; }
+const char *nrt_worker_bin(void)  { return NR_BUILD_ROOT "/netraven-worker"; }
+
+PGconn *nrt_pg(void)
+{
+    PGconn *c = PQconnectdb(nrt_db_url());
+    if (PQstatus(c) != CONNECTION_OK)
+        ck_abort_msg("cannot connect to the test database: %s", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, NULL, NULL);
+    return c;
+}
+
+static PGresult *vsql(PGconn *c, const char *fmt, va_list ap)
+{
+    char *q = NULL;
+    if (vasprintf(&q, fmt, ap) < 0)
+        ck_abort_msg("out of memory");
+    PGresult *r = PQexec(c, q);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        ck_abort_msg("SQL failed: %s\n  in: %s", PQresultErrorMessage(r), q);
+    free(q);
+    return r;
+}
+
+PGresult *nrt_sql(PGconn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PGresult *r = vsql(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+long long nrt_sql_int(PGconn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PGresult *r = vsql(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(PQntuples(r) > 0, "query returned no row: %s", fmt);
+    long long v = PQgetisnull(r, 0, 0) ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+char *nrt_sql_str(PGconn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PGresult *r = vsql(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(PQntuples(r) > 0, "query returned no row: %s", fmt);
+    char *v = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+void nrt_db_reset(PGconn *c)
+{
+    PQclear(nrt_sql(c,
+        "TRUNCATE logs, job_results, device_configurations, job_tags, "
+        "device_tag_association, credential_tag_association, credentials, "
+        "jobs, devices, tags RESTART IDENTITY CASCADE"));
+}
+
+redisContext *nrt_redis(void)
+{
+    const char *url = nrt_redis_url();
+    char host[128] = "127.0.0.1";
+    int port = 6379, db = 0;
+
+    if (sscanf(url, "redis://%127[^:/]:%d/%d", host, &port, &db) < 2)
+        ck_abort_msg("cannot parse NR_TEST_REDIS_URL %s", url);
+    redisContext *rc = redisConnect(host, port);
+    if (rc == NULL || rc->err)
+        ck_abort_msg("cannot connect to the test Redis %s: %s", url, rc ? rc->errstr : "oom");
+    redisReply *r = redisCommand(rc, "SELECT %d", db);
+    ck_assert_msg(r != NULL && r->type != REDIS_REPLY_ERROR, "SELECT failed");
+    freeReplyObject(r);
+    return rc;
+}
+
+void nrt_redis_reset(void)
+{
+    redisContext *rc = nrt_redis();
+    redisReply *r = redisCommand(rc, "FLUSHDB");
+    ck_assert_msg(r != NULL && r->type != REDIS_REPLY_ERROR, "FLUSHDB failed");
+    freeReplyObject(r);
+    redisFree(rc);
+}
+
+char *nrt_tmpdir(const char *tag)
+{
+    const char *base = getenv("NR_TEST_SCRATCH");
+    char *path = NULL;
+
+    if (base == NULL || *base == '\0')
+        base = "/tmp";
+    if (asprintf(&path, "%s/nrt-%s-XXXXXX", base, tag) < 0 || mkdtemp(path) == NULL)
+        ck_abort_msg("cannot make a scratch directory under %s: %s", base, strerror(errno));
+    return path;
+}
+
+void nrt_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        ck_abort_msg("cannot write %s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+char *nrt_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 4096)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static bool has_key(char *const list[], size_t n, const char *entry)
+{
+    size_t klen = strcspn(entry, "=") + 1;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(list[i], entry, klen) == 0)
+            return true;
+    return false;
+}
+
+/* The child's environment: the test's own minus its NETRAVEN_* variables,
+ * then the servers and config dir, then the caller's extras, each key once
+ * (an extra replaces a default of the same name). */
+static char **build_env(char *const extra[], char *defaults[3])
+{
+    size_t n = 0, m = 0, k = 0;
+
+    while (environ[n])
+        n++;
+    while (extra && extra[m])
+        m++;
+    if (asprintf(&defaults[0], "NETRAVEN_DATABASE__URL=%s", nrt_db_url()) < 0 ||
+        asprintf(&defaults[1], "NETRAVEN_SCHEDULER__REDIS_URL=%s", nrt_redis_url()) < 0 ||
+        asprintf(&defaults[2], "NETRAVEN_CONFIG_DIR=%s/config", nrt_source_root()) < 0)
+        abort();
+
+    char **env = calloc(n + m + 4, sizeof(*env));
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "NETRAVEN_", 9) != 0 && !has_key(extra, m, environ[i]))
+            env[k++] = environ[i];
+    for (size_t i = 0; i < 3; i++)
+        if (!has_key(extra, m, defaults[i]))
+            env[k++] = defaults[i];
+    for (size_t j = 0; j < m; j++)
+        env[k++] = extra[j];
+    env[k] = NULL;
+    return env;
+}
+
+void nrt_proc_start(struct nrt_proc *p, char *const argv[], char *const env_extra[])
+{
+    char *dir = nrt_tmpdir("proc");
+    memset(p, 0, sizeof(*p));
+    if (asprintf(&p->out_path, "%s/stdout", dir) < 0 || asprintf(&p->err_path, "%s/stderr", dir) < 0)
+        abort();
+    free(dir);
+    char *defaults[3];
+    char **env = build_env(env_extra, defaults);
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "fork failed");
+    if (pid == 0) {
+        int o = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        execve(argv[0], argv, env);
+        _exit(127);
+    }
+    for (int i = 0; i < 3; i++)
+        free(defaults[i]);
+    free(env);
+    p->pid = pid;
+}
+
+bool nrt_proc_wait(struct nrt_proc *p, double timeout_s)
+{
+    if (p->exited)
+        return true;
+    struct timespec t0, now, nap = { 0, 20 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        pid_t r = waitpid(p->pid, &p->status, WNOHANG);
+        if (r == p->pid) {
+            p->exited = true;
+            return true;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9 >= timeout_s)
+            return false;
+        nanosleep(&nap, NULL);
+    }
+}
+
+void nrt_proc_stop(struct nrt_proc *p, double grace_s)
+{
+    if (p->pid <= 0 || p->exited)
+        return;
+    kill(p->pid, SIGTERM);
+    if (!nrt_proc_wait(p, grace_s)) {
+        kill(p->pid, SIGKILL);
+        nrt_proc_wait(p, 10);
+    }
+}
+
+void nrt_proc_clear(struct nrt_proc *p)
+{
+    nrt_proc_stop(p, 5);
+    free(p->out_path);
+    free(p->err_path);
+    memset(p, 0, sizeof(*p));
+}
+
+char *nrt_proc_stdout(const struct nrt_proc *p)
+{
+    char *s = nrt_read_file(p->out_path);
+    return s ? s : strdup("");
+}
+
+bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt, ...)
+{
+    char *q = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&q, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    struct timespec t0, now, nap = { 0, 50 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool ok = false;
+    for (;;) {
+        PGresult *r = PQexec(c, q);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
+            !PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), want) == 0)
+            ok = true;
+        PQclear(r);
+        if (ok)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9 >= timeout_s)
+            break;
+        nanosleep(&nap, NULL);
+    }
+    free(q);
+    return ok;
+}
