@@ -59,9 +59,10 @@ struct nr_logq {
     struct nr_log_rec **spare;      /* the array the consumer works on */
     size_t              n;
     size_t              cap;
-    uint64_t            pushed;     /* records ever accepted */
-    uint64_t            done;       /* records the sink finished with */
-    uint64_t            dropped;    /* records refused: queue full or stopping */
+    /* Counters change under mu; atomics so that stats read them without it. */
+    atomic_uint_fast64_t pushed;    /* records ever accepted */
+    atomic_uint_fast64_t done;      /* records the sink finished with */
+    atomic_uint_fast64_t dropped;   /* refused (full, stopping) or given up */
     bool                stop;
     bool                running;    /* a thread consumes this queue */
 };
@@ -83,9 +84,6 @@ size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeou
 /* Consumer: n records of the current batch are finished (written,
  * published, or given up and counted). */
 void nr_logq_done(struct nr_logq *q, size_t n);
-/* Consumer: count n records as dropped (given up), without finishing them;
- * call nr_logq_done for them too. */
-void nr_logq_count_dropped(struct nr_logq *q, uint64_t n);
 /* Consumer: sleep up to seconds, returning early (true) when stop is asked. */
 bool nr_logq_sleep(struct nr_logq *q, double seconds);
 /* True once stop was asked. */
@@ -93,12 +91,16 @@ bool nr_logq_stopping(struct nr_logq *q);
 
 /* --------------------------------------------------------------- buffer */
 
+/* A growable string.  It may start on a caller's stack buffer
+ * (nr_sbuf_init_stack); it moves to the heap when it outgrows it. */
 struct nr_sbuf {
     char   *p;
     size_t  len;
     size_t  cap;
+    bool    onstack;
 };
 
+void nr_sbuf_init_stack(struct nr_sbuf *b, char *buf, size_t size);
 void nr_sbuf_reserve(struct nr_sbuf *b, size_t extra);
 void nr_sbuf_put(struct nr_sbuf *b, const char *s, size_t n);
 void nr_sbuf_puts(struct nr_sbuf *b, const char *s);
@@ -109,7 +111,13 @@ void nr_sbuf_printf(struct nr_sbuf *b, const char *fmt, ...)
 void nr_sbuf_json_str(struct nr_sbuf *b, const char *s);
 /* Keep the allocation, forget the contents. */
 static inline void nr_sbuf_reset(struct nr_sbuf *b) { b->len = 0; if (b->p) b->p[0] = '\0'; }
+/* Free a heap buffer (a stack one is left alone); b is then empty. */
 void nr_sbuf_free(struct nr_sbuf *b);
+
+/* Valid UTF-8?  And a malloc'd copy of s[0..n) with every invalid byte
+ * (and NUL) replaced by U+FFFD, for text that must become JSON or text. */
+bool  nr_utf8_valid(const char *s, size_t n);
+char *nr_utf8_sanitize(const char *s, size_t n);
 
 /* The record as the JSON object of CONTRACT 3 (timestamp, log_type, level,
  * job_id, device_id, source, message, meta), appended to b, no newline. */

@@ -1,1 +1,523 @@
-/* placeholder: being written */
+/*
+ * store.c - the libpq connection and the typed queries of store.h.
+ *
+ * Every value goes to the server as a PQexecParams parameter, never pasted
+ * into SQL text.  Ids go as text and are compared as bigint ($1::bigint),
+ * so an id out of int4 range is simply "not found" rather than an error.
+ *
+ * Errors: a statement that fails sets err = NR_ERR and errstr from the
+ * server's message; a connection that is gone (PQstatus CONNECTION_BAD)
+ * sets err = NR_EIO, and every call fails with NR_EIO until
+ * nr_store_reset() reconnects.  A successful call clears err.
+ */
+#include "netraven/store.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libpq-fe.h>
+
+#include "store_i.h"
+
+#define STORE_CONNECT_TIMEOUT "5"
+#define STORE_APP_NAME        "netraven-worker"
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Copy msg into errstr after prefix, with runs of whitespace (libpq's
+ * messages are multi-line: ERROR/DETAIL/HINT) folded into one space and
+ * the ends trimmed. */
+static void store_set_errstr(struct nr_store *s, const char *prefix, const char *msg)
+{
+    size_t n = 0, cap = sizeof(s->errstr) - 1;
+    bool space = false;
+
+    if (prefix != NULL && *prefix != '\0') {
+        int w = snprintf(s->errstr, sizeof(s->errstr), "%s: ", prefix);
+        n = w < 0 ? 0 : (size_t)w < cap ? (size_t)w : cap;
+    }
+    if (msg == NULL || *msg == '\0')
+        msg = "unknown error";
+    for (; *msg != '\0' && n < cap; msg++) {
+        if (isspace((unsigned char)*msg)) {
+            space = true;
+            continue;
+        }
+        if (space && n > 0 && s->errstr[n - 1] != ' ')
+            s->errstr[n++] = ' ';
+        space = false;
+        if (n < cap)
+            s->errstr[n++] = *msg;
+    }
+    s->errstr[n] = '\0';
+}
+
+static void store_clear_err(struct nr_store *s)
+{
+    s->err = 0;
+    s->errstr[0] = '\0';
+}
+
+/* Replace every occurrence of secret in s->errstr by "****". */
+static void store_scrub(struct nr_store *s, const char *secret)
+{
+    char out[sizeof(s->errstr)];
+    size_t slen, n = 0;
+    const char *p, *hit;
+
+    if (secret == NULL || (slen = strlen(secret)) == 0 || strstr(s->errstr, secret) == NULL)
+        return;
+    for (p = s->errstr; (hit = strstr(p, secret)) != NULL; p = hit + slen) {
+        n += (size_t)snprintf(out + n, sizeof(out) - n, "%.*s****", (int)(hit - p), p);
+        if (n >= sizeof(out))
+            break;
+    }
+    if (n < sizeof(out))
+        snprintf(out + n, sizeof(out) - n, "%s", p);
+    memcpy(s->errstr, out, sizeof(out));
+    s->errstr[sizeof(s->errstr) - 1] = '\0';
+}
+
+/* The password as written in a URI's userinfo (still percent-encoded),
+ * malloc'd, or NULL.  libpq decodes it, and some of its URI errors quote
+ * the raw text, so both forms are scrubbed from connect errors. */
+static char *store_uri_password(const char *url)
+{
+    const char *p = strstr(url, "://");
+    const char *end, *at = NULL, *colon, *q;
+
+    if (p == NULL)
+        return NULL;
+    p += 3;
+    end = p + strcspn(p, "/?");
+    for (q = p; q < end; q++)
+        if (*q == '@')
+            at = q;
+    if (at == NULL)
+        return NULL;
+    colon = memchr(p, ':', (size_t)(at - p));
+    if (colon == NULL || colon + 1 == at)
+        return NULL;
+    return nr_strndup(colon + 1, (size_t)(at - colon - 1));
+}
+
+/* The password libpq would use for url (decoded, from a URI or a
+ * keyword=value string), malloc'd, or NULL. */
+static char *store_conninfo_password(const char *url)
+{
+    PQconninfoOption *opts, *o;
+    char *err = NULL, *pw = NULL;
+
+    opts = PQconninfoParse(url, &err);
+    PQfreemem(err);
+    if (opts == NULL)
+        return NULL;
+    for (o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val != NULL && *o->val != '\0')
+            pw = nr_strdup(o->val);
+    PQconninfoFree(opts);
+    return pw;
+}
+
+/* Record that the connection is unusable; msg from libpq. */
+static int store_fail_conn(struct nr_store *s, const char *what, const char *msg)
+{
+    s->err = NR_EIO;
+    store_set_errstr(s, what, msg);
+    if (s->conn != NULL)
+        store_scrub(s, PQpass(s->conn));
+    return NR_EIO;
+}
+
+/* After a failed PQexec*: classify and record.  r may be NULL. */
+static void store_fail_result(struct nr_store *s, const char *what, const PGresult *r)
+{
+    const char *msg = r != NULL ? PQresultErrorMessage(r) : "";
+
+    if (PQstatus(s->conn) == CONNECTION_BAD) {
+        if (*msg == '\0')
+            msg = PQerrorMessage(s->conn);
+        store_fail_conn(s, what, msg);
+        return;
+    }
+    if (*msg == '\0')
+        msg = PQerrorMessage(s->conn);
+    s->err = NR_ERR;
+    store_set_errstr(s, what, msg);
+}
+
+/* 0 if a statement may be sent, else NR_EIO with errstr set. */
+static int store_usable(struct nr_store *s, const char *what)
+{
+    if (s->conn == NULL)
+        return store_fail_conn(s, what, "not connected");
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        return store_fail_conn(s, what, "connection lost (reset needed)");
+    return 0;
+}
+
+static bool store_result_ok(const PGresult *r)
+{
+    ExecStatusType st = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+PGresult *nr_store_query(struct nr_store *s, const char *what, const char *sql,
+                         int nparams, const char *const *values)
+{
+    PGresult *r;
+
+    if (store_usable(s, what) < 0)
+        return NULL;
+    r = PQexecParams(s->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    if (!store_result_ok(r)) {
+        store_fail_result(s, what, r);
+        PQclear(r);
+        return NULL;
+    }
+    store_clear_err(s);
+    return r;
+}
+
+/* 1-based line of the 1-based character position pos in text. */
+static int store_line_of(const char *text, long pos)
+{
+    int line = 1;
+    for (long i = 1; i < pos && *text != '\0'; i++, text++)
+        if (*text == '\n')
+            line++;
+    return line;
+}
+
+PGresult *nr_store_script(struct nr_store *s, const char *what, const char *sql)
+{
+    PGresult *r;
+    const char *pos;
+    char where[128];
+
+    if (store_usable(s, what) < 0)
+        return NULL;
+    r = PQexec(s->conn, sql);
+    if (!store_result_ok(r)) {
+        pos = r != NULL ? PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION) : NULL;
+        if (pos != NULL && PQstatus(s->conn) == CONNECTION_OK) {
+            snprintf(where, sizeof(where), "%s:%d", what, store_line_of(sql, atol(pos)));
+            store_fail_result(s, where, r);
+        } else {
+            store_fail_result(s, what, r);
+        }
+        PQclear(r);
+        return NULL;
+    }
+    store_clear_err(s);
+    return r;
+}
+
+/* Run a statement whose rows do not matter; 0 or s->err. */
+static int store_command(struct nr_store *s, const char *what, const char *sql,
+                         int nparams, const char *const *values)
+{
+    PGresult *r = nr_store_query(s, what, sql, nparams, values);
+    if (r == NULL)
+        return s->err;
+    PQclear(r);
+    return 0;
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+static void store_notice(void *arg, const char *message)
+{
+    /* "relation ... already exists, skipping" and the like: a library
+     * does not write to stderr; nothing here needs the notices. */
+    (void)arg;
+    (void)message;
+}
+
+/*
+ * libpq knows the schemes postgresql:// and postgres:// only; SQLAlchemy
+ * URLs name a driver too ("postgresql+psycopg2://").  Returns a malloc'd
+ * copy of url with "+driver" removed from the scheme; anything else
+ * (keyword=value strings included) is copied unchanged.  Kept here rather
+ * than calling the config module so that the store depends on nothing but
+ * libpq and common.
+ */
+static char *store_libpq_url(const char *url)
+{
+    const char *plus = NULL, *p;
+
+    if (strncasecmp(url, "postgresql+", 11) == 0)
+        plus = url + 10;
+    else if (strncasecmp(url, "postgres+", 9) == 0)
+        plus = url + 8;
+    if (plus == NULL)
+        return nr_strdup(url);
+    for (p = plus + 1; isalnum((unsigned char)*p) || *p == '_'; p++)
+        ;
+    if (p == plus + 1 || strncmp(p, "://", 3) != 0)
+        return nr_strdup(url);
+    return nr_asprintf("%.*s%s", (int)(plus - url), url, p);
+}
+
+struct nr_store *nr_store_connect(const char *url)
+{
+    /* Our defaults come before dbname, so that a connect_timeout or
+     * application_name written in the URL itself wins. */
+    const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
+    const char *vals[] = { STORE_CONNECT_TIMEOUT, STORE_APP_NAME, NULL, NULL };
+    struct nr_store *s = nr_calloc(1, sizeof(*s));
+    char *conninfo, *pw;
+
+    if (url == NULL || *url == '\0') {
+        s->err = NR_EINVAL;
+        store_set_errstr(s, "connect", "no database URL");
+        return s;
+    }
+    conninfo = store_libpq_url(url);
+    vals[2] = conninfo;
+    s->conn = PQconnectdbParams(keys, vals, 1);
+    if (s->conn == NULL) {
+        store_fail_conn(s, "connect", "out of memory");
+    } else if (PQstatus(s->conn) != CONNECTION_OK) {
+        store_fail_conn(s, "connect", PQerrorMessage(s->conn));
+        pw = store_conninfo_password(conninfo);
+        store_scrub(s, pw);
+        free(pw);
+        pw = store_uri_password(conninfo);
+        store_scrub(s, pw);
+        free(pw);
+    } else {
+        PQsetNoticeProcessor(s->conn, store_notice, NULL);
+    }
+    free(conninfo);
+    return s;
+}
+
+int nr_store_reset(struct nr_store *s)
+{
+    if (s->conn == NULL)
+        return store_fail_conn(s, "reset", "no connection to reset");
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        return store_fail_conn(s, "reset", PQerrorMessage(s->conn));
+    PQsetNoticeProcessor(s->conn, store_notice, NULL);
+    store_clear_err(s);
+    return 0;
+}
+
+bool nr_store_ok(const struct nr_store *s)
+{
+    return s != NULL && s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK;
+}
+
+void nr_store_free(struct nr_store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->conn != NULL)
+        PQfinish(s->conn);
+    free(s);
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+void nr_job_clear(struct nr_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->name);
+    free(j->job_type);
+    free(j->status);
+    memset(j, 0, sizeof(*j));
+}
+
+static const char *store_cell(const PGresult *r, int row, int col, const char *if_null)
+{
+    return PQgetisnull(r, row, col) ? if_null : PQgetvalue(r, row, col);
+}
+
+int nr_store_job_get(struct nr_store *s, long long job_id, struct nr_job *out)
+{
+    char id[24];
+    const char *params[1] = { id };
+    PGresult *r;
+    struct nr_job j;
+
+    snprintf(id, sizeof(id), "%lld", job_id);
+    r = nr_store_query(s, "job_get",
+                       "SELECT id, name, job_type, status, device_id, is_enabled"
+                       " FROM jobs WHERE id = $1::bigint", 1, params);
+    if (r == NULL)
+        return s->err;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return NR_NOTFOUND;
+    }
+    j.id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    j.name = nr_strdup(store_cell(r, 0, 1, ""));
+    j.job_type = nr_strdup(store_cell(r, 0, 2, "backup"));
+    if (*j.job_type == '\0') {
+        free(j.job_type);
+        j.job_type = nr_strdup("backup");
+    }
+    j.status = nr_strdup(store_cell(r, 0, 3, ""));
+    j.device_id = strtoll(store_cell(r, 0, 4, "0"), NULL, 10);
+    /* NULL is_enabled: NetRaven's ORM default is enabled. */
+    j.is_enabled = strcmp(store_cell(r, 0, 5, "t"), "t") == 0;
+    PQclear(r);
+    *out = j;
+    return 0;
+}
+
+int nr_store_job_start(struct nr_store *s, long long job_id)
+{
+    char id[24];
+    const char *params[1] = { id };
+
+    snprintf(id, sizeof(id), "%lld", job_id);
+    return store_command(s, "job_start",
+                         "UPDATE jobs SET status = 'RUNNING', started_at = now(),"
+                         " completed_at = NULL WHERE id = $1::bigint", 1, params);
+}
+
+int nr_store_job_finish(struct nr_store *s, long long job_id, const char *status)
+{
+    char id[24];
+    const char *params[2] = { id, status };
+
+    if (status == NULL || *status == '\0') {
+        s->err = NR_EINVAL;
+        store_set_errstr(s, "job_finish", "no status");
+        return NR_EINVAL;
+    }
+    snprintf(id, sizeof(id), "%lld", job_id);
+    return store_command(s, "job_finish",
+                         "UPDATE jobs SET status = $2, completed_at = now()"
+                         " WHERE id = $1::bigint", 2, params);
+}
+
+/* ---- devices ----------------------------------------------------------- */
+
+void nr_device_clear(struct nr_device *d)
+{
+    if (d == NULL)
+        return;
+    free(d->hostname);
+    free(d->ip_address);
+    free(d->device_type);
+    memset(d, 0, sizeof(*d));
+}
+
+void nr_device_array_free(struct nr_device *v, size_t n)
+{
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        nr_device_clear(&v[i]);
+    free(v);
+}
+
+/* "{1,2,3}": the text form of a bigint[] parameter.  malloc'd. */
+static char *store_id_array(const long long *ids, size_t n)
+{
+    size_t cap = 2 + n * 21 + 1, len = 0;
+    char *buf = nr_malloc(cap);
+
+    buf[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "", ids[i]);
+    buf[len++] = '}';
+    buf[len] = '\0';
+    return buf;
+}
+
+int nr_store_job_devices(struct nr_store *s, const struct nr_job *job,
+                         const long long *only_ids, size_t n_only,
+                         struct nr_device **out, size_t *n)
+{
+    /* $2 is NULL (no restriction) or a bigint[] of the ids allowed. */
+    static const char by_device[] =
+        "SELECT id, hostname, ip_address, device_type, port FROM devices"
+        " WHERE id = $1::bigint"
+        "   AND ($2::bigint[] IS NULL OR id = ANY ($2::bigint[]))"
+        " ORDER BY id";
+    static const char by_tags[] =
+        "SELECT d.id, d.hostname, d.ip_address, d.device_type, d.port"
+        " FROM devices d"
+        " WHERE EXISTS (SELECT 1 FROM device_tag_association dta"
+        "               JOIN job_tags jt ON jt.tag_id = dta.tag_id"
+        "               WHERE dta.device_id = d.id AND jt.job_id = $1::bigint)"
+        "   AND ($2::bigint[] IS NULL OR d.id = ANY ($2::bigint[]))"
+        " ORDER BY d.id";
+    char id[24];
+    char *ids = NULL;
+    const char *params[2] = { id, NULL };
+    struct nr_device *v = NULL;
+    PGresult *r;
+    size_t rows;
+
+    if (job->device_id > 0)
+        snprintf(id, sizeof(id), "%lld", job->device_id);
+    else
+        snprintf(id, sizeof(id), "%lld", job->id);
+    if (only_ids != NULL && n_only > 0)
+        params[1] = ids = store_id_array(only_ids, n_only);
+
+    r = nr_store_query(s, "job_devices", job->device_id > 0 ? by_device : by_tags,
+                       2, params);
+    free(ids);
+    if (r == NULL)
+        return s->err;
+    rows = (size_t)PQntuples(r);
+    if (rows > 0)
+        v = nr_calloc(rows, sizeof(*v));
+    for (size_t i = 0; i < rows; i++) {
+        int row = (int)i;
+        v[i].id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+        v[i].hostname = nr_strdup(PQgetvalue(r, row, 1));
+        v[i].ip_address = nr_strdup(PQgetvalue(r, row, 2));
+        v[i].device_type = nr_strdup(PQgetvalue(r, row, 3));
+        /* NULL port: NetRaven's default, SSH. */
+        v[i].port = (int)strtol(store_cell(r, row, 4, "22"), NULL, 10);
+    }
+    PQclear(r);
+    *out = v;
+    *n = rows;
+    return 0;
+}
+
+int nr_store_device_seen(struct nr_store *s, long long device_id)
+{
+    char id[24];
+    const char *params[1] = { id };
+
+    snprintf(id, sizeof(id), "%lld", device_id);
+    return store_command(s, "device_seen",
+                         "UPDATE devices SET last_seen = now() WHERE id = $1::bigint",
+                         1, params);
+}
+
+/* ---- results ----------------------------------------------------------- */
+
+int nr_store_result_add(struct nr_store *s, long long job_id, long long device_id,
+                        const char *job_type, bool success, const char *details_json)
+{
+    char jid[24], did[24];
+    const char *params[5];
+
+    snprintf(jid, sizeof(jid), "%lld", job_id);
+    snprintf(did, sizeof(did), "%lld", device_id);
+    params[0] = jid;
+    params[1] = did;
+    params[2] = job_type != NULL && *job_type != '\0' ? job_type : "backup";
+    params[3] = success ? "success" : "failure";
+    params[4] = details_json;           /* NULL -> SQL NULL */
+    return store_command(s, "result_add",
+                         "INSERT INTO job_results (job_id, device_id, job_type, status,"
+                         " result_time, details, created_at)"
+                         " VALUES ($1::bigint, $2::bigint, $3, $4, now(), $5::jsonb, now())",
+                         5, params);
+}

@@ -1,0 +1,437 @@
+/*
+ * test_worker.c - the whole path, with the real binary: Redis stream ->
+ * run -> dispatcher pool -> reachability probes -> PostgreSQL, the log
+ * pipeline to stdout, file and `logs`, and the dead-letter stream.
+ *
+ * Devices live on loopback (127.1.3.x, listeners opened by the test) and
+ * one in a network namespace the test creates, which ignores ICMP and has
+ * no listener, so that nothing of it answers.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static PGconn *db;
+static char netns[64];
+
+static int listen_on(const char *ip, int port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    ck_assert_int_ge(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind %s:%d failed", ip, port);
+    ck_assert_int_eq(listen(fd, 64), 0);
+    return fd;
+}
+
+static void sh(const char *cmd)
+{
+    int rc = system(cmd);
+    ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
+}
+
+/* A namespace holding 10.199.3.2: no listener, ICMP echo ignored. */
+static void blackhole_up(void)
+{
+    char cmd[1024];
+    snprintf(netns, sizeof(netns), "nrt-bh-%d", (int)getpid());
+    snprintf(cmd, sizeof(cmd),
+             "ip netns add %1$s && ip link add nrtbh%2$d type veth peer name nrtbhp%2$d && "
+             "ip link set nrtbhp%2$d netns %1$s && ip addr add 10.199.3.1/30 dev nrtbh%2$d && "
+             "ip link set nrtbh%2$d up && "
+             "ip netns exec %1$s ip addr add 10.199.3.2/30 dev nrtbhp%2$d && "
+             "ip netns exec %1$s ip link set nrtbhp%2$d up && "
+             "ip netns exec %1$s ip link set lo up && "
+             "ip netns exec %1$s sysctl -qw net.ipv4.icmp_echo_ignore_all=1",
+             netns, (int)getpid() % 100000);
+    sh(cmd);
+}
+
+static void blackhole_down(void)
+{
+    char cmd[256];
+    if (netns[0] == '\0')
+        return;
+    snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", netns);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not delete netns %s\n", netns);
+    netns[0] = '\0';
+}
+
+static void setup(void)
+{
+    db = nrt_pg();
+    nrt_db_reset(db);
+    nrt_redis_reset();
+}
+
+static void teardown(void)
+{
+    blackhole_down();
+    PQfinish(db);
+}
+
+static char *spool_env(void)
+{
+    char *dir = nrt_tmpdir("spool"), *s = NULL;
+    if (asprintf(&s, "NETRAVEN_WORKER__SPOOL_DIR=%s", dir) < 0)
+        abort();
+    free(dir);
+    return s;
+}
+
+static void start_worker(struct nrt_proc *w, char *const extra[])
+{
+    char *argv[] = { (char *)nrt_worker_bin(), "run", NULL };
+    nrt_proc_start(w, argv, extra);
+}
+
+static void stop_worker_ok(struct nrt_proc *w)
+{
+    nrt_proc_stop(w, 30);
+    ck_assert_msg(WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0,
+                  "worker did not exit 0 on SIGTERM (status %d)", w->status);
+}
+
+/* Enqueue with the CLI and wait for the final status it prints. */
+static char *enqueue_wait(long long job_id)
+{
+    char id[32];
+    snprintf(id, sizeof(id), "%lld", job_id);
+    char *argv[] = { (char *)nrt_worker_bin(), "enqueue", id, "--wait", "--timeout", "60", NULL };
+    struct nrt_proc p;
+    nrt_proc_start(&p, argv, NULL);
+    ck_assert_msg(nrt_proc_wait(&p, 90), "enqueue --wait did not return");
+    ck_assert_msg(WIFEXITED(p.status) && WEXITSTATUS(p.status) == 0, "enqueue failed");
+    char *out = nrt_proc_stdout(&p);
+    nrt_proc_clear(&p);
+    return out;
+}
+
+static long long add_device(const char *name, const char *ip, long long tag)
+{
+    long long id = nrt_sql_int(db,
+        "INSERT INTO devices (hostname, ip_address, device_type, port) "
+        "VALUES ('%s', '%s', 'cisco_ios', 22) RETURNING id", name, ip);
+    if (tag)
+        PQclear(nrt_sql(db, "INSERT INTO device_tag_association VALUES (%lld, %lld)", id, tag));
+    return id;
+}
+
+static long long add_job(const char *name, const char *type, long long tag)
+{
+    long long id = nrt_sql_int(db,
+        "INSERT INTO jobs (name, job_type, status, is_enabled, schedule_type) "
+        "VALUES ('%s', '%s', 'PENDING', true, 'onetime') RETURNING id", name, type);
+    if (tag)
+        PQclear(nrt_sql(db, "INSERT INTO job_tags VALUES (%lld, %lld)", id, tag));
+    return id;
+}
+
+static char *probe_status(long long job, long long dev, const char *probe)
+{
+    return nrt_sql_str(db,
+        "SELECT details->'probes'->'%s'->>'status' FROM job_results "
+        "WHERE job_id = %lld AND device_id = %lld", probe, job, dev);
+}
+
+START_TEST(reachability_mix_end_to_end)
+{
+    blackhole_up();
+    int l1 = listen_on("127.1.3.1", 22);
+    int l2 = listen_on("127.1.3.2", 443);
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('lab', 'device') RETURNING id");
+    long long d1 = add_device("edge-22", "127.1.3.1", tag);
+    long long d2 = add_device("edge-443", "127.1.3.2", tag);
+    long long d3 = add_device("edge-icmp", "127.1.3.3", tag);
+    long long d4 = add_device("edge-dark", "10.199.3.2", tag);
+    long long job = add_job("reach-mix", "reachability", tag);
+
+    char *spool = spool_env();
+    char *extra[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=1", spool, NULL };
+    struct nrt_proc w;
+    start_worker(&w, extra);
+
+    char *out = enqueue_wait(job);
+    ck_assert_msg(strstr(out, "COMPLETED_PARTIAL_FAILURE") != NULL, "enqueue printed: %s", out);
+    free(out);
+
+    char *st = nrt_sql_str(db, "SELECT status FROM jobs WHERE id = %lld", job);
+    ck_assert_str_eq(st, "COMPLETED_PARTIAL_FAILURE");
+    free(st);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM jobs WHERE id = %lld AND started_at "
+                                     "IS NOT NULL AND completed_at >= started_at", job), 1);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 4);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT device_id) FROM job_results "
+                                     "WHERE job_id = %lld AND job_type = 'reachability'", job), 4);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld "
+                                     "AND status = 'success'", job), 3);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld "
+                                     "AND device_id = %lld AND status = 'failure'", job, d4), 1);
+
+    struct { long long dev; const char *probe, *want; } expect[] = {
+        { d1, "tcp_22", "ok" },      { d1, "tcp_443", "refused" }, { d1, "icmp", "ok" },
+        { d2, "tcp_22", "refused" }, { d2, "tcp_443", "ok" },
+        { d3, "tcp_22", "refused" }, { d3, "tcp_443", "refused" }, { d3, "icmp", "ok" },
+        { d4, "icmp", "timeout" },
+    };
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        char *s = probe_status(job, expect[i].dev, expect[i].probe);
+        ck_assert_msg(s && strcmp(s, expect[i].want) == 0, "device %lld %s: %s, want %s",
+                      expect[i].dev, expect[i].probe, s ? s : "(null)", expect[i].want);
+        free(s);
+    }
+    ck_assert_int_ge(nrt_sql_int(db, "SELECT (details->'probes'->'tcp_22'->>'latency_ms')::float >= 0 "
+                                     "FROM job_results WHERE job_id = %lld AND device_id = %lld",
+                                 job, d1), 1);
+
+    /* job log rows reach `logs`, with job_id and device_id */
+    ck_assert(nrt_wait_sql(db, "4", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                           "log_type = 'job' AND message LIKE 'Task completed for device%%'", job));
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT device_id) FROM logs WHERE job_id = %lld "
+                                     "AND message LIKE 'Task completed for device%%'", job), 4);
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                           "message = 'Job ''reach-mix'' started: dispatching tasks to devices' "
+                           "AND source = 'dispatcher' AND level = 'info'", job));
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                           "device_id = %lld AND message LIKE 'Reachability check failed for "
+                           "device ''edge-dark''%%'", job, d4));
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                           "message LIKE 'Worker job execution finished%%COMPLETED_PARTIAL_FAILURE' "
+                           "AND meta->>'status' = 'COMPLETED_PARTIAL_FAILURE'", job));
+    /* system events are stdout only */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE log_type = 'system'"), 0);
+
+    stop_worker_ok(&w);
+    char *so = nrt_proc_stdout(&w);
+    ck_assert_msg(strstr(so, "Job 'reach-mix' started: dispatching tasks to devices"), "stdout: %s", so);
+    ck_assert(strstr(so, "Reachability check completed successfully for device 'edge-22'"));
+    ck_assert(strstr(so, "Reachability check failed for device 'edge-dark'"));
+    ck_assert(strstr(so, "Polling stream netraven:jobs"));
+    free(so);
+    nrt_proc_clear(&w);
+    close(l1);
+    close(l2);
+    free(spool);
+}
+END_TEST
+
+START_TEST(unknown_job_type_then_next_job)
+{
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('x', 'device') RETURNING id");
+    long long d1 = add_device("r1", "127.1.4.1", tag);
+    add_device("r2", "127.1.4.2", tag);
+    long long bad = add_job("mystery", "frobnicate", tag);
+    long long empty = add_job("lonely", "reachability", 0);
+
+    char *spool = spool_env();
+    char *extra[] = { spool, NULL };
+    struct nrt_proc w;
+    start_worker(&w, extra);
+
+    char *out = enqueue_wait(bad);
+    ck_assert_msg(strstr(out, "COMPLETED_FAILURE"), "enqueue printed: %s", out);
+    free(out);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld AND "
+                                     "status = 'failure' AND details->>'error' LIKE "
+                                     "'%%no handler registered for job type ''frobnicate''%%'", bad), 2);
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND level = "
+                           "'error' AND message = 'No handler registered for job type ''frobnicate'' "
+                           "in job ''mystery'''", bad));
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld AND "
+                                     "device_id = %lld", bad, d1), 1);
+
+    /* the worker goes on */
+    out = enqueue_wait(empty);
+    ck_assert_msg(strstr(out, "COMPLETED_NO_DEVICES"), "enqueue printed: %s", out);
+    free(out);
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND level = "
+                           "'warning' AND message = 'No devices to process for job ''lonely'''", empty));
+    stop_worker_ok(&w);
+    nrt_proc_clear(&w);
+    free(spool);
+}
+END_TEST
+
+static void xadd_raw(redisContext *rc, const char *field, const char *value, size_t len)
+{
+    redisReply *r = redisCommand(rc, "XADD netraven:jobs * %s %b", field, value, len);
+    ck_assert_msg(r && r->type == REDIS_REPLY_STRING, "XADD failed");
+    freeReplyObject(r);
+}
+
+START_TEST(bad_entries_go_to_dead_letters)
+{
+    long long job = add_job("after-the-junk", "reachability", 0);
+    redisContext *rc = nrt_redis();
+    char *spool = spool_env();
+    char *extra[] = { spool, NULL };
+    struct nrt_proc w;
+
+    start_worker(&w, extra);
+    const char *junk[] = {
+        "this is not json", "{\"device_ids\": [1]}", "{\"job_id\": \"12\"}",
+        "{\"job_id\": 99999}", "{\"job_id\": -4}",
+    };
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+        xadd_raw(rc, "payload", junk[i], strlen(junk[i]));
+    xadd_raw(rc, "data", "x", 1);                        /* no payload field */
+    xadd_raw(rc, "payload", "\xff\xfe\x00\x01", 4);      /* binary garbage */
+    char good[64];
+    snprintf(good, sizeof(good), "{\"job_id\": %lld}", job);
+    xadd_raw(rc, "payload", good, strlen(good));
+
+    ck_assert(nrt_wait_sql(db, "COMPLETED_NO_DEVICES", 30, "SELECT status FROM jobs WHERE id = %lld", job));
+
+    /* 7 dead letters, each with its reason; nothing left pending */
+    redisReply *r = NULL;
+    for (int i = 0; i < 100; i++) {
+        freeReplyObject(r);
+        r = redisCommand(rc, "XLEN netraven:jobs:dead");
+        if (r && r->integer == 7)
+            break;
+        usleep(50000);
+    }
+    ck_assert_int_eq(r->integer, 7);
+    freeReplyObject(r);
+    r = redisCommand(rc, "XRANGE netraven:jobs:dead - +");
+    ck_assert_int_eq(r->elements, 7);
+    const char *want[] = { "not valid JSON", "job_id is missing", "job_id must be a positive integer",
+                           "job 99999 does not exist", "job_id must be a positive integer",
+                           "no 'payload' field", "JSON" };
+    bool seen[7] = { false };
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fields = r->element[i]->element[1];
+        const char *reason = NULL;
+        for (size_t f = 0; f + 1 < fields->elements; f += 2)
+            if (strcmp(fields->element[f]->str, "reason") == 0)
+                reason = fields->element[f + 1]->str;
+        ck_assert_ptr_nonnull(reason);
+        for (size_t k = 0; k < 7; k++)
+            if (!seen[k] && strstr(reason, want[k])) {
+                seen[k] = true;
+                break;
+            }
+    }
+    freeReplyObject(r);
+    for (size_t k = 0; k < 7; k++)
+        ck_assert_msg(seen[k], "no dead letter with reason '%s'", want[k]);
+    r = redisCommand(rc, "XPENDING netraven:jobs netraven-workers");
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+
+    stop_worker_ok(&w);
+    char *so = nrt_proc_stdout(&w);
+    ck_assert_msg(strstr(so, "rejected: job 99999 does not exist"), "stdout: %s", so);
+    free(so);
+    nrt_proc_clear(&w);
+    redisFree(rc);
+    free(spool);
+}
+END_TEST
+
+START_TEST(file_logging_on_and_unwritable)
+{
+    long long job = add_job("filed", "reachability", 0);
+    char *dir = nrt_tmpdir("logfile");
+    char *file = NULL, *env_file = NULL;
+    if (asprintf(&file, "%s/nested/deeper/worker.log", dir) < 0 ||
+        asprintf(&env_file, "NETRAVEN_LOGGING__FILE=%s", file) < 0)
+        abort();
+    char *spool = spool_env();
+    char *extra[] = { env_file, spool, NULL };
+    struct nrt_proc w;
+
+    start_worker(&w, extra);
+    char *out = enqueue_wait(job);
+    free(out);
+    stop_worker_ok(&w);
+    char *text = nrt_read_file(file);
+    ck_assert_msg(text != NULL, "log file %s was not created", file);
+    ck_assert(strstr(text, "Job 'filed' started") || strstr(text, "No devices to process for job 'filed'"));
+    ck_assert(strstr(text, "netraven-worker stopped"));
+    free(text);
+    nrt_proc_clear(&w);
+
+    /* a path that cannot be created: one warning on stdout, logging goes on */
+    char *extra2[] = { "NETRAVEN_LOGGING__FILE=/proc/netraven-nope/worker.log", spool, NULL };
+    start_worker(&w, extra2);
+    out = enqueue_wait(job);
+    free(out);
+    stop_worker_ok(&w);
+    char *so = nrt_proc_stdout(&w);
+    int warnings = 0;
+    for (const char *p = so; (p = strstr(p, "Cannot write log file")); p++)
+        warnings++;
+    ck_assert_int_eq(warnings, 1);
+    ck_assert(strstr(so, "No devices to process for job 'filed'"));
+    free(so);
+    nrt_proc_clear(&w);
+    free(file);
+    free(env_file);
+    free(dir);
+    free(spool);
+}
+END_TEST
+
+START_TEST(check_config_refuses_bad_values_and_masks_secrets)
+{
+    char *argv[] = { (char *)nrt_worker_bin(), "check-config", NULL };
+    struct nrt_proc p;
+    char *bad[] = { "NETRAVEN_WORKER__THREAD_POOL_SIZE=abc", NULL };
+
+    nrt_proc_start(&p, argv, bad);
+    ck_assert(nrt_proc_wait(&p, 30));
+    ck_assert_int_eq(WEXITSTATUS(p.status), 2);
+    char *err = nrt_read_file(p.err_path);
+    ck_assert_msg(strstr(err, "NETRAVEN_WORKER__THREAD_POOL_SIZE") && strstr(err, "worker.thread_pool_size"),
+                  "stderr: %s", err);
+    free(err);
+    nrt_proc_clear(&p);
+
+    char *secret[] = { "NETRAVEN_SECURITY__ENCRYPTION_KEY=hunter2-master-key",
+                       "NETRAVEN_SSH__ENABLE_SECRET=en4ble-s3cret",
+                       "NETRAVEN_DATABASE__URL=postgresql+psycopg2://nr:db-pa55word@127.0.0.1:1/nr", NULL };
+    nrt_proc_start(&p, argv, secret);
+    ck_assert(nrt_proc_wait(&p, 30));
+    ck_assert_int_eq(WEXITSTATUS(p.status), 0);
+    char *out = nrt_proc_stdout(&p);
+    ck_assert(strstr(out, "worker.thread_pool_size") != NULL);
+    ck_assert(strstr(out, "hunter2-master-key") == NULL);
+    ck_assert(strstr(out, "en4ble-s3cret") == NULL);
+    ck_assert(strstr(out, "db-pa55word") == NULL);
+    free(out);
+    nrt_proc_clear(&p);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("worker");
+    TCase *tc = tcase_create("end-to-end");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, reachability_mix_end_to_end);
+    tcase_add_test(tc, unknown_job_type_then_next_job);
+    tcase_add_test(tc, bad_entries_go_to_dead_letters);
+    tcase_add_test(tc, file_logging_on_and_unwritable);
+    tcase_add_test(tc, check_config_refuses_bad_values_and_masks_secrets);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
