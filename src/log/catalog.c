@@ -17,11 +17,11 @@
 #define NR_EV_LEVEL_CRITICAL NR_LOG_CRITICAL
 
 const struct nr_event_def nr_events[NR_EV_COUNT] = {
-#define NR_EVENT(id, type, level, src, audit_row, template_)                 \
+#define NR_EVENT(id, type_, level_, src, audit_row, template_)                 \
     [NR_EV_##id] = {                                                         \
         .name   = #id,                                                       \
-        .type   = NR_EV_TYPE_##type,                                         \
-        .level  = NR_EV_LEVEL_##level,                                       \
+        .type   = NR_EV_TYPE_##type_,                                        \
+        .level  = NR_EV_LEVEL_##level_,                                      \
         .source = src,                                                       \
         .audit  = audit_row,                                                 \
         .tmpl   = template_,                                                 \

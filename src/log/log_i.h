@@ -64,7 +64,7 @@ struct nr_logq {
     atomic_uint_fast64_t done;      /* records the sink finished with */
     atomic_uint_fast64_t dropped;   /* refused (full, stopping) or given up */
     bool                stop;
-    bool                running;    /* a thread consumes this queue */
+    atomic_bool         running;    /* a thread consumes this queue */
 };
 
 /* Set up q for at most cap records.  Returns 0 or NR_ERR. */

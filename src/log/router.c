@@ -1,1 +1,957 @@
-/* placeholder: being written */
+/*
+ * router.c - the front half of the log module: the routing table, record
+ * rendering, the bounded sink queues, flush and shutdown.
+ *
+ * Routing (computed once in nr_log_init, one word per event):
+ *   route(type) = logging.routes[type], or nr_log_default_route(type) when
+ *                 the config left it 0; stdout is always added, and the
+ *                 file mirrors stdout whenever logging.file is set
+ *                 (CONTRACT 3: "an extra destination for all of them").
+ *   A sink is only available when it can work: FILE needs logging.file,
+ *   DB needs database.url, REDIS needs logging.redis.enabled and
+ *   scheduler.redis_url.
+ *   Thresholds: stdout/file need level >= logging.level, except session
+ *   events, which reach stdout/file only when logging.level is debug; DB
+ *   needs level >= logging.db_level; Redis takes session events at any
+ *   level (other types routed there follow logging.level).
+ *
+ * An emit reads one word of that table; a zero word returns before anything
+ * is formatted.
+ */
+#include "log_i.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define NR_LOG_DEFAULT_QUEUE        65536
+#define NR_LOG_DEFAULT_REDIS_QUEUE  8192
+#define NR_LOG_DEFAULT_DB_BATCH     1000
+#define NR_LOG_OUT_SINKS            (NR_SINK_STDOUT | NR_SINK_FILE)
+
+struct nr_log_settings nr_log_set;
+struct nr_logq nr_log_q_out;
+struct nr_logq nr_log_q_db;
+struct nr_logq nr_log_q_redis;
+
+atomic_uint_fast64_t nr_log_db_written;
+atomic_uint_fast64_t nr_log_db_lost;
+atomic_uint_fast64_t nr_log_redis_published;
+atomic_uint_fast64_t nr_log_redis_lost;
+atomic_uint_fast64_t nr_log_file_errors;
+atomic_int nr_log_reopen_req;
+
+static _Atomic unsigned nr_route_tab[NR_EV_COUNT];
+static atomic_uint_fast64_t nr_emitted[NR_LOG_TYPE_COUNT];
+static pthread_t nr_th_out, nr_th_db, nr_th_redis;
+static atomic_bool nr_log_started;
+
+/* ================================================================ buffers */
+
+void nr_sbuf_init_stack(struct nr_sbuf *b, char *buf, size_t size)
+{
+    b->p = buf;
+    b->cap = size;
+    b->len = 0;
+    b->onstack = true;
+    buf[0] = '\0';
+}
+
+void nr_sbuf_reserve(struct nr_sbuf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    size_t cap;
+    char *p;
+
+    if (need <= b->cap)
+        return;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    if (b->onstack) {
+        p = nr_malloc(cap);
+        memcpy(p, b->p, b->len + 1);
+        b->onstack = false;
+    } else {
+        p = nr_realloc(b->p, cap);
+        if (b->p == NULL)
+            p[0] = '\0';
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+void nr_sbuf_put(struct nr_sbuf *b, const char *s, size_t n)
+{
+    nr_sbuf_reserve(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void nr_sbuf_puts(struct nr_sbuf *b, const char *s)
+{
+    nr_sbuf_put(b, s, strlen(s));
+}
+
+void nr_sbuf_putc(struct nr_sbuf *b, char c)
+{
+    nr_sbuf_reserve(b, 1);
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+}
+
+void nr_sbuf_printf(struct nr_sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    nr_sbuf_reserve(b, 64);
+    va_start(ap, fmt);
+    n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= b->cap - b->len) {
+        nr_sbuf_reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+void nr_sbuf_json_str(struct nr_sbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *run = p;
+
+    nr_sbuf_putc(b, '"');
+    for (;; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        nr_sbuf_put(b, (const char *)run, (size_t)(p - run));
+        if (c == '\0')
+            break;
+        switch (c) {
+        case '"':  nr_sbuf_put(b, "\\\"", 2); break;
+        case '\\': nr_sbuf_put(b, "\\\\", 2); break;
+        case '\n': nr_sbuf_put(b, "\\n", 2); break;
+        case '\r': nr_sbuf_put(b, "\\r", 2); break;
+        case '\t': nr_sbuf_put(b, "\\t", 2); break;
+        default: {
+            char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+            nr_sbuf_put(b, u, 6);
+        }
+        }
+        run = p + 1;
+    }
+    nr_sbuf_putc(b, '"');
+}
+
+void nr_sbuf_free(struct nr_sbuf *b)
+{
+    if (!b->onstack)
+        free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->onstack = false;
+}
+
+/* ================================================================= UTF-8 */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned cp;
+
+    if (c < 0x80)
+        return c ? 1 : 0;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+bool nr_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < n) {
+        size_t k;
+        if (p[i] >= 0x01 && p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        k = utf8_seq(p + i, n - i);
+        if (k == 0)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+char *nr_utf8_sanitize(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    struct nr_sbuf b = { 0 };
+    size_t i = 0;
+
+    nr_sbuf_reserve(&b, n);
+    while (i < n) {
+        size_t k = utf8_seq(p + i, n - i);
+        if (k == 0) {
+            nr_sbuf_put(&b, "\xEF\xBF\xBD", 3);
+            i++;
+        } else {
+            nr_sbuf_put(&b, s + i, k);
+            i += k;
+        }
+    }
+    return b.p;
+}
+
+/* ================================================================= queues */
+
+int nr_logq_init(struct nr_logq *q, size_t cap)
+{
+    pthread_condattr_t ca;
+
+    memset(q, 0, sizeof(*q));
+    if (cap == 0)
+        cap = 1;
+    if (pthread_condattr_init(&ca) != 0)
+        return NR_ERR;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->wake, &ca);
+    pthread_cond_init(&q->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    q->v = nr_calloc(cap, sizeof(*q->v));
+    q->spare = nr_calloc(cap, sizeof(*q->spare));
+    q->cap = cap;
+    return NR_OK;
+}
+
+void nr_logq_destroy(struct nr_logq *q)
+{
+    if (q->v == NULL)
+        return;
+    for (size_t i = 0; i < q->n; i++)
+        nr_log_rec_unref(q->v[i]);
+    free(q->v);
+    free(q->spare);
+    q->v = q->spare = NULL;
+    q->n = 0;
+    pthread_cond_destroy(&q->wake);
+    pthread_cond_destroy(&q->done_cv);
+    pthread_mutex_destroy(&q->mu);
+    q->running = false;
+}
+
+bool nr_logq_push(struct nr_logq *q, struct nr_log_rec *r)
+{
+    bool first;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->stop || q->n == q->cap) {
+        atomic_fetch_add_explicit(&q->dropped, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&q->mu);
+        return false;
+    }
+    q->v[q->n++] = r;
+    first = q->n == 1;
+    atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&q->mu);
+    /* The consumer only sleeps on an empty queue. */
+    if (first)
+        pthread_cond_signal(&q->wake);
+    return true;
+}
+
+static void abs_deadline(struct timespec *ts, double seconds)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    if (seconds > 1e7)
+        seconds = 1e7;
+    ts->tv_sec += (time_t)seconds;
+    ts->tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeout_s)
+{
+    struct timespec dl;
+    struct nr_log_rec **t;
+    size_t n;
+
+    pthread_mutex_lock(&q->mu);
+    if (timeout_s >= 0)
+        abs_deadline(&dl, timeout_s);
+    while (q->n == 0 && !q->stop) {
+        if (timeout_s < 0)
+            pthread_cond_wait(&q->wake, &q->mu);
+        else if (pthread_cond_timedwait(&q->wake, &q->mu, &dl) == ETIMEDOUT)
+            break;
+    }
+    n = q->n;
+    t = q->v;
+    q->v = q->spare;
+    q->spare = t;
+    q->n = 0;
+    pthread_mutex_unlock(&q->mu);
+    *batch = t;
+    return n;
+}
+
+void nr_logq_done(struct nr_logq *q, size_t n)
+{
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&q->mu);
+    atomic_fetch_add_explicit(&q->done, n, memory_order_relaxed);
+    pthread_cond_broadcast(&q->done_cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+bool nr_logq_sleep(struct nr_logq *q, double seconds)
+{
+    struct timespec dl;
+    bool stop;
+
+    abs_deadline(&dl, seconds);
+    pthread_mutex_lock(&q->mu);
+    while (!q->stop)
+        if (pthread_cond_timedwait(&q->wake, &q->mu, &dl) == ETIMEDOUT)
+            break;
+    stop = q->stop;
+    pthread_mutex_unlock(&q->mu);
+    return stop;
+}
+
+bool nr_logq_stopping(struct nr_logq *q)
+{
+    bool stop;
+
+    pthread_mutex_lock(&q->mu);
+    stop = q->stop;
+    pthread_mutex_unlock(&q->mu);
+    return stop;
+}
+
+static void logq_stop(struct nr_logq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_cond_broadcast(&q->wake);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Wait until q->done reaches target or the monotonic deadline passes. */
+static bool logq_wait_done(struct nr_logq *q, uint64_t target, const struct timespec *dl)
+{
+    bool ok;
+
+    pthread_mutex_lock(&q->mu);
+    while (atomic_load_explicit(&q->done, memory_order_relaxed) < target)
+        if (pthread_cond_timedwait(&q->done_cv, &q->mu, dl) == ETIMEDOUT)
+            break;
+    ok = atomic_load_explicit(&q->done, memory_order_relaxed) >= target;
+    pthread_mutex_unlock(&q->mu);
+    return ok;
+}
+
+/* ================================================================ records */
+
+void nr_log_rec_unref(struct nr_log_rec *r)
+{
+    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+        free(r);
+}
+
+static const char *const nr_level_upper[NR_LOG_LEVEL_COUNT] = {
+    "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL",
+};
+
+const char *nr_log_level_upper(enum nr_log_level l)
+{
+    return (unsigned)l < NR_LOG_LEVEL_COUNT ? nr_level_upper[l] : "?";
+}
+
+void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r)
+{
+    const struct nr_event_def *e = &nr_events[r->ev];
+    char ts[NR_ISO_TS_LEN];
+
+    nr_iso_ts(&r->ts, ts);
+    nr_sbuf_reserve(b, 160 + r->msg_len + r->meta_len);
+    nr_sbuf_puts(b, "{\"timestamp\":\"");
+    nr_sbuf_puts(b, ts);
+    nr_sbuf_puts(b, "\",\"log_type\":\"");
+    nr_sbuf_puts(b, nr_log_type_name(e->type));
+    nr_sbuf_puts(b, "\",\"level\":\"");
+    nr_sbuf_puts(b, nr_log_level_name(e->level));
+    nr_sbuf_puts(b, "\",\"job_id\":");
+    if (r->job_id)
+        nr_sbuf_printf(b, "%lld", r->job_id);
+    else
+        nr_sbuf_puts(b, "null");
+    nr_sbuf_puts(b, ",\"device_id\":");
+    if (r->device_id)
+        nr_sbuf_printf(b, "%lld", r->device_id);
+    else
+        nr_sbuf_puts(b, "null");
+    nr_sbuf_puts(b, ",\"source\":");
+    nr_sbuf_json_str(b, e->source);
+    nr_sbuf_puts(b, ",\"message\":");
+    nr_sbuf_json_str(b, r->msg);
+    nr_sbuf_puts(b, ",\"meta\":");
+    nr_sbuf_put(b, r->meta, r->meta_len);
+    nr_sbuf_putc(b, '}');
+}
+
+/* ============================================================== rendering */
+
+static const struct nr_kv *kv_find(const struct nr_kv *kv, size_t nkv,
+                                   const char *name, size_t len, size_t *idx)
+{
+    /* The last of duplicate keys wins, as in meta. */
+    for (size_t i = nkv; i-- > 0;) {
+        if (kv[i].key && strncmp(kv[i].key, name, len) == 0 && kv[i].key[len] == '\0') {
+            *idx = i;
+            return &kv[i];
+        }
+    }
+    return NULL;
+}
+
+static void put_value(struct nr_sbuf *b, const struct nr_kv *k, const char *s)
+{
+    switch (k->kind) {
+    case NR_KV_STR:
+    case NR_KV_JSON:
+        nr_sbuf_puts(b, s ? s : (k->kind == NR_KV_JSON ? "null" : ""));
+        break;
+    case NR_KV_INT:
+        nr_sbuf_printf(b, "%lld", k->v.i);
+        break;
+    case NR_KV_DBL:
+        nr_sbuf_printf(b, "%g", k->v.d);
+        break;
+    case NR_KV_BOOL:
+        nr_sbuf_puts(b, k->v.i ? "true" : "false");
+        break;
+    case NR_KV_NONE:
+        break;
+    }
+}
+
+static bool is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Render tmpl into b.  sv[i] is the (UTF-8 clean) text of kv[i] when it is
+ * a string or JSON kind. */
+static void render(struct nr_sbuf *b, const char *tmpl, long long job_id,
+                   long long device_id, const struct nr_kv *kv, size_t nkv,
+                   const char *const *sv)
+{
+    const char *p = tmpl;
+
+    while (*p) {
+        const char *open = strchr(p, '{');
+        const char *q;
+        size_t idx;
+        const struct nr_kv *k;
+
+        if (open == NULL) {
+            nr_sbuf_puts(b, p);
+            return;
+        }
+        nr_sbuf_put(b, p, (size_t)(open - p));
+        for (q = open + 1; is_name_char(*q); q++)
+            ;
+        if (*q != '}' || q == open + 1) {
+            nr_sbuf_putc(b, '{');
+            p = open + 1;
+            continue;
+        }
+        k = kv_find(kv, nkv, open + 1, (size_t)(q - open - 1), &idx);
+        if (k)
+            put_value(b, k, sv[idx]);
+        else if (q - open - 1 == 6 && strncmp(open + 1, "job_id", 6) == 0)
+            nr_sbuf_printf(b, "%lld", job_id);
+        else if (q - open - 1 == 9 && strncmp(open + 1, "device_id", 9) == 0)
+            nr_sbuf_printf(b, "%lld", device_id);
+        else
+            nr_sbuf_put(b, open, (size_t)(q - open + 1));
+        p = q + 1;
+    }
+}
+
+/* Text values made UTF-8 clean: sv[i] points at the caller's string, or at
+ * a sanitized copy (then owned[i] is set). */
+#define NR_KV_INLINE 16
+
+struct kv_text {
+    const char  *inl[NR_KV_INLINE];
+    bool         inl_owned[NR_KV_INLINE];
+    const char **sv;
+    bool        *owned;
+    size_t       n;
+};
+
+static void kv_text_init(struct kv_text *t, const struct nr_kv *kv, size_t nkv)
+{
+    if (nkv <= NR_KV_INLINE) {
+        t->sv = t->inl;
+        t->owned = t->inl_owned;
+    } else {
+        t->sv = nr_calloc(nkv, sizeof(*t->sv));
+        t->owned = nr_calloc(nkv, sizeof(*t->owned));
+    }
+    t->n = nkv;
+    for (size_t i = 0; i < nkv; i++) {
+        const char *s = kv[i].kind == NR_KV_STR || kv[i].kind == NR_KV_JSON ? kv[i].v.s : NULL;
+        t->owned[i] = false;
+        t->sv[i] = s;
+        if (s) {
+            size_t len = strlen(s);
+            if (!nr_utf8_valid(s, len)) {
+                t->sv[i] = nr_utf8_sanitize(s, len);
+                t->owned[i] = true;
+            }
+        }
+    }
+}
+
+static void kv_text_clear(struct kv_text *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->owned[i])
+            free((char *)t->sv[i]);
+    if (t->sv != t->inl) {
+        free(t->sv);
+        free(t->owned);
+    }
+}
+
+char *nr_log_render(const char *tmpl, long long job_id, long long device_id,
+                    const struct nr_kv *kv, size_t nkv)
+{
+    struct nr_sbuf b = { 0 };
+    struct kv_text t;
+
+    kv_text_init(&t, kv, nkv);
+    nr_sbuf_reserve(&b, strlen(tmpl) + 32);
+    render(&b, tmpl, job_id, device_id, kv, nkv, t.sv);
+    kv_text_clear(&t);
+    return b.p;
+}
+
+/* The meta object: every kv, JSON kinds embedded as values. */
+static json_t *build_meta(const struct nr_kv *kv, size_t nkv, const char *const *sv)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; i < nkv; i++) {
+        json_t *v = NULL;
+
+        if (kv[i].key == NULL || kv[i].kind == NR_KV_NONE)
+            continue;
+        switch (kv[i].kind) {
+        case NR_KV_STR:
+            v = sv[i] ? json_string_nocheck(sv[i]) : json_null();
+            break;
+        case NR_KV_INT:
+            v = json_integer(kv[i].v.i);
+            break;
+        case NR_KV_DBL:
+            v = isfinite(kv[i].v.d) ? json_real(kv[i].v.d) : json_null();
+            break;
+        case NR_KV_BOOL:
+            v = json_boolean(kv[i].v.i);
+            break;
+        case NR_KV_JSON:
+            if (sv[i] == NULL) {
+                v = json_null();
+            } else {
+                v = json_loads(sv[i], JSON_DECODE_ANY, NULL);
+                if (v == NULL)      /* not JSON after all: keep it as text */
+                    v = json_string_nocheck(sv[i]);
+            }
+            break;
+        case NR_KV_NONE:
+            break;
+        }
+        if (v)
+            json_object_set_new(o, kv[i].key, v);
+    }
+    return o;
+}
+
+static _Thread_local long nr_tid_cache;
+
+static long nr_gettid(void)
+{
+    if (nr_tid_cache == 0)
+        nr_tid_cache = (long)syscall(SYS_gettid);
+    return nr_tid_cache;
+}
+
+static void emit_to(enum nr_event ev, long long job_id, long long device_id,
+                    const struct nr_kv *kv, size_t nkv, unsigned sinks)
+{
+    const struct nr_event_def *e = &nr_events[ev];
+    char msgbuf[1024], metabuf[1024];
+    struct nr_sbuf msg;
+    struct kv_text t;
+    struct nr_log_rec *r;
+    struct timespec ts;
+    json_t *meta;
+    char *metap = metabuf;
+    size_t meta_len;
+    unsigned targets;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    kv_text_init(&t, kv, nkv);
+
+    nr_sbuf_init_stack(&msg, msgbuf, sizeof(msgbuf));
+    render(&msg, e->tmpl, job_id, device_id, kv, nkv, t.sv);
+
+    meta = build_meta(kv, nkv, t.sv);
+    meta_len = json_dumpb(meta, metabuf, sizeof(metabuf), JSON_COMPACT);
+    if (meta_len > sizeof(metabuf)) {
+        metap = nr_malloc(meta_len);
+        json_dumpb(meta, metap, meta_len, JSON_COMPACT);
+    } else if (meta_len == 0) {
+        memcpy(metabuf, "{}", 2);
+        meta_len = 2;
+    }
+    json_decref(meta);
+    kv_text_clear(&t);
+
+    r = nr_malloc(sizeof(*r) + msg.len + 1 + meta_len + 1);
+    r->ev = ev;
+    r->sinks = sinks;
+    r->job_id = job_id;
+    r->device_id = device_id;
+    r->ts = ts;
+    r->tid = nr_gettid();
+    r->msg = r->data;
+    r->msg_len = msg.len;
+    memcpy(r->msg, msg.p, msg.len + 1);
+    r->meta = r->data + msg.len + 1;
+    r->meta_len = meta_len;
+    memcpy(r->meta, metap, meta_len);
+    r->meta[meta_len] = '\0';
+    if (metap != metabuf)
+        free(metap);
+    nr_sbuf_free(&msg);
+
+    targets = !!(sinks & NR_LOG_OUT_SINKS) + !!(sinks & NR_SINK_DB) + !!(sinks & NR_SINK_REDIS);
+    atomic_init(&r->refs, targets);
+    atomic_fetch_add_explicit(&nr_emitted[e->type], 1, memory_order_relaxed);
+
+    if ((sinks & NR_LOG_OUT_SINKS) && !nr_logq_push(&nr_log_q_out, r))
+        nr_log_rec_unref(r);
+    if ((sinks & NR_SINK_DB) && !nr_logq_push(&nr_log_q_db, r))
+        nr_log_rec_unref(r);
+    if ((sinks & NR_SINK_REDIS) && !nr_logq_push(&nr_log_q_redis, r))
+        nr_log_rec_unref(r);
+}
+
+/* ================================================================ routing */
+
+unsigned nr_log_default_route(enum nr_log_type t)
+{
+    switch (t) {
+    case NR_LOG_JOB:
+    case NR_LOG_CONNECTION:
+        return NR_SINK_STDOUT | NR_SINK_FILE | NR_SINK_DB;
+    case NR_LOG_SESSION:
+        return NR_SINK_STDOUT | NR_SINK_FILE | NR_SINK_REDIS;
+    case NR_LOG_SYSTEM:
+    default:
+        return NR_SINK_STDOUT | NR_SINK_FILE;
+    }
+}
+
+static unsigned route_event(const struct nr_config *cfg, const struct nr_event_def *e,
+                            unsigned avail)
+{
+    unsigned route = (unsigned)e->type < NR_LOG_TYPE_COUNT ? cfg->logging.routes[e->type] : 0;
+    bool session = e->type == NR_LOG_SESSION;
+    unsigned s = 0;
+
+    if (route == 0)
+        route = nr_log_default_route(e->type);
+    route |= NR_SINK_STDOUT | NR_SINK_FILE;
+    route &= avail;
+
+    if (session ? cfg->logging.level == NR_LOG_DEBUG : e->level >= cfg->logging.level)
+        s |= route & NR_LOG_OUT_SINKS;
+    if ((route & NR_SINK_DB) && e->level >= cfg->logging.db_level)
+        s |= NR_SINK_DB;
+    if ((route & NR_SINK_REDIS) && (session || e->level >= cfg->logging.level))
+        s |= NR_SINK_REDIS;
+    return s;
+}
+
+unsigned nr_log_sinks(enum nr_event ev)
+{
+    if ((unsigned)ev >= NR_EV_COUNT)
+        return 0;
+    return atomic_load_explicit(&nr_route_tab[ev], memory_order_relaxed);
+}
+
+bool nr_log_enabled(enum nr_event ev)
+{
+    return nr_log_sinks(ev) != 0;
+}
+
+void nr_log_emit(enum nr_event ev, long long job_id, long long device_id,
+                 const struct nr_kv *kv, size_t nkv)
+{
+    unsigned sinks = nr_log_sinks(ev);
+
+    if (sinks)
+        emit_to(ev, job_id, device_id, kv, nkv, sinks);
+}
+
+void nr_log_emit_mask(enum nr_event ev, long long job_id, long long device_id,
+                      const struct nr_kv *kv, size_t nkv, unsigned mask,
+                      unsigned force)
+{
+    unsigned sinks;
+
+    if ((unsigned)ev >= NR_EV_COUNT || !nr_log_started)
+        return;
+    sinks = force ? force : nr_log_sinks(ev) & mask;
+    if (sinks)
+        emit_to(ev, job_id, device_id, kv, nkv, sinks);
+}
+
+void nr_log_session(long long job_id, long long device_id,
+                    const char *direction, const char *data, size_t len)
+{
+    char *clean;
+
+    if (!nr_log_enabled(NR_EV_SESSION_DATA))
+        return;
+    clean = nr_utf8_sanitize(data ? data : "", data ? len : 0);
+    NR_LOG(NR_EV_SESSION_DATA, job_id, device_id,
+           NR_S("direction", direction ? direction : "?"),
+           NR_I("bytes", len),
+           NR_S("data", clean));
+    free(clean);
+}
+
+void nr_log_reopen(void)
+{
+    atomic_store(&nr_log_reopen_req, 1);
+}
+
+/* ============================================================= life cycle */
+
+void nr_log_block_signals(void)
+{
+    sigset_t all;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+static void settings_clear(struct nr_log_settings *s)
+{
+    free(s->file);
+    free(s->db_url);
+    free(s->redis_url);
+    free(s->channel_prefix);
+    memset(s, 0, sizeof(*s));
+}
+
+static void counters_reset(void)
+{
+    for (int t = 0; t < NR_LOG_TYPE_COUNT; t++)
+        atomic_store(&nr_emitted[t], 0);
+    atomic_store(&nr_log_db_written, 0);
+    atomic_store(&nr_log_db_lost, 0);
+    atomic_store(&nr_log_redis_published, 0);
+    atomic_store(&nr_log_redis_lost, 0);
+    atomic_store(&nr_log_file_errors, 0);
+    atomic_store(&nr_log_reopen_req, 0);
+    for (int i = 0; i < 3; i++) {
+        struct nr_logq *q = i == 0 ? &nr_log_q_out : i == 1 ? &nr_log_q_db : &nr_log_q_redis;
+        atomic_store(&q->pushed, 0);
+        atomic_store(&q->done, 0);
+        atomic_store(&q->dropped, 0);
+    }
+}
+
+static void table_clear(void)
+{
+    for (int i = 0; i < NR_EV_COUNT; i++)
+        atomic_store_explicit(&nr_route_tab[i], 0, memory_order_relaxed);
+}
+
+static void stop_join(struct nr_logq *q, pthread_t th)
+{
+    if (!q->running)
+        return;
+    logq_stop(q);
+    pthread_join(th, NULL);
+    q->running = false;
+}
+
+static void teardown(void)
+{
+    /* db and redis may still report into the out queue: stop them first. */
+    stop_join(&nr_log_q_redis, nr_th_redis);
+    stop_join(&nr_log_q_db, nr_th_db);
+    nr_log_started = false;
+    stop_join(&nr_log_q_out, nr_th_out);
+    table_clear();
+    nr_logq_destroy(&nr_log_q_redis);
+    nr_logq_destroy(&nr_log_q_db);
+    nr_logq_destroy(&nr_log_q_out);
+    settings_clear(&nr_log_set);
+}
+
+static int start_sink(struct nr_logq *q, pthread_t *th, void *(*fn)(void *), size_t cap)
+{
+    if (nr_logq_init(q, cap) < 0)
+        return NR_ERR;
+    if (pthread_create(th, NULL, fn, NULL) != 0)
+        return NR_ERR;
+    q->running = true;
+    return NR_OK;
+}
+
+int nr_log_init(const struct nr_config *cfg)
+{
+    const struct nr_log_settings zero = { 0 };
+    unsigned tab[NR_EV_COUNT];
+    unsigned avail = NR_SINK_STDOUT, used = 0;
+    size_t qcap, rcap;
+
+    if (nr_log_started)
+        return NR_ERR;
+    counters_reset();
+    nr_log_set = zero;
+    nr_log_set.format = cfg->logging.format;
+    if (cfg->logging.file && cfg->logging.file[0]) {
+        nr_log_set.file = nr_strdup(cfg->logging.file);
+        avail |= NR_SINK_FILE;
+    }
+    if (cfg->database.url && cfg->database.url[0]) {
+        nr_log_set.db_url = nr_strdup(cfg->database.url);
+        avail |= NR_SINK_DB;
+    }
+    if (cfg->logging.redis.enabled && cfg->scheduler.redis_url && cfg->scheduler.redis_url[0]) {
+        nr_log_set.redis_url = nr_strdup(cfg->scheduler.redis_url);
+        avail |= NR_SINK_REDIS;
+    }
+    nr_log_set.channel_prefix = nr_strdup(cfg->logging.redis.channel_prefix &&
+                                          cfg->logging.redis.channel_prefix[0]
+                                          ? cfg->logging.redis.channel_prefix
+                                          : "netraven-logs");
+    nr_log_set.db_batch_size = cfg->logging.db_batch_size > 0
+                               ? cfg->logging.db_batch_size : NR_LOG_DEFAULT_DB_BATCH;
+    qcap = cfg->logging.queue_size > 0 ? (size_t)cfg->logging.queue_size : NR_LOG_DEFAULT_QUEUE;
+    rcap = cfg->logging.redis.queue_size > 0 ? (size_t)cfg->logging.redis.queue_size
+                                             : NR_LOG_DEFAULT_REDIS_QUEUE;
+
+    for (int i = 0; i < NR_EV_COUNT; i++) {
+        tab[i] = route_event(cfg, &nr_events[i], avail);
+        used |= tab[i];
+    }
+
+    /* The table is live before the threads start: they emit too. */
+    for (int i = 0; i < NR_EV_COUNT; i++)
+        atomic_store_explicit(&nr_route_tab[i], tab[i], memory_order_relaxed);
+    nr_log_started = true;
+
+    if (start_sink(&nr_log_q_out, &nr_th_out, nr_log_out_main, qcap) < 0 ||
+        ((used & NR_SINK_DB) &&
+         start_sink(&nr_log_q_db, &nr_th_db, nr_log_db_main, qcap) < 0) ||
+        ((used & NR_SINK_REDIS) &&
+         start_sink(&nr_log_q_redis, &nr_th_redis, nr_log_redis_main, rcap) < 0)) {
+        teardown();
+        return NR_ERR;
+    }
+    return NR_OK;
+}
+
+int nr_log_flush(double timeout_s)
+{
+    struct nr_logq *qs[3] = { &nr_log_q_db, &nr_log_q_redis, &nr_log_q_out };
+    uint64_t target[3] = { 0, 0, 0 };
+    struct timespec dl;
+    int rc = NR_OK;
+
+    if (!nr_log_started)
+        return NR_OK;
+    for (int i = 0; i < 3; i++) {
+        if (!qs[i]->running)
+            continue;
+        pthread_mutex_lock(&qs[i]->mu);
+        target[i] = atomic_load_explicit(&qs[i]->pushed, memory_order_relaxed);
+        pthread_mutex_unlock(&qs[i]->mu);
+    }
+    abs_deadline(&dl, timeout_s > 0 ? timeout_s : 0);
+    for (int i = 0; i < 3; i++)
+        if (qs[i]->running && !logq_wait_done(qs[i], target[i], &dl))
+            rc = NR_ETIMEOUT;
+    return rc;
+}
+
+void nr_log_shutdown(void)
+{
+    if (!nr_log_started)
+        return;
+    nr_log_flush(NR_LOG_SHUTDOWN_DB_WAIT_S);
+    teardown();
+}
+
+void nr_log_get_stats(struct nr_log_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int t = 0; t < NR_LOG_TYPE_COUNT; t++)
+        out->emitted[t] = atomic_load(&nr_emitted[t]);
+    out->db_routed = atomic_load(&nr_log_q_db.pushed);
+    out->db_written = atomic_load(&nr_log_db_written);
+    out->db_dropped = atomic_load(&nr_log_q_db.dropped) + atomic_load(&nr_log_db_lost);
+    out->out_dropped = atomic_load(&nr_log_q_out.dropped);
+    out->redis_published = atomic_load(&nr_log_redis_published);
+    out->redis_dropped = atomic_load(&nr_log_q_redis.dropped) + atomic_load(&nr_log_redis_lost);
+    out->file_errors = atomic_load(&nr_log_file_errors);
+}

@@ -196,6 +196,24 @@ static uint64_t next_unique(void)
 /* ------------------------------------------------------------------ */
 /* resolution */
 
+/* ::ffff:a.b.c.d is probed as a.b.c.d: ICMPv6 cannot reach it. */
+static void unmap_v4(struct target *t)
+{
+    struct sockaddr_in6 s6;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&t->ss;
+
+    if (t->family != AF_INET6)
+        return;
+    memcpy(&s6, &t->ss, sizeof(s6));
+    if (!IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+        return;
+    memset(&t->ss, 0, sizeof(t->ss));
+    s4->sin_family = AF_INET;
+    memcpy(&s4->sin_addr, &s6.sin6_addr.s6_addr[12], 4);
+    t->len = sizeof(*s4);
+    t->family = AF_INET;
+}
+
 static int resolve(const char *host, struct target *t, char *err, size_t errlen)
 {
     struct sockaddr_in *s4 = (struct sockaddr_in *)&t->ss;
@@ -219,6 +237,7 @@ static int resolve(const char *host, struct target *t, char *err, size_t errlen)
         s6->sin6_family = AF_INET6;
         t->len = sizeof(*s6);
         t->family = AF_INET6;
+        unmap_v4(t);
         return 0;
     }
     memset(&hints, 0, sizeof(hints));
@@ -247,6 +266,7 @@ static int resolve(const char *host, struct target *t, char *err, size_t errlen)
         }
     }
     freeaddrinfo(ai);
+    unmap_v4(t);
     if (t->family == 0) {
         snprintf(err, errlen, "cannot resolve '%s': no IPv4 or IPv6 address", host);
         return -1;
@@ -447,10 +467,32 @@ static void icmp_start(struct probe *p, const struct target *t)
         finish_errno(p, errno, "icmp connect");
         return;
     }
+    /* A raw socket receives every ICMP packet of the host from socket()
+     * until the filter and connect() above take effect; on a busy host
+     * that can fill its receive buffer, and the reply would then be
+     * dropped.  Nothing of ours can be queued yet: discard it all. */
+    if (p->mode == ICMP_RAW) {
+        uint8_t junk[64];
+        while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0 ||
+               errno == EINTR)
+            ;
+    }
     p->cookie = next_unique();
     p->ident = (uint16_t)(p->cookie >> 48);
     p->seq0 = (uint16_t)(p->cookie >> 32);
     icmp_send(p, t->family);
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct target *t)
+{
+    if (a->ss_family != t->family)
+        return false;
+    if (t->family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)&t->ss)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)&t->ss)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
 }
 
 /* Sequence number -> index of our request, or -1 if not one of ours. */
@@ -461,8 +503,11 @@ static int icmp_seq_index(const struct probe *p, uint16_t seq)
 }
 
 /* Look at one received datagram.  Returns true when it settled the probe. */
-static bool icmp_input(struct probe *p, int family, const uint8_t *buf, size_t n)
+static bool icmp_input(struct probe *p, const struct target *t,
+                       const struct sockaddr_storage *from,
+                       const uint8_t *buf, size_t n)
 {
+    int family = t->family;
     const uint8_t *icmp = buf;
     size_t len = n;
     int type, code, idx;
@@ -488,6 +533,8 @@ static bool icmp_input(struct probe *p, int family, const uint8_t *buf, size_t n
 
     if (type == (family == AF_INET ? ICMP_ECHOREPLY : ICMP6_ECHO_REPLY)) {
         if (p->mode == ICMP_RAW && id != p->ident)
+            return false;
+        if (!same_host(from, t))        /* connect() filters too; be sure */
             return false;
         if ((idx = icmp_seq_index(p, seq)) < 0)
             return false;
@@ -532,14 +579,17 @@ static bool icmp_input(struct probe *p, int family, const uint8_t *buf, size_t n
     return true;
 }
 
-static void icmp_event(struct probe *p, int family, short revents)
+static void icmp_event(struct probe *p, const struct target *t, short revents)
 {
     uint8_t buf[1500];
 
     if (!(revents & (POLLIN | POLLERR | POLLHUP)))
         return;
     for (int i = 0; i < NR_ICMP_RECV_BURST; i++) {
-        ssize_t n = recv(p->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        struct sockaddr_storage from;
+        socklen_t flen = sizeof(from);
+        ssize_t n = recvfrom(p->fd, buf, sizeof(buf), MSG_DONTWAIT,
+                             (struct sockaddr *)&from, &flen);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -549,7 +599,7 @@ static void icmp_event(struct probe *p, int family, short revents)
             finish_errno(p, errno, "receive echo reply");
             return;
         }
-        if (icmp_input(p, family, buf, (size_t)n))
+        if (icmp_input(p, t, &from, buf, (size_t)n))
             return;
     }
 }
@@ -641,7 +691,7 @@ int nr_probe_run(const char *ip, double timeout_s, const int *tcp_ports,
             if (pfd[i].revents == 0 || pr[i].fd < 0)
                 continue;
             if (out[i].kind == NR_PROBE_ICMP)
-                icmp_event(&pr[i], t.family, pfd[i].revents);
+                icmp_event(&pr[i], &t, pfd[i].revents);
             else
                 tcp_event(&pr[i], pfd[i].revents, now);
         }

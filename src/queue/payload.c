@@ -14,8 +14,10 @@
  *  - unknown keys are ignored, so producers may add fields.
  *  - an optional field that is JSON null is treated as absent (Python's
  *    json.dumps writes None as null).
- *  - device_ids must not be empty and must not repeat an id; commands must
- *    be non-empty single lines.
+ *  - device_ids must not be empty and must not repeat an id; job_type and
+ *    run_id must be non-empty and free of control characters; commands must
+ *    be non-empty single lines without control characters (a ^Z or ESC sent
+ *    to a device CLI steers it rather than running a command).
  */
 #include "netraven/queue.h"
 
@@ -143,6 +145,15 @@ static bool positive_int(const json_t *v, long long *out)
     return true;
 }
 
+/* Offset of the first ASCII control character in s[0..len), or -1. */
+static long control_at(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+            return (long)i;
+    return -1;
+}
+
 static int cmp_ll(const void *a, const void *b)
 {
     long long x = *(const long long *)a, y = *(const long long *)b;
@@ -206,6 +217,8 @@ static int parse_string(const json_t *root, const char *name, size_t max,
     if (len > max)
         return fail(reason, "%s is %zu bytes long, more than the limit of %zu",
                     name, len, max);
+    if (control_at(json_string_value(v), len) >= 0)
+        return fail(reason, "%s must not contain control characters", name);
     *out = nr_strndup(json_string_value(v), len);
     return NR_OK;
 }
@@ -224,6 +237,7 @@ static int parse_commands(const json_t *v, struct nr_payload *p, char **reason)
         const json_t *e = json_array_get(v, i);
         const char *s;
         size_t len;
+        long at;
 
         if (!json_is_string(e)) {
             char name[32];
@@ -239,6 +253,10 @@ static int parse_commands(const json_t *v, struct nr_payload *p, char **reason)
                         i, len, COMMAND_MAX);
         if (memchr(s, '\n', len) != NULL || memchr(s, '\r', len) != NULL)
             return fail(reason, "commands[%zu] must be a single line (it contains a line break)", i);
+        /* a ^C, ^Z or ESC would steer the device's CLI, not run a command */
+        if ((at = control_at(s, len)) >= 0)
+            return fail(reason, "commands[%zu] must not contain control characters "
+                        "(byte 0x%02x at offset %ld)", i, (unsigned char)s[at], at);
         nr_strlist_push(&p->commands, s);
     }
     return NR_OK;

@@ -281,8 +281,8 @@ static int transaction(struct queue_i *qi, const char *what, struct cmd *cmds, i
             }
             for (size_t k = 0; k < r->elements; k++) {
                 if (r->element[k]->type == REDIS_REPLY_ERROR) {
-                    set_err(qi, "redis at %s: %s failed in %.*s: %.*s", qi->where, what,
-                            (int)cmds[k].len[0], cmds[k].argv[0],
+                    set_err(qi, "redis at %s: %.*s failed while %s: %.*s", qi->where,
+                            (int)cmds[k].len[0], cmds[k].argv[0], what,
                             (int)(r->element[k]->len > 160 ? 160 : r->element[k]->len),
                             r->element[k]->str);
                     rcode = NR_EIO;
@@ -873,6 +873,8 @@ int nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
     }
 
     /* BLOCK 0 would mean forever to Redis; 0 here means do not block. */
+    if (block_ms > INT_MAX - BLOCKING_MARGIN_MS)
+        block_ms = INT_MAX - BLOCKING_MARGIN_MS;
     rc = xreadgroup(qi, ">", block_ms > 0 ? block_ms : -1, msgs, max, &got);
     if (rc < 0)
         return rc;
@@ -912,7 +914,7 @@ int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_sta
         cmd_str(&cmds[n], DONE_TTL_S);
         n++;
     }
-    rc = transaction(qi, "XACK", cmds, n);
+    rc = transaction(qi, "acknowledging", cmds, n);
     free(key);
     return rc;
 }

@@ -7,11 +7,11 @@
  * file runs in its own transaction together with the row that records it,
  * so a file is either applied and recorded or neither.  The files are
  * themselves idempotent (IF NOT EXISTS), so running them over a database
- * that NetRaven's alembic migrations created changes nothing there.
+ * that NetRaven's alembic migrations created leaves what they made as it
+ * was (an empty alembic_version is stamped, see 001).
  */
 #include "netraven/store.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include <libpq-fe.h>
@@ -30,7 +30,7 @@ static const char create_ledger[] =
 static int migrate_recorded(struct nr_store *s, const char *name)
 {
     const char *params[1] = { name };
-    PGresult *r = nr_store_query(s, "migrate",
+    PGresult *r = nr_store_query(s, name,
                                  "SELECT 1 FROM netraven_worker_migrations WHERE name = $1",
                                  1, params);
     int found;
@@ -42,10 +42,11 @@ static int migrate_recorded(struct nr_store *s, const char *name)
     return found;
 }
 
-static int migrate_simple(struct nr_store *s, const char *sql, int nparams,
-                          const char *const *params)
+/* what names the step for errstr: "migrate" or the file being applied. */
+static int migrate_simple(struct nr_store *s, const char *what, const char *sql,
+                          int nparams, const char *const *params)
 {
-    PGresult *r = nr_store_query(s, "migrate", sql, nparams, params);
+    PGresult *r = nr_store_query(s, what, sql, nparams, params);
     if (r == NULL)
         return s->err;
     PQclear(r);
@@ -70,13 +71,13 @@ static int migrate_one(struct nr_store *s, const struct nr_migration *m)
     PGresult *r;
     int rc;
 
-    if ((rc = migrate_simple(s, "BEGIN", 0, NULL)) < 0)
+    if ((rc = migrate_simple(s, m->name, "BEGIN", 0, NULL)) < 0)
         return rc;
     rc = migrate_recorded(s, m->name);
     if (rc < 0)
         goto fail;
     if (rc > 0)
-        return migrate_simple(s, "COMMIT", 0, NULL);
+        return migrate_simple(s, m->name, "COMMIT", 0, NULL);
 
     r = nr_store_script(s, m->name, m->sql);
     if (r == NULL) {
@@ -84,22 +85,18 @@ static int migrate_one(struct nr_store *s, const struct nr_migration *m)
         goto fail;
     }
     PQclear(r);
-    rc = migrate_simple(s, "INSERT INTO netraven_worker_migrations (name, applied_at)"
-                           " VALUES ($1, now())", 1, params);
+    rc = migrate_simple(s, m->name,
+                        "INSERT INTO netraven_worker_migrations (name, applied_at)"
+                        " VALUES ($1, now())", 1, params);
     if (rc < 0)
         goto fail;
-    rc = migrate_simple(s, "COMMIT", 0, NULL);
+    rc = migrate_simple(s, m->name, "COMMIT", 0, NULL);
     if (rc < 0)
         goto fail;
     return 0;
 
 fail:
     migrate_rollback(s);
-    if (s->err == NR_ERR && strncmp(s->errstr, m->name, strlen(m->name)) != 0) {
-        char tmp[sizeof(s->errstr)];
-        snprintf(tmp, sizeof(tmp), "%s: %s", m->name, s->errstr);
-        memcpy(s->errstr, tmp, sizeof(tmp));
-    }
     return rc;
 }
 
@@ -109,9 +106,9 @@ int nr_store_migrate(struct nr_store *s)
     int rc, err;
     char errstr[sizeof(s->errstr)];
 
-    if ((rc = migrate_simple(s, "SELECT pg_advisory_lock($1::bigint)", 1, key)) < 0)
+    if ((rc = migrate_simple(s, "migrate", "SELECT pg_advisory_lock($1::bigint)", 1, key)) < 0)
         return rc;
-    rc = migrate_simple(s, create_ledger, 0, NULL);
+    rc = migrate_simple(s, "migrate", create_ledger, 0, NULL);
     for (size_t i = 0; rc == 0 && i < nr_migrations_count; i++)
         rc = migrate_one(s, &nr_migrations[i]);
 
@@ -119,7 +116,7 @@ int nr_store_migrate(struct nr_store *s)
     err = s->err;
     memcpy(errstr, s->errstr, sizeof(errstr));
     if (nr_store_ok(s))
-        migrate_simple(s, "SELECT pg_advisory_unlock($1::bigint)", 1, key);
+        migrate_simple(s, "migrate", "SELECT pg_advisory_unlock($1::bigint)", 1, key);
     if (rc < 0) {
         s->err = err;
         memcpy(s->errstr, errstr, sizeof(errstr));

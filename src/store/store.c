@@ -16,10 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <libpq-fe.h>
 
+#include "netraven/config.h"
 #include "store_i.h"
 
 #define STORE_CONNECT_TIMEOUT "5"
@@ -237,37 +237,15 @@ static void store_notice(void *arg, const char *message)
     (void)message;
 }
 
-/*
- * libpq knows the schemes postgresql:// and postgres:// only; SQLAlchemy
- * URLs name a driver too ("postgresql+psycopg2://").  Returns a malloc'd
- * copy of url with "+driver" removed from the scheme; anything else
- * (keyword=value strings included) is copied unchanged.  Kept here rather
- * than calling the config module so that the store depends on nothing but
- * libpq and common.
- */
-static char *store_libpq_url(const char *url)
-{
-    const char *plus = NULL, *p;
-
-    if (strncasecmp(url, "postgresql+", 11) == 0)
-        plus = url + 10;
-    else if (strncasecmp(url, "postgres+", 9) == 0)
-        plus = url + 8;
-    if (plus == NULL)
-        return nr_strdup(url);
-    for (p = plus + 1; isalnum((unsigned char)*p) || *p == '_'; p++)
-        ;
-    if (p == plus + 1 || strncmp(p, "://", 3) != 0)
-        return nr_strdup(url);
-    return nr_asprintf("%.*s%s", (int)(plus - url), url, p);
-}
-
 struct nr_store *nr_store_connect(const char *url)
 {
-    /* Our defaults come before dbname, so that a connect_timeout or
-     * application_name written in the URL itself wins. */
-    const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-    const char *vals[] = { STORE_CONNECT_TIMEOUT, STORE_APP_NAME, NULL, NULL };
+    /* Our defaults come before dbname, so that a setting written in the
+     * URL itself wins.  The keepalives let a query on a connection whose
+     * server vanished (no RST) fail in about a minute, not hang. */
+    const char *keys[] = { "connect_timeout", "application_name", "keepalives_idle",
+                           "keepalives_interval", "keepalives_count", "dbname", NULL };
+    const char *vals[] = { STORE_CONNECT_TIMEOUT, STORE_APP_NAME, "30", "10", "3",
+                           NULL, NULL };
     struct nr_store *s = nr_calloc(1, sizeof(*s));
     char *conninfo, *pw;
 
@@ -276,8 +254,10 @@ struct nr_store *nr_store_connect(const char *url)
         store_set_errstr(s, "connect", "no database URL");
         return s;
     }
-    conninfo = store_libpq_url(url);
-    vals[2] = conninfo;
+    /* SQLAlchemy's "postgresql+psycopg2://" -> "postgresql://": libpq
+     * knows no driver suffix.  The config module owns that rule. */
+    conninfo = nr_config_libpq_url(url);
+    vals[NR_ARRAY_LEN(vals) - 2] = conninfo;     /* dbname, expanded */
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (s->conn == NULL) {
         store_fail_conn(s, "connect", "out of memory");

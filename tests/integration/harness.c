@@ -30,12 +30,18 @@ const char *nrt_redis_url(void) { return need_env("NR_TEST_REDIS_URL"); }
 const char *nrt_source_root(void) { return NR_SOURCE_ROOT; }
 const char *nrt_worker_bin(void)  { return NR_BUILD_ROOT "/netraven-worker"; }
 
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 PGconn *nrt_pg(void)
 {
     PGconn *c = PQconnectdb(nrt_db_url());
     if (PQstatus(c) != CONNECTION_OK)
         ck_abort_msg("cannot connect to the test database: %s", PQerrorMessage(c));
-    PQsetNoticeProcessor(c, NULL, NULL);
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
     return c;
 }
 

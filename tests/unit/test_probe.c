@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,6 +393,13 @@ START_TEST(test_bad_input)
     ck_assert_int_eq(r[2].port, 70000);
     ck_assert_int_eq(nr_probe_reachability("", 1.0, r), 0);
     ck_assert_str_eq(r[2].detail, "no address");
+    /* glibc refuses such a name without asking DNS */
+    ck_assert_int_eq(nr_probe_reachability("not a valid host name!", 1.0, r), 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(r[i].status, NR_PROBE_ERROR);
+        ck_assert_msg(strncmp(r[i].detail, "cannot resolve 'not a valid host name!': ", 41) == 0,
+                      "%s", r[i].detail);
+    }
 
     ck_assert_int_eq(nr_probe_run("127.0.0.1", 1.0, bad, 2, false, r), 0);
     ck_assert_int_eq(r[0].status, NR_PROBE_ERROR);
@@ -434,6 +442,12 @@ START_TEST(test_host_name)
     ck_assert_int_ge(lfd, 0);
     ck_assert_int_eq(nr_probe_run("localhost", 2.0, &port, 1, false, &r), 1);
     ck_assert_int_eq(r.status, NR_PROBE_OK);
+
+    /* an IPv4-mapped IPv6 literal is probed as IPv4, ICMP included */
+    struct nr_probe_result rr[2];
+    nr_probe_run("::ffff:127.0.0.1", 2.0, &port, 1, true, rr);
+    assert_icmp_answered(&rr[0]);
+    ck_assert_int_eq(rr[1].status, NR_PROBE_OK);
     close(lfd);
 }
 END_TEST
@@ -621,8 +635,8 @@ static double cpu_ms(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
 /* The issue's benchmark shape: 1,000 devices at 127.1.x.y, half with a

@@ -1,0 +1,918 @@
+/*
+ * test_log.c - the log module without servers: catalog, router table,
+ * template rendering, stdout (human and JSON) and the file sink.
+ *
+ * Tests that start the module capture stdout by pointing fd 1 at a file in
+ * a scratch folder; Check runs each test in its own child process, so the
+ * module's process-wide state starts fresh every time.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "netraven/log.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static char scratch[256];
+static int saved_stdout = -1;
+
+static void scratch_setup(void)
+{
+    const char *base = getenv("NR_TEST_SCRATCH");
+    snprintf(scratch, sizeof(scratch), "%s/nr-log-XXXXXX", base ? base : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(scratch));
+}
+
+static void scratch_teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", scratch);
+}
+
+static char *path_in(const char *name)
+{
+    return nr_asprintf("%s/%s", scratch, name);
+}
+
+/* fd 1 -> path until capture_end(). */
+static void capture_begin(const char *path)
+{
+    int fd;
+
+    fflush(stdout);
+    saved_stdout = dup(1);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    dup2(fd, 1);
+    close(fd);
+}
+
+static void capture_end(void)
+{
+    fflush(stdout);
+    dup2(saved_stdout, 1);
+    close(saved_stdout);
+    saved_stdout = -1;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = nr_malloc((size_t)n + 1);
+    buf[fread(buf, 1, (size_t)n, f)] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* A config as the loader would leave it, built by hand. */
+static void cfg_base(struct nr_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->logging.level = NR_LOG_INFO;
+    c->logging.db_level = NR_LOG_INFO;
+    c->logging.format = NR_LOG_FORMAT_HUMAN;
+    c->logging.queue_size = 1024;
+    c->logging.db_batch_size = 100;
+    c->logging.redis.queue_size = 256;
+}
+
+/* A database nobody listens on: the DB sink exists but never connects
+ * unless records reach it. */
+static char dead_db[] = "postgresql://nr:secret@127.0.0.1:1/none";
+static char dead_redis[] = "redis://127.0.0.1:1/0";
+
+/* ---------------------------------------------------------------- catalog */
+
+/* The worker-side rows of the logging audit and their log type. */
+static const struct { int row; enum nr_log_type type; } audit_rows[] = {
+    { 2, NR_LOG_JOB }, { 3, NR_LOG_JOB }, { 4, NR_LOG_JOB }, { 5, NR_LOG_JOB },
+    { 6, NR_LOG_JOB }, { 7, NR_LOG_JOB }, { 8, NR_LOG_JOB }, { 9, NR_LOG_JOB },
+    { 11, NR_LOG_CONNECTION }, { 12, NR_LOG_CONNECTION },
+    { 13, NR_LOG_JOB }, { 14, NR_LOG_JOB }, { 15, NR_LOG_JOB }, { 16, NR_LOG_JOB },
+    { 17, NR_LOG_JOB }, { 18, NR_LOG_JOB },
+    { 79, NR_LOG_JOB }, { 80, NR_LOG_JOB }, { 81, NR_LOG_JOB }, { 82, NR_LOG_JOB },
+    { 83, NR_LOG_JOB }, { 84, NR_LOG_JOB }, { 85, NR_LOG_JOB }, { 86, NR_LOG_JOB },
+    { 87, NR_LOG_JOB }, { 88, NR_LOG_JOB }, { 89, NR_LOG_JOB },
+    { 91, NR_LOG_JOB }, { 92, NR_LOG_JOB }, { 93, NR_LOG_JOB },
+    /* audit 100: Netmiko session log, the session type of CONTRACT 3 */
+    { 100, NR_LOG_SESSION },
+};
+
+START_TEST(catalog_covers_audit)
+{
+    for (size_t i = 0; i < NR_ARRAY_LEN(audit_rows); i++) {
+        int found = 0;
+        for (int e = 0; e < NR_EV_COUNT; e++) {
+            if (nr_events[e].audit != audit_rows[i].row)
+                continue;
+            found++;
+            ck_assert_msg(nr_events[e].type == audit_rows[i].type,
+                          "audit row %d: event %s has type %d, audit says %d",
+                          audit_rows[i].row, nr_events[e].name, nr_events[e].type,
+                          audit_rows[i].type);
+        }
+        ck_assert_msg(found > 0, "audit row %d has no event", audit_rows[i].row);
+    }
+}
+END_TEST
+
+START_TEST(catalog_rows_well_formed)
+{
+    for (int e = 0; e < NR_EV_COUNT; e++) {
+        const struct nr_event_def *d = &nr_events[e];
+        ck_assert_ptr_nonnull(d->name);
+        ck_assert_ptr_nonnull(d->tmpl);
+        ck_assert_ptr_nonnull(d->source);
+        ck_assert_msg(strlen(d->source) > 0 && strlen(d->source) <= 64, "%s source", d->name);
+        ck_assert_int_lt(d->type, NR_LOG_TYPE_COUNT);
+        ck_assert_int_lt(d->level, NR_LOG_LEVEL_COUNT);
+        for (int f = 0; f < e; f++)
+            ck_assert_msg(strcmp(nr_events[f].name, d->name) != 0, "duplicate %s", d->name);
+    }
+}
+END_TEST
+
+/* Every {name} is a lower snake_case key, and braces always pair. */
+START_TEST(catalog_template_keys)
+{
+    for (int e = 0; e < NR_EV_COUNT; e++) {
+        const char *t = nr_events[e].tmpl;
+        for (const char *p = t; *p; p++) {
+            const char *q;
+            ck_assert_msg(*p != '}', "%s: stray '}' in \"%s\"", nr_events[e].name, t);
+            if (*p != '{')
+                continue;
+            q = p + 1;
+            ck_assert_msg(*q >= 'a' && *q <= 'z', "%s: key must start lower-case: %s",
+                          nr_events[e].name, t);
+            while ((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_')
+                q++;
+            ck_assert_msg(*q == '}', "%s: bad key in \"%s\"", nr_events[e].name, t);
+            p = q;
+        }
+    }
+}
+END_TEST
+
+/* Rendering every template with a value for each of its keys leaves no
+ * {name} behind. */
+START_TEST(catalog_templates_render)
+{
+    for (int e = 0; e < NR_EV_COUNT; e++) {
+        const char *t = nr_events[e].tmpl;
+        struct nr_kv kv[16];
+        char keys[16][64];
+        size_t n = 0;
+        char *out;
+
+        for (const char *p = strchr(t, '{'); p; p = strchr(p + 1, '{')) {
+            const char *q = strchr(p, '}');
+            size_t len = (size_t)(q - p - 1);
+            ck_assert_uint_lt(n, 16);
+            memcpy(keys[n], p + 1, len);
+            keys[n][len] = '\0';
+            kv[n] = NR_S(keys[n], "V");
+            n++;
+        }
+        out = nr_log_render(t, 12, 34, kv, n);
+        ck_assert_msg(strchr(out, '{') == NULL, "%s rendered as \"%s\"", nr_events[e].name, out);
+        free(out);
+    }
+}
+END_TEST
+
+START_TEST(render_values)
+{
+    struct nr_kv kv[] = {
+        NR_S("job_name", "core backup"), NR_I("device_count", 3), NR_D("rate", 62.5),
+        NR_B("ok", 1), NR_J("detail", "{\"a\":[1,2]}"),
+    };
+    char *s;
+
+    s = nr_log_render("Job '{job_name}' will process {device_count} devices", 5, 0, kv, 5);
+    ck_assert_str_eq(s, "Job 'core backup' will process 3 devices");
+    free(s);
+    s = nr_log_render("{rate}% {ok} {detail} job {job_id} dev {device_id}", 7, 9, kv, 5);
+    ck_assert_str_eq(s, "62.5% true {\"a\":[1,2]} job 7 dev 9");
+    free(s);
+    s = nr_log_render("keep {unknown} and { braces } {", 1, 2, kv, 5);
+    ck_assert_str_eq(s, "keep {unknown} and { braces } {");
+    free(s);
+    s = nr_log_render("no keys", 0, 0, NULL, 0);
+    ck_assert_str_eq(s, "no keys");
+    free(s);
+    /* a kv named job_id wins over the record's id */
+    s = nr_log_render("job {job_id}", 7, 0, (struct nr_kv[]){ NR_I("job_id", 99) }, 1);
+    ck_assert_str_eq(s, "job 99");
+    free(s);
+    /* invalid UTF-8 in a value comes out clean */
+    s = nr_log_render("{x}", 0, 0, (struct nr_kv[]){ NR_S("x", "a\xff" "b") }, 1);
+    ck_assert_str_eq(s, "a\xEF\xBF\xBD" "b");
+    free(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- router */
+
+START_TEST(router_default_routes)
+{
+    ck_assert_uint_eq(nr_log_default_route(NR_LOG_JOB) & (NR_SINK_STDOUT | NR_SINK_DB),
+                      NR_SINK_STDOUT | NR_SINK_DB);
+    ck_assert_uint_eq(nr_log_default_route(NR_LOG_JOB) & NR_SINK_REDIS, 0);
+    ck_assert_uint_eq(nr_log_default_route(NR_LOG_CONNECTION) & (NR_SINK_STDOUT | NR_SINK_DB),
+                      NR_SINK_STDOUT | NR_SINK_DB);
+    ck_assert_uint_eq(nr_log_default_route(NR_LOG_SESSION) & (NR_SINK_STDOUT | NR_SINK_REDIS | NR_SINK_DB),
+                      NR_SINK_STDOUT | NR_SINK_REDIS);
+    ck_assert_uint_eq(nr_log_default_route(NR_LOG_SYSTEM) & (NR_SINK_DB | NR_SINK_REDIS), 0);
+    for (int t = 0; t < NR_LOG_TYPE_COUNT; t++)
+        ck_assert(nr_log_default_route(t) & NR_SINK_STDOUT);
+}
+END_TEST
+
+START_TEST(router_table_defaults)
+{
+    struct nr_config c;
+
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_STARTED), 0);     /* before init */
+    cfg_base(&c);
+    c.database.url = dead_db;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_STARTED), NR_SINK_STDOUT | NR_SINK_DB);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_CONN_CONNECTING), NR_SINK_STDOUT | NR_SINK_DB);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SYS_STARTING), NR_SINK_STDOUT);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_HANDLE_DEVICE), 0);   /* debug < info */
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), 0);    /* no redis, not debug */
+    ck_assert(!nr_log_enabled(NR_EV_SESSION_DATA));
+    ck_assert(nr_log_enabled(NR_EV_JOB_FAILED));
+    nr_log_shutdown();
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_STARTED), 0);     /* after release */
+    ck_assert(!nr_log_enabled(NR_EV_JOB_STARTED));
+}
+END_TEST
+
+START_TEST(router_file_mirrors_stdout)
+{
+    struct nr_config c;
+    char *file = path_in("a/b/worker.log");
+    char *out = path_in("stdout");
+
+    cfg_base(&c);
+    c.logging.file = file;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    for (int e = 0; e < NR_EV_COUNT; e++) {
+        unsigned s = nr_log_sinks(e);
+        ck_assert_msg(!!(s & NR_SINK_STDOUT) == !!(s & NR_SINK_FILE), "%s", nr_events[e].name);
+        ck_assert_uint_eq(s & NR_SINK_DB, 0);                  /* no database.url */
+    }
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SYS_STARTING), NR_SINK_STDOUT | NR_SINK_FILE);
+    nr_log_shutdown();
+    capture_end();
+    free(file);
+    free(out);
+}
+END_TEST
+
+/* routes as YAML would set them (logging.routes.job: [stdout] ...). */
+START_TEST(router_overrides)
+{
+    struct nr_config c;
+
+    cfg_base(&c);
+    c.database.url = dead_db;
+    c.logging.routes[NR_LOG_JOB] = NR_SINK_STDOUT;                  /* job: stdout only */
+    c.logging.routes[NR_LOG_CONNECTION] = NR_SINK_DB;               /* no stdout named */
+    c.logging.routes[NR_LOG_SYSTEM] = NR_SINK_STDOUT | NR_SINK_DB;  /* system to the DB too */
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_STARTED), NR_SINK_STDOUT);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_CONN_CONNECTING), NR_SINK_STDOUT | NR_SINK_DB);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SYS_STARTING), NR_SINK_STDOUT | NR_SINK_DB);
+    /* stdout is always part of every route */
+    for (int e = 0; e < NR_EV_COUNT; e++)
+        if (nr_events[e].type != NR_LOG_SESSION && nr_events[e].level >= NR_LOG_INFO)
+            ck_assert_msg(nr_log_sinks(e) & NR_SINK_STDOUT, "%s", nr_events[e].name);
+    nr_log_shutdown();
+}
+END_TEST
+
+START_TEST(router_thresholds)
+{
+    struct nr_config c;
+
+    cfg_base(&c);
+    c.database.url = dead_db;
+    c.logging.level = NR_LOG_WARNING;
+    c.logging.db_level = NR_LOG_ERROR;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_STARTED), 0);                         /* info */
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_NO_DEVICES), NR_SINK_STDOUT);         /* warning */
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_FAILED), NR_SINK_STDOUT | NR_SINK_DB); /* error */
+    nr_log_shutdown();
+
+    cfg_base(&c);
+    c.database.url = dead_db;
+    c.logging.level = NR_LOG_ERROR;
+    c.logging.db_level = NR_LOG_DEBUG;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_HANDLE_DEVICE), NR_SINK_DB);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_STARTED), NR_SINK_DB);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SYS_STARTING), 0);
+    nr_log_shutdown();
+}
+END_TEST
+
+START_TEST(router_session_rule)
+{
+    struct nr_config c;
+
+    /* debug: stdout and Redis */
+    cfg_base(&c);
+    c.logging.level = NR_LOG_DEBUG;
+    c.logging.redis.enabled = true;
+    c.scheduler.redis_url = dead_redis;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), NR_SINK_STDOUT | NR_SINK_REDIS);
+    nr_log_shutdown();
+
+    /* info: Redis only; never the DB */
+    cfg_base(&c);
+    c.database.url = dead_db;
+    c.logging.db_level = NR_LOG_DEBUG;
+    c.logging.redis.enabled = true;
+    c.scheduler.redis_url = dead_redis;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), NR_SINK_REDIS);
+    nr_log_shutdown();
+
+    /* Redis disabled, info: nothing, and nr_log_session is a no-op */
+    cfg_base(&c);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert(!nr_log_enabled(NR_EV_SESSION_DATA));
+    nr_log_session(1, 2, "rx", "abc", 3);
+    nr_log_shutdown();
+    {
+        struct nr_log_stats st;
+        nr_log_get_stats(&st);
+        ck_assert_uint_eq(st.emitted[NR_LOG_SESSION], 0);
+    }
+}
+END_TEST
+
+START_TEST(lifecycle_again)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+
+    cfg_base(&c);
+    capture_begin(out);
+    nr_log_shutdown();                      /* before init: harmless */
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_int_eq(nr_log_init(&c), NR_ERR);  /* once */
+    NR_LOG(NR_EV_SYS_STOPPED, 0, 0);
+    nr_log_shutdown();
+    nr_log_shutdown();
+    NR_LOG(NR_EV_SYS_STOPPED, 0, 0);        /* after release: dropped quietly */
+    ck_assert_int_eq(nr_log_flush(1), 0);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_SYS_STOPPED, 0, 0);
+    nr_log_shutdown();
+    capture_end();
+    {
+        char *text = slurp(out);
+        ck_assert_int_eq(count_of(text, "netraven-worker stopped"), 2);
+        free(text);
+    }
+    free(out);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- stdout */
+
+START_TEST(stdout_human)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *text;
+
+    cfg_base(&c);
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_TASK_SUBMITTED, 5, 3, NR_S("device_name", "r1"), NR_S("job_name", "nightly"));
+    NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "multi"), NR_S("error", "line one\nline two"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    ck_assert_ptr_nonnull(strstr(text, "Z INFO    job        dispatcher  [job=5 device=3 tid="));
+    ck_assert_ptr_nonnull(strstr(text, "] Submitting task for device 'r1' in job 'nightly'\n"));
+    ck_assert_ptr_nonnull(strstr(text, "Z ERROR   system     main        [tid="));
+    ck_assert_ptr_nonnull(strstr(text, "multi: line one line two\n"));
+    ck_assert_int_eq(count_lines(text), 2);
+    free(text);
+    free(out);
+}
+END_TEST
+
+static json_t *find_line(const char *text, const char *message_part)
+{
+    const char *p = text;
+
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        json_error_t err;
+        json_t *o;
+
+        ck_assert_ptr_nonnull(nl);
+        o = json_loadb(p, (size_t)(nl - p), 0, &err);
+        ck_assert_msg(o != NULL, "not JSON: %.*s (%s)", (int)(nl - p), p, err.text);
+        if (strstr(json_string_value(json_object_get(o, "message")), message_part))
+            return o;
+        json_decref(o);
+        p = nl + 1;
+    }
+    return NULL;
+}
+
+START_TEST(stdout_json)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *text;
+    json_t *o, *meta;
+    const char *ts;
+
+    cfg_base(&c);
+    c.logging.format = NR_LOG_FORMAT_JSON;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_JOB_TASKS_DONE, 5, 0, NR_S("job_name", "nightly \"q\""),
+           NR_D("success_rate", 66.5), NR_I("succeeded", 2), NR_I("total", 3),
+           NR_J("detail", "{\"a\":[1,2]}"), NR_B("partial", 1));
+    NR_LOG(NR_EV_CONN_CONNECTING, 5, 3, NR_S("device_name", "r\x01" "1\xff"),
+           NR_S("host", "10.0.0.1"), NR_I("port", 22));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    ck_assert_int_eq(count_lines(text), 2);
+    o = find_line(text, "All device tasks completed");
+    ck_assert_ptr_nonnull(o);
+    ts = json_string_value(json_object_get(o, "timestamp"));
+    ck_assert_ptr_nonnull(ts);
+    ck_assert_uint_eq(strlen(ts), 27);
+    ck_assert_int_eq(ts[26], 'Z');
+    ck_assert_str_eq(json_string_value(json_object_get(o, "log_type")), "job");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "info");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "job_id")), 5);
+    ck_assert(json_is_null(json_object_get(o, "device_id")));
+    ck_assert_str_eq(json_string_value(json_object_get(o, "source")), "dispatcher");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "message")),
+                     "All device tasks completed for job 'nightly \"q\"'. Success rate: 66.5% (2/3)");
+    meta = json_object_get(o, "meta");
+    ck_assert(json_is_object(meta));
+    ck_assert_str_eq(json_string_value(json_object_get(meta, "job_name")), "nightly \"q\"");
+    ck_assert(json_real_value(json_object_get(meta, "success_rate")) == 66.5);
+    ck_assert_int_eq(json_integer_value(json_object_get(meta, "total")), 3);
+    ck_assert(json_is_true(json_object_get(meta, "partial")));
+    ck_assert_int_eq(json_integer_value(json_array_get(
+        json_object_get(json_object_get(meta, "detail"), "a"), 1)), 2);
+    ck_assert_uint_eq(json_object_size(o), 8);
+    json_decref(o);
+
+    o = find_line(text, "Connecting to");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "log_type")), "connection");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "device_id")), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "meta"), "device_name")),
+                     "r\x01" "1\xEF\xBF\xBD");
+    json_decref(o);
+    free(text);
+    free(out);
+}
+END_TEST
+
+START_TEST(stdout_session_debug)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *text;
+    json_t *o, *meta;
+
+    cfg_base(&c);
+    c.logging.level = NR_LOG_DEBUG;
+    c.logging.format = NR_LOG_FORMAT_JSON;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    nr_log_session(7, 3, "rx", "abc\xff\0def", 8);
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    o = find_line(text, "Session log: rx 8 bytes");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "log_type")), "session");
+    meta = json_object_get(o, "meta");
+    ck_assert_str_eq(json_string_value(json_object_get(meta, "direction")), "rx");
+    ck_assert_int_eq(json_integer_value(json_object_get(meta, "bytes")), 8);
+    ck_assert_str_eq(json_string_value(json_object_get(meta, "data")),
+                     "abc\xEF\xBF\xBD\xEF\xBF\xBD" "def");
+    json_decref(o);
+    free(text);
+    free(out);
+}
+END_TEST
+
+/* A queue of 8 and a burst of 5000: what is not written was counted. */
+START_TEST(stdout_drops_counted)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    struct nr_log_stats st;
+    char *text;
+    int written;
+
+    cfg_base(&c);
+    c.logging.queue_size = 8;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    for (int i = 0; i < 5000; i++)
+        NR_LOG(NR_EV_JOB_STARTED, 1, 0, NR_S("job_name", "burst"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    nr_log_get_stats(&st);
+    capture_end();
+
+    /* every line is a record, and every record not written was counted */
+    text = slurp(out);
+    written = count_of(text, "Job 'burst' started");
+    ck_assert_uint_eq(st.emitted[NR_LOG_JOB], 5000);
+    ck_assert_int_gt(written, 0);
+    ck_assert_uint_eq((uint64_t)count_lines(text),
+                      st.emitted[NR_LOG_JOB] + st.emitted[NR_LOG_SYSTEM] - st.out_dropped);
+    free(text);
+    free(out);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- file */
+
+START_TEST(file_on)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *file = path_in("deep/er/worker.log");
+    char *text, *ftext;
+
+    cfg_base(&c);
+    c.logging.file = file;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    for (int i = 0; i < 50; i++)
+        NR_LOG(NR_EV_JOB_DEVICE_COUNT, 9, 0, NR_S("job_name", "filed"), NR_I("device_count", i));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    ftext = slurp(file);
+    ck_assert_ptr_nonnull(ftext);
+    ck_assert_int_eq(count_of(ftext, "Job 'filed' will process"), 50);
+    ck_assert_ptr_nonnull(strstr(ftext, "will process 49 devices\n"));
+    ck_assert_int_eq(count_of(text, "Job 'filed' will process"), 50);
+    ck_assert_int_eq(count_of(text, "Cannot write log file"), 0);
+    free(text);
+    free(ftext);
+    free(file);
+    free(out);
+}
+END_TEST
+
+START_TEST(file_off)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *text;
+    struct stat sb;
+    char *probe = path_in("worker.log");
+
+    cfg_base(&c);
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_JOB_STARTED, 9, 0, NR_S("job_name", "nofile"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    ck_assert_int_eq(count_of(text, "Job 'nofile' started"), 1);
+    ck_assert_int_ne(stat(probe, &sb), 0);
+    {
+        struct nr_log_stats st;
+        nr_log_get_stats(&st);
+        ck_assert_uint_eq(st.file_errors, 0);
+    }
+    free(text);
+    free(out);
+    free(probe);
+}
+END_TEST
+
+static void unwritable_case(const char *file)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    struct nr_log_stats st;
+    char *text;
+
+    cfg_base(&c);
+    c.logging.file = (char *)file;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    for (int i = 0; i < 20; i++)
+        NR_LOG(NR_EV_JOB_STARTED, 9, 0, NR_S("job_name", "stillhere"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    NR_LOG(NR_EV_JOB_STARTED, 9, 0, NR_S("job_name", "stillhere"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_get_stats(&st);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    ck_assert_int_eq(count_of(text, "Job 'stillhere' started"), 21);
+    ck_assert_int_eq(count_of(text, "Cannot write log file"), 1);
+    ck_assert_ptr_nonnull(strstr(text, "WARNING system     log"));
+    ck_assert_uint_ge(st.file_errors, 1);
+    free(text);
+    free(out);
+}
+
+START_TEST(file_unwritable_under_regular_file)
+{
+    char *reg = path_in("plain");
+    char *file = path_in("plain/sub/worker.log");
+    FILE *f = fopen(reg, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    unwritable_case(file);
+    free(reg);
+    free(file);
+}
+END_TEST
+
+START_TEST(file_unwritable_proc)
+{
+    unwritable_case("/proc/netraven-no-such/worker.log");
+}
+END_TEST
+
+/* The warning is said even when the level would hide warnings. */
+START_TEST(file_warning_at_error_level)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *file = path_in("plain");
+    char *bad = path_in("plain/x.log");
+    FILE *f = fopen(file, "w");
+    char *text;
+
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    cfg_base(&c);
+    c.logging.level = NR_LOG_ERROR;
+    c.logging.file = bad;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_JOB_FAILED, 1, 0, NR_S("job_name", "x"), NR_S("error", "boom"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+    text = slurp(out);
+    ck_assert_int_eq(count_of(text, "Cannot write log file"), 1);
+    ck_assert_int_eq(count_of(text, "failed for job 'x': boom"), 1);
+    free(text);
+    free(out);
+    free(file);
+    free(bad);
+}
+END_TEST
+
+START_TEST(file_reopen)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *file = path_in("logs/worker.log");
+    char *rotated = path_in("logs/worker.log.1");
+    char *a, *b;
+
+    cfg_base(&c);
+    c.logging.file = file;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    for (int i = 0; i < 3; i++)
+        NR_LOG(NR_EV_JOB_STARTED, 1, 0, NR_S("job_name", "before"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    ck_assert_int_eq(rename(file, rotated), 0);
+    nr_log_reopen();                                /* what SIGHUP does */
+    for (int i = 0; i < 2; i++)
+        NR_LOG(NR_EV_JOB_STARTED, 1, 0, NR_S("job_name", "after"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    a = slurp(rotated);
+    b = slurp(file);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(count_of(a, "Job 'before'"), 3);
+    ck_assert_int_eq(count_of(a, "Job 'after'"), 0);
+    ck_assert_int_eq(count_of(b, "Job 'after'"), 2);
+    ck_assert_int_eq(count_of(b, "Job 'before'"), 0);
+    ck_assert_int_eq(count_of(b, "reopened"), 1);
+    free(a);
+    free(b);
+    free(rotated);
+    free(file);
+    free(out);
+}
+END_TEST
+
+/* After a failure the file is tried again only on reopen, and then works. */
+START_TEST(file_reopen_after_failure)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *blocker = path_in("dir");
+    char *file = path_in("dir/worker.log");
+    FILE *f = fopen(blocker, "w");
+    char *text, *ftext;
+
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    cfg_base(&c);
+    c.logging.file = file;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_JOB_STARTED, 1, 0, NR_S("job_name", "lost-to-file"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    ck_assert_int_eq(unlink(blocker), 0);           /* the way is clear now */
+    NR_LOG(NR_EV_JOB_STARTED, 1, 0, NR_S("job_name", "still-stdout"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_reopen();
+    NR_LOG(NR_EV_JOB_STARTED, 1, 0, NR_S("job_name", "in-file"));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    ftext = slurp(file);
+    ck_assert_ptr_nonnull(ftext);
+    ck_assert_int_eq(count_of(text, "Cannot write log file"), 1);
+    ck_assert_int_eq(count_of(text, "Job '"), 3);
+    ck_assert_int_eq(count_of(ftext, "Job 'in-file'"), 1);
+    ck_assert_int_eq(count_of(ftext, "Job 'still-stdout'"), 0);
+    free(text);
+    free(ftext);
+    free(file);
+    free(blocker);
+    free(out);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- db down */
+
+/* PostgreSQL away: emitters do not wait, flush times out, shutdown counts
+ * the rows it could not write and says the DB was unavailable once. */
+START_TEST(db_unavailable)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    struct nr_log_stats st;
+    char *text;
+    uint64_t t0;
+
+    cfg_base(&c);
+    c.database.url = dead_db;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    t0 = nr_mono_ns();
+    for (int i = 0; i < 100; i++)
+        NR_LOG(NR_EV_JOB_STARTED, 1, 0, NR_S("job_name", "nodb"));
+    ck_assert_uint_lt(nr_mono_ns() - t0, 500000000ull);
+    ck_assert_int_eq(nr_log_flush(1.5), NR_ETIMEOUT);
+    nr_log_shutdown();
+    nr_log_get_stats(&st);
+    capture_end();
+
+    ck_assert_uint_eq(st.db_routed, 100);
+    ck_assert_uint_eq(st.db_written, 0);
+    ck_assert_uint_eq(st.db_dropped, 100);
+    text = slurp(out);
+    ck_assert_int_eq(count_of(text, "PostgreSQL unavailable"), 1);
+    ck_assert_int_eq(count_of(text, "secret"), 0);   /* the URL's password */
+    ck_assert_int_eq(count_of(text, "Job 'nodb' started"), 100);
+    free(text);
+    free(out);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- suite */
+
+static Suite *log_suite(void)
+{
+    Suite *s = suite_create("log");
+    TCase *tc;
+
+    tc = tcase_create("catalog");
+    tcase_add_test(tc, catalog_covers_audit);
+    tcase_add_test(tc, catalog_rows_well_formed);
+    tcase_add_test(tc, catalog_template_keys);
+    tcase_add_test(tc, catalog_templates_render);
+    tcase_add_test(tc, render_values);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("router");
+    tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
+    tcase_add_test(tc, router_default_routes);
+    tcase_add_test(tc, router_table_defaults);
+    tcase_add_test(tc, router_file_mirrors_stdout);
+    tcase_add_test(tc, router_overrides);
+    tcase_add_test(tc, router_thresholds);
+    tcase_add_test(tc, router_session_rule);
+    tcase_add_test(tc, lifecycle_again);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("stdout");
+    tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
+    tcase_add_test(tc, stdout_human);
+    tcase_add_test(tc, stdout_json);
+    tcase_add_test(tc, stdout_session_debug);
+    tcase_add_test(tc, stdout_drops_counted);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("file");
+    tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
+    tcase_add_test(tc, file_on);
+    tcase_add_test(tc, file_off);
+    tcase_add_test(tc, file_unwritable_under_regular_file);
+    tcase_add_test(tc, file_unwritable_proc);
+    tcase_add_test(tc, file_warning_at_error_level);
+    tcase_add_test(tc, file_reopen);
+    tcase_add_test(tc, file_reopen_after_failure);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("db_down");
+    tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, db_unavailable);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(log_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
