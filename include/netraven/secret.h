@@ -97,10 +97,12 @@ int nr_fernet_decrypt(const struct nr_fernet *f, const char *token,
 
 /*
  * The credential policy in one place: decrypt `stored` (a
- * credentials.password value); if that fails and the value does not look
- * like a token (nr_fernet_looks_like_token), it is a legacy plain password
- * and is copied.  f may be NULL (no master key configured): then only
- * legacy values succeed and a token gives NR_FERNET_ENOKEY.
+ * credentials.password value).  If that fails, the value is a legacy
+ * plain password, and is copied, only when it is neither shaped like a
+ * token (nr_fernet_looks_like_token) nor structurally one (a value that
+ * fails the signature or padding check always is an error).  f may be
+ * NULL (no master key configured): then only legacy values succeed and a
+ * token-shaped value gives NR_FERNET_ENOKEY.
  *
  * Returns 0 with *plain (malloc'd, NUL-terminated, *plain_len bytes; free
  * with nr_secret_free) and *legacy saying which case it was; or a negative
@@ -143,10 +145,11 @@ void nr_secret_free(char *p, size_t n);
  * Redact len bytes of text (NUL bytes allowed; text may be NULL when len
  * is 0).  A line ends at '\n'; "\r\n", "\n" and a missing final newline
  * are kept as they were; a '\r' just before the '\n' (or ending the text)
- * belongs to the line ending, is not searched and is kept.  A line is replaced whole by NR_REDACTED_LINE when it
- * contains any non-empty pattern, compared ASCII case-insensitively (empty
- * patterns are ignored: they would match every line).  patterns may be
- * NULL or empty: the text is copied unchanged.
+ * belongs to the line ending, is not searched and is kept.  A line is
+ * replaced whole by NR_REDACTED_LINE when it contains any non-empty
+ * pattern, compared ASCII case-insensitively (empty patterns are ignored:
+ * they would match every line).  patterns may be NULL or empty: the text
+ * is copied unchanged.
  *
  * One pass over the text; memory is the output buffer only, whatever the
  * number of lines.

@@ -46,6 +46,12 @@ struct nr_log_rec {
     char               data[];      /* msg and meta live here */
 };
 
+/* Render a record (message, meta, timestamp, thread) with one reference
+ * and count it as emitted; never NULL.  The caller pushes or writes it and
+ * drops its reference with nr_log_rec_unref. */
+struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long device_id,
+                                  const struct nr_kv *kv, size_t nkv, unsigned sinks);
+
 /* Drop one reference; frees the record when it was the last.  NULL ok. */
 void nr_log_rec_unref(struct nr_log_rec *r);
 

@@ -627,8 +627,8 @@ static long nr_gettid(void)
     return nr_tid_cache;
 }
 
-static void emit_to(enum nr_event ev, long long job_id, long long device_id,
-                    const struct nr_kv *kv, size_t nkv, unsigned sinks)
+struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long device_id,
+                                  const struct nr_kv *kv, size_t nkv, unsigned sinks)
 {
     const struct nr_event_def *e = &nr_events[ev];
     char msgbuf[1024], metabuf[1024];
@@ -639,7 +639,6 @@ static void emit_to(enum nr_event ev, long long job_id, long long device_id,
     json_t *meta;
     char *metap = metabuf;
     size_t meta_len;
-    unsigned targets;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     kv_text_init(&t, kv, nkv);
@@ -676,10 +675,20 @@ static void emit_to(enum nr_event ev, long long job_id, long long device_id,
     if (metap != metabuf)
         free(metap);
     nr_sbuf_free(&msg);
-
-    targets = !!(sinks & NR_LOG_OUT_SINKS) + !!(sinks & NR_SINK_DB) + !!(sinks & NR_SINK_REDIS);
-    atomic_init(&r->refs, targets);
+    atomic_init(&r->refs, 1);
     atomic_fetch_add_explicit(&nr_emitted[e->type], 1, memory_order_relaxed);
+    return r;
+}
+
+static void emit_to(enum nr_event ev, long long job_id, long long device_id,
+                    const struct nr_kv *kv, size_t nkv, unsigned sinks)
+{
+    struct nr_log_rec *r = nr_log_rec_new(ev, job_id, device_id, kv, nkv, sinks);
+    unsigned targets = !!(sinks & NR_LOG_OUT_SINKS) + !!(sinks & NR_SINK_DB) +
+                       !!(sinks & NR_SINK_REDIS);
+
+    /* One reference per queue, taken before the first push can be consumed. */
+    atomic_store_explicit(&r->refs, targets, memory_order_relaxed);
 
     if ((sinks & NR_LOG_OUT_SINKS) && !nr_logq_push(&nr_log_q_out, r))
         nr_log_rec_unref(r);

@@ -9,7 +9,11 @@
  * File (logging.file): parent folders are created if missing; the file is
  * opened for append.  If it cannot be opened or a write fails, the thread
  * closes it, warns exactly once (SYS_LOG_FILE_FAILED, to stdout only, at any
- * level) and goes on with stdout alone.  It tries the file again only when
+ * level) and goes on with stdout alone.
+ *
+ * The thread's own notices (file failure, reopen, drop counts) do not go
+ * through its queue, where they could be dropped when it is full: it keeps
+ * them in a small local list and writes them after the batch at hand.  It tries the file again only when
  * nr_log_reopen() asks (SIGHUP); a successful reopen says so
  * (SYS_LOG_REOPENED) and re-arms the warning.
  *
@@ -31,6 +35,7 @@
 
 #define NR_OUT_TICK_S      0.25
 #define NR_DROP_REPORT_S   1.0
+#define NR_OUT_NOTICES     8
 
 struct out_state {
     int            fd;          /* the log file, -1 when closed */
@@ -42,7 +47,26 @@ struct out_state {
     char           ts_buf[24];
     uint64_t       reported[3]; /* drops already reported, per queue */
     uint64_t       last_report_ns;
+    struct nr_log_rec *notices[NR_OUT_NOTICES];   /* own records, not yet written */
+    size_t         nnotices;
 };
+
+/* Keep one of the thread's own records for writing after the current
+ * batch.  force: exactly these sinks, whatever the routing says; else the
+ * event's routed stdout/file sinks. */
+static void notice(struct out_state *st, enum nr_event ev, const struct nr_kv *kv,
+                   size_t nkv, unsigned force)
+{
+    unsigned sinks = force ? force : nr_log_sinks(ev) & (NR_SINK_STDOUT | NR_SINK_FILE);
+
+    if (sinks == 0)
+        return;
+    if (st->nnotices == NR_OUT_NOTICES) {
+        atomic_fetch_add(&nr_log_q_out.dropped, 1);
+        return;
+    }
+    st->notices[st->nnotices++] = nr_log_rec_new(ev, 0, 0, kv, nkv, sinks);
+}
 
 /* ------------------------------------------------------------- the file */
 
@@ -77,10 +101,9 @@ static void file_failed(struct out_state *st, const char *what, int err)
         return;
     st->warned = true;
     snprintf(msg, sizeof(msg), "%s: %s", what, strerror(err));
-    nr_log_emit_mask(NR_EV_SYS_LOG_FILE_FAILED, 0, 0,
-                     (const struct nr_kv[]){ NR_S("path", nr_log_set.file),
-                                             NR_S("error", msg) },
-                     2, 0, NR_SINK_STDOUT);
+    notice(st, NR_EV_SYS_LOG_FILE_FAILED,
+           (const struct nr_kv[]){ NR_S("path", nr_log_set.file), NR_S("error", msg) },
+           2, NR_SINK_STDOUT);
 }
 
 static bool file_open(struct out_state *st)
@@ -107,9 +130,8 @@ static void file_reopen(struct out_state *st)
     }
     if (file_open(st)) {
         st->warned = false;
-        nr_log_emit_mask(NR_EV_SYS_LOG_REOPENED, 0, 0,
-                         (const struct nr_kv[]){ NR_S("path", nr_log_set.file) },
-                         1, ~0u, 0);
+        notice(st, NR_EV_SYS_LOG_REOPENED,
+               (const struct nr_kv[]){ NR_S("path", nr_log_set.file) }, 1, 0);
     }
 }
 
@@ -192,13 +214,13 @@ static void format_line(struct out_state *st, struct nr_sbuf *b, const struct nr
 
 /* ------------------------------------------------------------- the loop */
 
-static void report_drops(struct out_state *st, bool force)
+static void report_drops(struct out_state *st)
 {
     static const char *const names[3] = { "stdout", "db", "redis" };
     struct nr_logq *qs[3] = { &nr_log_q_out, &nr_log_q_db, &nr_log_q_redis };
     uint64_t now = nr_mono_ns();
 
-    if (!force && now - st->last_report_ns < (uint64_t)(NR_DROP_REPORT_S * 1e9))
+    if (now - st->last_report_ns < (uint64_t)(NR_DROP_REPORT_S * 1e9))
         return;
     for (int i = 0; i < 3; i++) {
         uint64_t d;
@@ -207,10 +229,10 @@ static void report_drops(struct out_state *st, bool force)
         d = atomic_load(&qs[i]->dropped);
         if (d <= st->reported[i])
             continue;
-        nr_log_emit_mask(NR_EV_SYS_LOG_DROPPED, 0, 0,
-                         (const struct nr_kv[]){ NR_I("count", d - st->reported[i]),
-                                                 NR_S("sink", names[i]) },
-                         2, ~0u, 0);
+        notice(st, NR_EV_SYS_LOG_DROPPED,
+               (const struct nr_kv[]){ NR_I("count", d - st->reported[i]),
+                                       NR_S("sink", names[i]) },
+               2, 0);
         st->reported[i] = d;
         st->last_report_ns = now;
     }
@@ -236,9 +258,28 @@ static void write_batch(struct out_state *st, struct nr_log_rec **batch, size_t 
         file_write(st, st->file.p, st->file.len);
 }
 
+/* Write the thread's own records; writing them may add one more notice
+ * (a file failure), hence the loop, bounded by the list's size. */
+static void write_notices(struct out_state *st)
+{
+    while (st->nnotices > 0) {
+        struct nr_log_rec *list[NR_OUT_NOTICES];
+        size_t n = st->nnotices;
+
+        memcpy(list, st->notices, n * sizeof(*list));
+        st->nnotices = 0;
+        write_batch(st, list, n);
+        for (size_t i = 0; i < n; i++)
+            nr_log_rec_unref(list[i]);
+    }
+}
+
 void *nr_log_out_main(void *arg)
 {
     struct out_state st = { .fd = -1 };
+
+    /* The file is opened before the first batch, so a failure notice is
+     * written before any record. */
     struct nr_log_rec **batch;
 
     (void)arg;
@@ -251,18 +292,22 @@ void *nr_log_out_main(void *arg)
 
         if (atomic_exchange(&nr_log_reopen_req, 0))
             file_reopen(&st);
+        write_notices(&st);
         if (n == 0) {
             if (nr_logq_stopping(&nr_log_q_out))
                 break;
-            report_drops(&st, false);
+            report_drops(&st);
+            write_notices(&st);
             continue;
         }
         write_batch(&st, batch, n);
         for (size_t i = 0; i < n; i++)
             nr_log_rec_unref(batch[i]);
+        report_drops(&st);
+        write_notices(&st);
         nr_logq_done(&nr_log_q_out, n);
-        report_drops(&st, false);
     }
+    write_notices(&st);
 
     if (st.fd >= 0)
         close(st.fd);

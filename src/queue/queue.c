@@ -116,26 +116,27 @@ static int base_timeout_ms(const struct queue_i *qi)
 
 /* ------------------------------------------------------------------ errors */
 
+/* Replace every occurrence of the password in errstr by "****", in one
+ * left-to-right pass (so a password that occurs in "****" cannot loop). */
 static void mask_password(struct queue_i *qi)
 {
     const char *pw = qi->t.password;
-    size_t plen;
-    char *hit;
+    char out[sizeof(qi->pub.errstr)];
+    size_t plen, o = 0;
 
-    if (pw == NULL || (plen = strlen(pw)) == 0)
+    if (pw == NULL || (plen = strlen(pw)) == 0 || strstr(qi->pub.errstr, pw) == NULL)
         return;
-    while ((hit = strstr(qi->pub.errstr, pw)) != NULL) {
-        size_t tail = strlen(hit + plen);
-        /* "****" may be longer than the password: shift the tail, cut at the end */
-        size_t room = sizeof(qi->pub.errstr) - (size_t)(hit - qi->pub.errstr);
-        if (room <= 4) {
-            *hit = '\0';
-            break;
+    for (const char *p = qi->pub.errstr; *p && o + 1 < sizeof(out);) {
+        if (strncmp(p, pw, plen) == 0) {
+            for (int k = 0; k < 4 && o + 1 < sizeof(out); k++)
+                out[o++] = '*';
+            p += plen;
+        } else {
+            out[o++] = *p++;
         }
-        memmove(hit + 4, hit + plen, tail + 1 < room - 4 ? tail + 1 : room - 4);
-        memcpy(hit, "****", 4);
-        qi->pub.errstr[sizeof(qi->pub.errstr) - 1] = '\0';
     }
+    out[o] = '\0';
+    memcpy(qi->pub.errstr, out, o + 1);
 }
 
 static void set_err(struct queue_i *qi, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -394,8 +395,7 @@ static int parse_query(const char *q, struct target *t, bool have_db, char *err,
 
         if (n >= 3 && memcmp(q, "db=", 3) == 0 && !have_db) {
             if (!parse_uint(q + 3, n - 3, INT_MAX, &v)) {
-                snprintf(err, errlen, "scheduler.redis_url: db=%.*s is not a database number",
-                         (int)(n - 3 > 20 ? 20 : n - 3), q + 3);
+                snprintf(err, errlen, "scheduler.redis_url: the db= parameter is not a database number");
                 return -1;
             }
             t->db = (int)v;
@@ -408,6 +408,9 @@ static int parse_query(const char *q, struct target *t, bool have_db, char *err,
 /*
  * redis://[[user]:password@]host[:port][/db][?db=N]
  * unix://[[user]:password@]/path/to/socket[?db=N]
+ *
+ * Messages never quote the URL or a piece of it: in a mistyped URL any
+ * piece may be part of the password.
  */
 static int parse_url(const char *url, struct target *t, char *err, size_t errlen)
 {
@@ -464,6 +467,13 @@ static int parse_url(const char *url, struct target *t, char *err, size_t errlen
     /* host[:port] */
     hp = p;
     auth_end = p + strcspn(p, "/?");
+    /* An '@' further on means a password with a raw '/' or '?': what looks
+     * like the host or port would be part of it. */
+    if (strchr(auth_end, '@') != NULL) {
+        snprintf(err, errlen, "scheduler.redis_url: '@' after the host; %%-escape '/', '?' and "
+                 "'@' in the user name and password (%%2F, %%3F, %%40)");
+        goto fail;
+    }
     if (*hp == '[') {
         const char *close = memchr(hp, ']', (size_t)(auth_end - hp));
         if (close == NULL) {
@@ -485,8 +495,7 @@ static int parse_url(const char *url, struct target *t, char *err, size_t errlen
     if (p < auth_end && *p == ':') {
         size_t n = (size_t)(auth_end - p - 1);
         if (!parse_uint(p + 1, n, 65535, &v) || v == 0) {
-            snprintf(err, errlen, "scheduler.redis_url: port \"%.*s\" is not a number from 1 to 65535",
-                     (int)(n > 20 ? 20 : n), p + 1);
+            snprintf(err, errlen, "scheduler.redis_url: the port is not a number from 1 to 65535");
             goto fail;
         }
         t->port = (int)v;
@@ -502,8 +511,7 @@ static int parse_url(const char *url, struct target *t, char *err, size_t errlen
         size_t n = strcspn(p + 1, "?");
         if (n > 0) {
             if (!parse_uint(p + 1, n, INT_MAX, &v)) {
-                snprintf(err, errlen, "scheduler.redis_url: \"/%.*s\" is not a database number",
-                         (int)(n > 20 ? 20 : n), p + 1);
+                snprintf(err, errlen, "scheduler.redis_url: the path is not a database number");
                 goto fail;
             }
             t->db = (int)v;

@@ -324,7 +324,11 @@ int nr_fernet_decrypt_password(const struct nr_fernet *f, const char *stored,
                 *legacy = false;
             return NR_OK;
         }
-        if (rc == NR_ERR || nr_fernet_looks_like_token(stored))
+        /* A value that got as far as the signature check has a token's
+         * whole structure (version byte, exact length); it is one, and a
+         * bad one, whatever its first characters say. */
+        if (rc == NR_ERR || rc == NR_FERNET_ESIGNATURE || rc == NR_FERNET_EPADDING ||
+            nr_fernet_looks_like_token(stored))
             return fail(rc, errbuf);
     } else if (nr_fernet_looks_like_token(stored)) {
         return fail(NR_FERNET_ENOKEY, errbuf);
