@@ -190,7 +190,7 @@ static void settle_completions(struct daemon *d)
     struct nr_run_done batch[READ_BATCH];
     size_t n;
 
-    while ((n = nr_runner_collect(d->runner, batch, READ_BATCH)) > 0) {
+    while ((n = nr_runner_collect(d->runner, NR_RUN_SOURCE_STREAM, batch, READ_BATCH)) > 0) {
         d->unacked = nr_realloc(d->unacked, (d->n_unacked + n) * sizeof(*d->unacked));
         memcpy(d->unacked + d->n_unacked, batch, n * sizeof(*batch));
         d->n_unacked += n;
@@ -295,7 +295,7 @@ static void intake_loop(struct daemon *d)
 
         size_t free_slots = nr_runner_free_slots(d->runner);
         if (free_slots == 0) {
-            nr_runner_wait(d->runner, 0.5);
+            nr_runner_wait(d->runner, NR_RUN_SOURCE_STREAM, 0.5);
             continue;
         }
         if (free_slots > READ_BATCH)
@@ -319,7 +319,7 @@ static void intake_loop(struct daemon *d)
            NR_I("in_flight", nr_runner_in_flight(d->runner)));
     uint64_t until = nr_mono_ns() + (uint64_t)d->cfg->worker.shutdown_grace_seconds * 1000000000ull;
     while (nr_runner_in_flight(d->runner) > 0 && nr_mono_ns() < until) {
-        nr_runner_wait(d->runner, 0.2);
+        nr_runner_wait(d->runner, NR_RUN_SOURCE_STREAM, 0.2);
         if (d->q->err)
             nr_queue_reset(d->q);
         settle_completions(d);

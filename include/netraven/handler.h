@@ -3,8 +3,9 @@
  *
  * The registry is one table (src/handlers/registry.c): job type name ->
  * function.  A handler runs on a pool thread, gets the device and the run's
- * context, and fills a result; it never touches the pool and never writes
- * job_results (the run does).  It logs through the event catalog with the
+ * context, and fills a result; it never touches the pool and never talks
+ * to PostgreSQL: the run thread writes job_results, config snapshots and
+ * last_seen from the result.  It logs through the event catalog with the
  * job and device ids of its context.
  */
 #ifndef NR_HANDLER_H
@@ -17,16 +18,37 @@
 #include "netraven/queue.h"
 #include "netraven/store.h"
 
+/* A credential resolved for a device (CONTRACT 1, 4): the password is
+ * decrypted, held only in memory, and cleansed when the run ends.  Never
+ * log it. */
+struct nr_credential {
+    long long id;
+    char     *username;
+    char     *password;         /* plaintext; SECRET */
+    int       priority;
+};
+
 struct nr_handler_ctx {
-    const struct nr_config  *cfg;
-    const struct nr_job     *job;
-    const struct nr_device  *device;
-    const struct nr_payload *payload;   /* the queue message: commands, ... */
+    const struct nr_config     *cfg;
+    const struct nr_job        *job;
+    const struct nr_device     *device;
+    const struct nr_payload    *payload;   /* the queue message: commands, ... */
+    const struct nr_credential *creds;     /* matching credentials, best first */
+    size_t                      ncreds;
 };
 
 struct nr_result {
     bool    success;
     json_t *details;        /* a JSON object the handler fills; owned here */
+
+    /* config_backup: the redacted running config and its sha256 (hex).
+     * The run thread, not the device thread, writes it to
+     * device_configurations unless the device's newest snapshot has the
+     * same hash, and sets details.deduplicated. */
+    char   *config;         /* malloc'd, owned here; NULL when none */
+    size_t  config_len;
+    char    config_hash[65];
+    bool    device_seen;    /* a session succeeded: devices.last_seen = now() */
 };
 
 typedef void (*nr_handler_fn)(const struct nr_handler_ctx *ctx, struct nr_result *out);

@@ -47,12 +47,21 @@ enum nr_run_outcome {
     NR_RUN_NOT_RECORDED,    /* PostgreSQL failed: leave the entry pending */
 };
 
+/* Which intake a run came from; each intake collects its own completions. */
+enum nr_run_source {
+    NR_RUN_SOURCE_STREAM = 0,   /* the native Redis Stream (main thread) */
+    NR_RUN_SOURCE_RQ,           /* python-rq queues (the RQ intake thread) */
+    NR_RUN_SOURCE_COUNT
+};
+
 struct nr_run_request {
-    char              *entry_id;    /* queue entry, owned */
+    enum nr_run_source source;
+    char              *entry_id;    /* queue entry / RQ job id, owned */
     struct nr_payload  payload;     /* owned */
 };
 
 struct nr_run_done {
+    enum nr_run_source   source;
     char                *entry_id;  /* owned by the receiver */
     long long            job_id;
     enum nr_run_outcome  outcome;
@@ -75,11 +84,13 @@ size_t nr_runner_in_flight(struct nr_runner *r);
  * zeroed).  NR_EFULL when no slot is free, NR_ECLOSED while closing. */
 int nr_runner_submit(struct nr_runner *r, struct nr_run_request *req);
 
-/* Wait up to timeout_s until a completion is ready. */
-void nr_runner_wait(struct nr_runner *r, double timeout_s);
+/* Wait up to timeout_s until a completion from source is ready. */
+void nr_runner_wait(struct nr_runner *r, enum nr_run_source source, double timeout_s);
 
-/* Take up to max completions; returns how many were written to out. */
-size_t nr_runner_collect(struct nr_runner *r, struct nr_run_done *out, size_t max);
+/* Take up to max completions of runs from source; returns how many were
+ * written to out. */
+size_t nr_runner_collect(struct nr_runner *r, enum nr_run_source source,
+                         struct nr_run_done *out, size_t max);
 void nr_run_done_clear(struct nr_run_done *d);
 
 /* Stop taking requests, wait for the runs in flight, join, free.  Pending

@@ -132,7 +132,8 @@ static void save_result(struct run *run, const struct nr_device *dev, struct nr_
  * refused the task). */
 static void fail_device(struct run *run, size_t idx, const char *error)
 {
-    struct nr_result res = { false, json_pack("{s:s}", "error", error) };
+    struct nr_result res = { .success = false,
+                             .details = json_pack("{s:s}", "error", error) };
     save_result(run, &run->devices[idx], &res);
     json_decref(res.details);
 }
@@ -311,7 +312,8 @@ struct nr_runner {
     struct nr_run_request *reqs;    /* ring of `slots` requests */
     size_t                 rhead, rlen;
     size_t                 in_flight;   /* submitted, not yet completed */
-    struct done_node      *done_head, *done_tail;
+    struct done_node      *done_head[NR_RUN_SOURCE_COUNT];
+    struct done_node      *done_tail[NR_RUN_SOURCE_COUNT];
     bool                   closing;
 
     pthread_t *threads;
@@ -337,14 +339,15 @@ static void *runner_main(void *arg)
         struct done_node *n = nr_calloc(1, sizeof(*n));
         run_execute(r->cfg, r->pool, &store, &req, &n->d);
         n->d.entry_id = req.entry_id;
+        n->d.source = req.source;
         nr_payload_clear(&req.payload);
 
         pthread_mutex_lock(&r->mu);
-        if (r->done_tail)
-            r->done_tail->next = n;
+        if (r->done_tail[req.source])
+            r->done_tail[req.source]->next = n;
         else
-            r->done_head = n;
-        r->done_tail = n;
+            r->done_head[req.source] = n;
+        r->done_tail[req.source] = n;
         r->in_flight--;
         pthread_cond_broadcast(&r->done_cv);
     }
@@ -414,28 +417,29 @@ int nr_runner_submit(struct nr_runner *r, struct nr_run_request *req)
     return NR_OK;
 }
 
-void nr_runner_wait(struct nr_runner *r, double timeout_s)
+void nr_runner_wait(struct nr_runner *r, enum nr_run_source source, double timeout_s)
 {
     uint64_t due = nr_mono_ns() + (uint64_t)(timeout_s * 1e9);
     struct timespec ts = { (time_t)(due / 1000000000ull), (long)(due % 1000000000ull) };
 
     pthread_mutex_lock(&r->mu);
-    while (r->done_head == NULL)
+    while (r->done_head[source] == NULL)
         if (pthread_cond_timedwait(&r->done_cv, &r->mu, &ts) != 0)
             break;
     pthread_mutex_unlock(&r->mu);
 }
 
-size_t nr_runner_collect(struct nr_runner *r, struct nr_run_done *out, size_t max)
+size_t nr_runner_collect(struct nr_runner *r, enum nr_run_source source,
+                         struct nr_run_done *out, size_t max)
 {
     size_t n = 0;
 
     pthread_mutex_lock(&r->mu);
-    while (n < max && r->done_head) {
-        struct done_node *d = r->done_head;
-        r->done_head = d->next;
-        if (r->done_head == NULL)
-            r->done_tail = NULL;
+    while (n < max && r->done_head[source]) {
+        struct done_node *d = r->done_head[source];
+        r->done_head[source] = d->next;
+        if (r->done_head[source] == NULL)
+            r->done_tail[source] = NULL;
         out[n++] = d->d;
         free(d);
     }
@@ -460,11 +464,12 @@ void nr_runner_free(struct nr_runner *r)
     pthread_mutex_unlock(&r->mu);
     for (size_t i = 0; i < r->nthreads; i++)
         pthread_join(r->threads[i], NULL);
-    for (struct done_node *d = r->done_head, *next; d; d = next) {
-        next = d->next;
-        nr_run_done_clear(&d->d);
-        free(d);
-    }
+    for (int src = 0; src < NR_RUN_SOURCE_COUNT; src++)
+        for (struct done_node *d = r->done_head[src], *next; d; d = next) {
+            next = d->next;
+            nr_run_done_clear(&d->d);
+            free(d);
+        }
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->req_cv);
     pthread_cond_destroy(&r->done_cv);

@@ -813,7 +813,7 @@ int main(void)
     SRunner *sr = srunner_create(queue_suite());
     int failed;
 
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);     /* CK_VERBOSITY=verbose lists every test */
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
