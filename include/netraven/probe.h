@@ -43,8 +43,10 @@ struct nr_probe_result {
 int nr_probe_reachability(const char *ip, double timeout_s,
                           struct nr_probe_result out[NR_REACH_PROBES]);
 
-/* The probes' generic form: ICMP when kind is NR_PROBE_ICMP, else TCP to
- * each port; all at once; n results in out (caller's array). */
+/* The probes' generic form, all at once: an ICMP echo first when icmp is
+ * true, then a TCP connect to each of tcp_ports in order; out (the caller's
+ * array) receives icmp + nports results in that order.  Returns how many
+ * answered. */
 int nr_probe_run(const char *ip, double timeout_s, const int *tcp_ports,
                  size_t nports, bool icmp, struct nr_probe_result *out);
 

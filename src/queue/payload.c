@@ -139,7 +139,7 @@ static const char *json_kind(const json_t *v)
 
 static bool positive_int(const json_t *v, long long *out)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
+    if (!json_is_integer(v) || json_integer_value(v) <= 0)
         return false;
     *out = (long long)json_integer_value(v);
     return true;

@@ -37,6 +37,7 @@
 #define DONE_TTL_S           "3600"
 #define DEAD_STREAM_MAXLEN   "100000"   /* approximate (~) trim of the dead-letter stream */
 #define MAX_ARGS             14
+#define WAIT_MAX_S           ((double)(INT_MAX - BLOCKING_MARGIN_MS) / 1000.0 - 1.0)
 
 #define DEFAULT_STREAM       "netraven:jobs"
 #define DEFAULT_GROUP        "netraven-workers"
@@ -1007,10 +1008,10 @@ int nr_queue_wait_done(struct nr_queue *q, const char *entry_id, double timeout_
     qi = qi_of(q);
     if (!usable(qi))
         return NR_EIO;
-    /* Clamp to a year: beyond that a caller means "forever", which a daemon
-     * never wants. */
-    if (!(timeout_s <= 365.0 * 86400))
-        timeout_s = 365.0 * 86400;
+    /* Clamp (NaN too) to what the socket timeout, an int of ms, can cover
+     * with its margin: about 24 days. */
+    if (!(timeout_s <= WAIT_MAX_S))
+        timeout_s = WAIT_MAX_S;
     ms = timeout_s > 0 ? (long long)(timeout_s * 1000.0 + 0.5) : 0;
     blocking = ms > 0;      /* BLPOP 0 would wait forever: use LPOP */
     key = nr_asprintf(DONE_KEY_PREFIX "%s", entry_id);
@@ -1024,8 +1025,7 @@ int nr_queue_wait_done(struct nr_queue *q, const char *entry_id, double timeout_
             cmd_str(&c, "BLPOP");
             cmd_str(&c, key);
             cmd_str(&c, secs);
-            r = command(qi, (int)(ms + BLOCKING_MARGIN_MS > INT_MAX ? INT_MAX
-                                  : ms + BLOCKING_MARGIN_MS), "BLPOP", &c);
+            r = command(qi, (int)(ms + BLOCKING_MARGIN_MS), "BLPOP", &c);
             if (r == NULL || attempt > 0 || !is_error(r, "ERR timeout"))
                 break;
             freeReplyObject(r);

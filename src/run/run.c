@@ -109,7 +109,7 @@ static void record_failure(struct run *run, const char *what)
 static void save_result(struct run *run, const struct nr_device *dev, struct nr_result *res)
 {
     long long jid = run->job.id;
-    char *details = json_dumps(res->details, JSON_COMPACT);
+    char *details = json_dumps(res->details, JSON_COMPACT | JSON_REAL_PRECISION(12));
 
     NR_LOG(res->success ? NR_EV_RESULT_SAVING_OK : NR_EV_RESULT_SAVING_FAIL, jid, dev->id,
            NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));

@@ -41,7 +41,8 @@ static void bad_n(const char *buf, size_t len, const char *want)
 
     memset(&p, 0x5a, sizeof(p));
     rc = nr_payload_parse(buf, len, &p, &reason);
-    ck_assert_int_eq(rc, NR_EINVAL);
+    ck_assert_msg(rc == NR_EINVAL, "expected %.*s to be refused (\"%s\"), got %d",
+                  buf ? (int)strnlen(buf, len < 80 ? len : 80) : 6, buf ? buf : "(null)", want, rc);
     ck_assert_ptr_nonnull(reason);
     ck_assert_msg(strstr(reason, want) != NULL, "reason \"%s\" lacks \"%s\"", reason, want);
     for (const unsigned char *c = (const unsigned char *)reason; *c; c++)

@@ -324,6 +324,8 @@ struct ds_server *ds_server_new(struct ds_inventory *inv, const struct ds_opts *
                                 char *err, size_t errlen);
 /* Hand an accepted socket for dev to a loop thread (takes fd in every case). */
 void ds_server_dispatch(struct ds_server *s, struct ds_device *dev, int fd);
+/* Count a connection closed at once for a refuse_times fault. */
+void ds_server_count_refused(struct ds_server *s);
 /* Make every device's next config differ (SIGUSR1). */
 void ds_server_bump_revision(struct ds_server *s);
 /* One line of counters to stderr. */
