@@ -531,6 +531,8 @@ fail:
 
 /* -------------------------------------------------------------- connection */
 
+/* The group starts at the beginning of the stream ("0", not "$"): entries
+ * queued before any worker ever started are jobs too, and must run. */
 static int create_group(struct queue_i *qi)
 {
     struct cmd c = { 0 };
@@ -540,7 +542,7 @@ static int create_group(struct queue_i *qi)
     cmd_str(&c, "CREATE");
     cmd_str(&c, stream_of(qi));
     cmd_str(&c, group_of(qi));
-    cmd_str(&c, "$");
+    cmd_str(&c, "0");
     cmd_str(&c, "MKSTREAM");
     if ((r = command(qi, base_timeout_ms(qi), "XGROUP CREATE", &c)) == NULL)
         return NR_EIO;

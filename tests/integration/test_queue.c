@@ -200,6 +200,24 @@ START_TEST(test_enqueue_then_read)
 }
 END_TEST
 
+/* Entries queued before any worker created the group are still delivered:
+ * the group starts at the stream's beginning, not at its end. */
+START_TEST(test_entries_before_group_are_delivered)
+{
+    redisReply *r = rcmd("XADD %s * payload %s", STREAM, "{\"job_id\": 41}");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+
+    struct nr_queue *q = connect_ok("late");
+    struct nr_queue_msg m[4];
+    size_t n = read_ok(q, m, 4, 1000);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(m[0].payload, "{\"job_id\": 41}");
+    clear_msgs(m, n);
+    nr_queue_free(q);
+}
+END_TEST
+
 START_TEST(test_read_blocks_then_returns_nothing)
 {
     struct nr_queue *q = connect_ok("c1");
@@ -789,6 +807,7 @@ static Suite *queue_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_group_created_once);
     tcase_add_test(tc, test_enqueue_then_read);
+    tcase_add_test(tc, test_entries_before_group_are_delivered);
     tcase_add_test(tc, test_read_blocks_then_returns_nothing);
     tcase_add_test(tc, test_block_longer_than_command_timeout);
     tcase_add_test(tc, test_pending_redelivered_after_restart);

@@ -567,9 +567,18 @@ char *ds_config_generate(const struct ds_device *d, uint32_t revision, size_t *l
     st->tail(&g);
     g.w = &body;
     st->head(&g);
-    /* The preamble is short; estimate it so the total lands at or just
-     * above the target. */
-    pre_est = st->pre ? 160 : 0;
+    /* Measure the preamble (its size figure may grow by a digit or two)
+     * so the total lands at or just above the target. */
+    pre_est = 0;
+    if (st->pre) {
+        struct ds_buf scratch = {0};
+
+        g.w = &scratch;
+        st->pre(&g, target);
+        pre_est = ds_buf_avail(&scratch) + 4;
+        ds_buf_free(&scratch);
+        g.w = &body;
+    }
     for (unsigned i = 0; i < 2 || body.len + tail.len + pre_est < target; i++)
         st->block(&g, i);
     if (ds_buf_add(&body, ds_buf_head(&tail), ds_buf_avail(&tail)) < 0 || tail.failed)

@@ -403,8 +403,10 @@ static void conn_free(struct conn *c, const char *why)
     dl_unlink(&c->dirty);
     dl_unlink(&c->all);
     if (c->sess) {
+        /* ssh_disconnect / ssh_free free the channel. */
         if (c->chan)
             ssh_remove_channel_callbacks(c->chan, &c->ccb);
+        c->chan = NULL;
         if (c->in_event)
             ssh_event_remove_session(l->ev, c->sess);
         if (ssh_is_connected(c->sess))
@@ -860,6 +862,9 @@ static void pump(struct conn *c, uint64_t now)
                 if ((ssh_get_status(c->sess) & SSH_WRITE_PENDING) && now < c->close_deadline) {
                     wake = earliest(wake, now + 5);
                 } else {
+                    /* ssh_disconnect frees the channels: forget ours first. */
+                    ssh_remove_channel_callbacks(c->chan, &c->ccb);
+                    c->chan = NULL;
                     ssh_silent_disconnect(c->sess);
                     conn_free(c, "disconnect_mid_output");
                     return;

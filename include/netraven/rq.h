@@ -1,0 +1,230 @@
+/*
+ * rq.h - python-rq intake: netraven-worker as an RQ worker.
+ *
+ * NetRaven's API and scheduler enqueue `netraven.worker.runner.run_job(
+ * job_id)` with python-rq (CONTRACT 5).  This module takes those jobs from
+ * the RQ queues (worker.rq_queues, in order), runs them through the runner
+ * (source NR_RUN_SOURCE_RQ), and records each outcome with the write set of
+ * /work/shared/RQ.md, so that RQ's own API (Job.fetch, the registries,
+ * Worker.all) and `rq info` see them as they would see a Python worker's.
+ *
+ * Three layers, each usable alone (the tests use all three):
+ *   pickle.c  the job's `data`: zlib, then a pickle reader that accepts only
+ *             the opcodes such a call produces and executes nothing;
+ *   rq.c      the protocol on one Redis connection: take, start, heartbeat,
+ *             finish / fail / requeue, worker registration, cleanup of
+ *             abandoned jobs;
+ *   intake.c  the intake thread that drives the two with the runner.
+ *
+ * DESIGN
+ *   One thread, "rq-intake", started by nr_rq_intake_start(), owns one Redis
+ *   connection (a struct nr_rq; opened through nr_queue_connect() so that
+ *   scheduler.redis_url, AUTH and SELECT are handled in one place) and uses
+ *   it for everything RQ: no other thread touches it.  The loop:
+ *     1. collect this intake's completions (nr_runner_collect, source RQ)
+ *        and write each outcome (finish / fail / requeue) in one MULTI;
+ *     2. every HEARTBEAT_S (15 s, RQ.md asks for <= 30 s): push the wip
+ *        deadline of every job it holds and refresh the worker key (TTL
+ *        480 s); every CLEANUP_S (60 s, and once at start): fail or requeue
+ *        jobs abandoned by dead workers;
+ *     3. when the runner has a free slot: BLPOP over the queues (1 s while
+ *        runs are in flight, so completions are written promptly, else
+ *        5 s: always far below the worker key's TTL), decode and check the
+ *        job, mark it started, submit it; else wait on the runner's
+ *        completion condition for up to 1 s.
+ *   The runner's slots are shared with the native stream intake (main
+ *   thread), so a submit may find the slot taken: the job, already marked
+ *   started, is then held (and heart-beaten) until a slot frees.
+ *   A Redis failure closes the connection; the loop reconnects with backoff
+ *   (0.5 s doubling to 10 s) and keeps completions it could not write until
+ *   then.  Runs go on meanwhile; they never wait on Redis.
+ *
+ * Outcome mapping (NetRaven's run_job returns normally after any run it
+ * recorded, whatever the job's status; it raises when the database fails):
+ *   NR_RUN_RECORDED      RQ success, no return value (the call returns None),
+ *                        whatever the final status (COMPLETED_FAILURE is a
+ *                        job-level outcome, recorded in NetRaven's DB).
+ *   NR_RUN_REJECTED      RQ failure with the reason (the job id is not in
+ *                        the DB); never retried: a retry cannot help.
+ *   NR_RUN_NOT_RECORDED  RQ failure with the reason (PostgreSQL failed), as
+ *                        when Python's run_job raises; requeued instead when
+ *                        the job has retries_left > 0, as RQ does.
+ *   A job whose data does not decode, or that needs an RQ feature this
+ *   module does not implement (dependents, callbacks, repeats, retry
+ *   intervals), fails before it starts, with the reason, never retried.
+ *
+ * Caller's steps (the daemon, src/main.c):
+ *   nr_rq_intake_start(&cfg, runner, consumer);   after nr_runner_new()
+ *   ... on SIGTERM/SIGINT:
+ *   nr_rq_intake_request_stop();                  stop taking RQ jobs now
+ *   ... the main intake's own grace wait ...
+ *   nr_rq_intake_stop();                          before nr_runner_free()
+ */
+#ifndef NR_RQ_H
+#define NR_RQ_H
+
+#include "netraven/common.h"
+#include "netraven/config.h"
+
+struct nr_runner;
+struct nr_queue;
+struct redisContext;
+
+/* The only function an RQ job may call. */
+#define NR_RQ_FUNC "netraven.worker.runner.run_job"
+
+/* ------------------------------------------------------------ pickle.c */
+
+/*
+ * Decode an RQ job's `data` field: a zlib stream (if it does not inflate,
+ * the bytes are read as a raw pickle) holding a pickle of the 4-tuple
+ * (func_name, None, args, kwargs).  Accepted: protocols 2 to 5; the opcodes
+ * listed in RQ.md, plus BINPUT / LONG_BINPUT (protocols 2 and 3 memoize with
+ * them).  Any other opcode is refused by name ("pickle opcode 0x93
+ * (STACK_GLOBAL) is not allowed"); nothing is ever imported or called.
+ * Lengths, nesting, memo and value counts are capped.  The call must then
+ * be NR_RQ_FUNC with exactly one positive integer job_id (positional, or
+ * the keyword job_id) that fits PostgreSQL's integer.
+ *
+ * Returns 0 and sets *job_id; or NR_EINVAL with *reason a malloc'd,
+ * printable ASCII text naming what was wrong (caller frees); *job_id is
+ * then untouched.  Pure: no I/O, thread-safe.
+ */
+int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **reason);
+
+/* The same for a raw pickle (no zlib step). */
+int nr_rq_pickle_decode(const void *pickle, size_t len, long long *job_id, char **reason);
+
+/* ---------------------------------------------------------------- rq.c */
+
+/* One Redis connection speaking RQ, as worker `worker`.  Not thread-safe.
+ * Like hiredis's context: once err is set, every call refuses with NR_EIO
+ * until nr_rq_reset() has reconnected. */
+struct nr_rq {
+    struct nr_queue    *conn;       /* the connection (its rc), owned */
+    char               *worker;     /* RQ worker name */
+    struct nr_strlist   queues;     /* queue names, in order */
+    int                 err;        /* 0 or NR_EIO */
+    char                errstr[256];
+};
+
+/* A job as read from rq:job:<id>.  Strings are owned; absent fields are
+ * NULL.  Cleared by nr_rq_job_clear(). */
+struct nr_rq_job {
+    char   *id;
+    char   *queue;              /* the queue it was taken from */
+    char   *origin;
+    char   *status;
+    char   *data;               /* binary; data_len bytes */
+    size_t  data_len;
+    long    result_ttl;         /* result_ttl, else 500; -1 = forever */
+    long    failure_ttl;        /* failure_ttl, else 31536000; -1 = forever */
+    long    retries_left;       /* 0 when absent */
+    char   *retry_intervals;    /* JSON list, e.g. "[0]" */
+    char   *worker_name;        /* the worker that started it, if any */
+    /* features this module does not implement */
+    bool    has_callbacks;      /* success/failure/stopped callback set */
+    long    repeats_left;       /* 0 when absent */
+    bool    has_dependents;     /* rq:job:<id>:dependents exists */
+};
+
+void nr_rq_job_clear(struct nr_rq_job *job);
+
+/* Connect to scheduler.redis_url as worker `worker` (NULL or "": host:pid)
+ * consuming `queues` (NULL or empty: worker.rq_queues).  Never NULL; check
+ * rq->err.  Free with nr_rq_free(). */
+struct nr_rq *nr_rq_connect(const struct nr_config *cfg, const char *worker,
+                            const struct nr_strlist *queues);
+/* Reconnect after err: 0 or NR_EIO. */
+int  nr_rq_reset(struct nr_rq *rq);
+void nr_rq_free(struct nr_rq *rq);
+
+/*
+ * Take the next job: BLPOP over rq:queue:<q> for every queue, in order,
+ * waiting up to timeout_s (1..60), then HGETALL rq:job:<id> and EXISTS of
+ * its dependents key.  Returns 0 with *job filled (caller clears it);
+ * NR_NOTFOUND when nothing came, or the id had no job hash (a deleted job:
+ * skipped, as RQ skips it); NR_EIO.
+ */
+int nr_rq_take(struct nr_rq *rq, int timeout_s, struct nr_rq_job *job);
+
+/* Is the job something this worker can run?  Decodes its data and checks
+ * for unimplemented features.  0 with *job_id, or NR_EINVAL with *reason
+ * (malloc'd).  Pure. */
+int nr_rq_job_check(const struct nr_rq_job *job, long long *job_id, char **reason);
+
+/* Start MULTI: status started, started_at, last_heartbeat, worker_name;
+ * PERSIST the job; ZADD rq:wip:<q> now+90.  0 or NR_EIO. */
+int nr_rq_start(struct nr_rq *rq, const struct nr_rq_job *job);
+
+/* Heartbeat for the jobs held (n may be 0): last_heartbeat and ZADD XX of
+ * the wip deadline of each, and the worker key's last_heartbeat and TTL.
+ * 0 or NR_EIO. */
+int nr_rq_heartbeat(struct nr_rq *rq, const struct nr_rq_job *const *jobs, size_t n);
+
+/* Success MULTI (status finished, an empty type-1 result, the finished
+ * registry; result_ttl -1 and 0 as RQ.md says).  0 or NR_EIO. */
+int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job);
+
+/* Failure: when may_retry and the job has retries_left > 0, requeue it
+ * (retries_left - 1, status queued, RPUSH) and set *requeued; else the
+ * failure MULTI with reason as the exception text (type-2 result, the
+ * failed registry).  requeued may be NULL.  0 or NR_EIO. */
+int nr_rq_fail(struct nr_rq *rq, const struct nr_rq_job *job, const char *reason,
+               bool may_retry, bool *requeued);
+
+/* Worker registration: rq:worker:<w> (birth, last_heartbeat, queues, pid,
+ * hostname, state idle; TTL 480), rq:workers and rq:workers:<q>. */
+int nr_rq_worker_register(struct nr_rq *rq);
+/* state busy with current_job (job_id non-NULL), or idle. */
+int nr_rq_worker_state(struct nr_rq *rq, const char *job_id);
+/* Leave the sets, death <ts>, TTL 60. */
+int nr_rq_worker_death(struct nr_rq *rq);
+
+/* Is `rq suspend` in force (rq:suspended exists)?  1 yes, 0 no, NR_EIO. */
+int nr_rq_suspended(struct nr_rq *rq);
+
+/*
+ * Abandoned jobs of one queue: every id in rq:wip:<queue> whose deadline
+ * has passed (its worker stopped heart-beating) and whose job is still
+ * `started` is requeued (retries_left > 0, decremented) or failed with
+ * "worker died (abandoned job)"; ids whose job is gone or already final
+ * are only removed from the registry.  Each id is handled under WATCH of
+ * its job and the registry, so two workers cleaning at once never requeue
+ * a job twice; an id whose transaction lost a race is left for the next
+ * pass.  *failed / *requeued (may be NULL) count what was done.
+ * 0 or NR_EIO.
+ */
+int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *requeued);
+
+/* ------------------------------------------------------------ intake.c */
+
+/*
+ * Start the RQ intake thread (see DESIGN).  cfg and runner must outlive
+ * nr_rq_intake_stop().  consumer is the RQ worker name (NULL or "":
+ * worker.consumer_name, else host:pid); it is copied.  The thread connects
+ * by itself and retries while Redis is away, so this does not fail when
+ * Redis is down.  One intake per process.
+ * Returns 0, NR_EINVAL if one is already running or an argument is NULL,
+ * or NR_ERR if the thread could not be created.
+ */
+int nr_rq_intake_start(const struct nr_config *cfg, struct nr_runner *runner,
+                       const char *consumer);
+
+/* Ask the thread to stop taking jobs; returns at once (not async-signal-
+ * safe: call it from the main loop, not a signal handler).  No-op when no
+ * intake runs. */
+void nr_rq_intake_request_stop(void);
+
+/*
+ * Stop the intake: no new jobs; wait up to worker.shutdown_grace_seconds
+ * (counted from the first stop request) for this intake's runs in flight,
+ * recording each outcome; register the worker's death; join the thread.
+ * Runs still in flight after the grace time stay `started` in RQ: their
+ * heartbeats stop, and the abandoned-job cleanup of a later worker
+ * handles them.  Must be called before nr_runner_free().  No-op when no
+ * intake runs.
+ */
+void nr_rq_intake_stop(void);
+
+#endif /* NR_RQ_H */
