@@ -143,8 +143,27 @@ struct daemon {
     char                   *consumer;
     struct nr_run_done     *unacked;    /* completions waiting for Redis */
     size_t                  n_unacked;
+    char                  **inflight;   /* entry ids handed to the runner */
+    size_t                  n_inflight;
+    uint64_t                next_claim; /* mono ns of the next touch/claim */
     bool                    redis_down;
 };
+
+static void inflight_add(struct daemon *d, const char *id)
+{
+    d->inflight = nr_realloc(d->inflight, (d->n_inflight + 1) * sizeof(*d->inflight));
+    d->inflight[d->n_inflight++] = nr_strdup(id);
+}
+
+static void inflight_del(struct daemon *d, const char *id)
+{
+    for (size_t i = 0; i < d->n_inflight; i++)
+        if (strcmp(d->inflight[i], id) == 0) {
+            free(d->inflight[i]);
+            d->inflight[i] = d->inflight[--d->n_inflight];
+            return;
+        }
+}
 
 static void redis_down(struct daemon *d, double delay)
 {
@@ -191,6 +210,8 @@ static void settle_completions(struct daemon *d)
     size_t n;
 
     while ((n = nr_runner_collect(d->runner, NR_RUN_SOURCE_STREAM, batch, READ_BATCH)) > 0) {
+        for (size_t i = 0; i < n; i++)
+            inflight_del(d, batch[i].entry_id);
         d->unacked = nr_realloc(d->unacked, (d->n_unacked + n) * sizeof(*d->unacked));
         memcpy(d->unacked + d->n_unacked, batch, n * sizeof(*batch));
         d->n_unacked += n;
@@ -258,15 +279,41 @@ static void handle_entry(struct daemon *d, struct nr_queue_msg *m)
     }
     NR_LOG(NR_EV_SYS_QUEUE_ENTRY, 0, 0, NR_S("entry_id", m->entry_id),
            NR_I("job_id", req.payload.job_id));
+    inflight_add(d, m->entry_id);
     req.entry_id = m->entry_id;
     m->entry_id = NULL;
     if (nr_runner_submit(d->runner, &req) != 0) {
+        inflight_del(d, req.entry_id);
         /* cannot happen: we read only as many entries as free slots; the
          * entry stays pending and is delivered again */
         NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "runner refused an entry"),
                NR_S("error", "no free slot"), NR_S("entry_id", req.entry_id));
         free(req.entry_id);
         nr_payload_clear(&req.payload);
+    }
+}
+
+/* Every third of worker.claim_idle_seconds: keep the entries we run from
+ * looking idle, then take over entries that a dead worker (or a run of
+ * ours that could not be recorded) left pending for claim_idle_seconds. */
+static void claim_idle(struct daemon *d, struct nr_queue_msg *msgs, size_t free_slots)
+{
+    uint64_t now = nr_mono_ns();
+    size_t n = 0;
+
+    if (now < d->next_claim)
+        return;
+    d->next_claim = now + (uint64_t)d->cfg->worker.claim_idle_seconds * 1000000000ull / 3;
+    if (nr_queue_touch(d->q, d->inflight, d->n_inflight) < 0)
+        return;
+    if (nr_queue_claim(d->q, (long)d->cfg->worker.claim_idle_seconds * 1000, msgs,
+                       free_slots, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        NR_LOG(NR_EV_SYS_QUEUE_CLAIMED, 0, 0, NR_S("entry_id", msgs[i].entry_id),
+               NR_I("idle_s", d->cfg->worker.claim_idle_seconds));
+        handle_entry(d, &msgs[i]);
+        nr_queue_msg_clear(&msgs[i]);
     }
 }
 
@@ -298,6 +345,14 @@ static void intake_loop(struct daemon *d)
             nr_runner_wait(d->runner, NR_RUN_SOURCE_STREAM, 0.5);
             continue;
         }
+        if (free_slots > READ_BATCH)
+            free_slots = READ_BATCH;
+        claim_idle(d, msgs, free_slots);
+        if (d->q->err)
+            continue;
+        free_slots = nr_runner_free_slots(d->runner);
+        if (free_slots == 0)
+            continue;
         if (free_slots > READ_BATCH)
             free_slots = READ_BATCH;
         /* block shortly when runs are in flight, so completions are
@@ -373,6 +428,9 @@ static int cmd_run(const struct nr_config *cfg)
     for (size_t i = 0; i < d.n_unacked; i++)
         nr_run_done_clear(&d.unacked[i]);
     free(d.unacked);
+    for (size_t i = 0; i < d.n_inflight; i++)
+        free(d.inflight[i]);
+    free(d.inflight);
     nr_queue_free(d.q);
     free(d.consumer);
     NR_LOG(NR_EV_SYS_STOPPED, 0, 0);

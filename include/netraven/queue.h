@@ -70,6 +70,19 @@ int  nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
                    int block_ms, size_t *n);
 void nr_queue_msg_clear(struct nr_queue_msg *m);
 
+/* Take over entries that other consumers (a dead worker) have held
+ * pending for at least idle_ms without acknowledging them: XAUTOCLAIM, up
+ * to max, continuing from where the previous call stopped.  Entries whose
+ * data was deleted are acknowledged and skipped.  Returns 0 with *n set,
+ * or NR_EIO. */
+int  nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
+                    size_t max, size_t *n);
+
+/* Reset the idle time of entries this consumer is still running (XCLAIM
+ * to itself, JUSTID), so that no live worker claims a long run.
+ * 0 or NR_EIO. */
+int  nr_queue_touch(struct nr_queue *q, char *const *entry_ids, size_t n);
+
 /* XACK the entry.  Also pushes final_status (may be NULL) to the entry's
  * done list (netraven:jobs:done:<entry_id>, expiring after an hour) for
  * `enqueue --wait`.  0 or NR_EIO. */

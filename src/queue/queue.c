@@ -66,6 +66,7 @@ struct queue_i {
      * in this process, and handing them out again would run them twice. */
     bool            pending_done;   /* own pending entries all re-read */
     char           *pending_after;  /* last pending id handed out, NULL: from 0 */
+    char           *claim_cursor;   /* XAUTOCLAIM's next start, NULL: "0-0" */
 };
 
 /* One command of a pipeline. */
@@ -706,6 +707,7 @@ void nr_queue_free(struct nr_queue *q)
     disconnect(qi);
     target_clear(&qi->t);
     free(qi->pending_after);
+    free(qi->claim_cursor);
     free(qi->pub.consumer);
     free(qi);
 }
@@ -890,6 +892,104 @@ int nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
     if (rc < 0)
         return rc;
     *n = got;
+    return NR_OK;
+}
+
+/* --------------------------------------------------------- claim and touch */
+
+int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
+                   size_t max, size_t *n)
+{
+    struct queue_i *qi;
+    struct cmd c = { 0 };
+    char idle[24], count[24];
+    redisReply *r;
+    size_t got = 0;
+
+    if (q == NULL || n == NULL || (msgs == NULL && max > 0) || idle_ms < 0)
+        return NR_EINVAL;
+    qi = qi_of(q);
+    if (max == 0) {
+        *n = 0;
+        return NR_OK;
+    }
+    snprintf(idle, sizeof(idle), "%ld", idle_ms);
+    snprintf(count, sizeof(count), "%zu", max);
+    cmd_str(&c, "XAUTOCLAIM");
+    cmd_str(&c, stream_of(qi));
+    cmd_str(&c, group_of(qi));
+    cmd_str(&c, qi->pub.consumer);
+    cmd_str(&c, idle);
+    cmd_str(&c, qi->claim_cursor ? qi->claim_cursor : "0-0");
+    cmd_str(&c, "COUNT");
+    cmd_str(&c, count);
+    if ((r = command(qi, base_timeout_ms(qi), "XAUTOCLAIM", &c)) == NULL)
+        return NR_EIO;
+    if (is_error(r, "NOGROUP")) {           /* nothing to claim yet */
+        freeReplyObject(r);
+        *n = 0;
+        return NR_OK;
+    }
+    /* [next-start, [entry, ...], [deleted-id, ...]] (Redis 7) */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || !is_str(r->element[0]) ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+        if (r->type == REDIS_REPLY_ERROR)
+            reply_err(qi, "XAUTOCLAIM", r);
+        else
+            set_err(qi, "redis at %s: XAUTOCLAIM returned a reply of an unexpected shape", qi->where);
+        freeReplyObject(r);
+        return NR_EIO;
+    }
+    free(qi->claim_cursor);
+    qi->claim_cursor = nr_strndup(r->element[0]->str, r->element[0]->len);
+    const redisReply *entries = r->element[1];
+    for (size_t i = 0; i < entries->elements && got < max; i++) {
+        /* an entry deleted from the stream comes back as nil in Redis 7.0 */
+        if (entries->element[i]->type == REDIS_REPLY_NIL)
+            continue;
+        if (!entry_of(entries->element[i], &msgs[got])) {
+            for (size_t k = 0; k < got; k++)
+                nr_queue_msg_clear(&msgs[k]);
+            set_err(qi, "redis at %s: XAUTOCLAIM returned an entry of an unexpected shape", qi->where);
+            freeReplyObject(r);
+            return NR_EIO;
+        }
+        got++;
+    }
+    freeReplyObject(r);
+    *n = got;
+    return NR_OK;
+}
+
+int nr_queue_touch(struct nr_queue *q, char *const *entry_ids, size_t n)
+{
+    struct queue_i *qi;
+    const size_t fixed = 6, per = MAX_ARGS - fixed;
+
+    if (q == NULL || (entry_ids == NULL && n > 0))
+        return NR_EINVAL;
+    qi = qi_of(q);
+    for (size_t i = 0; i < n; i += per) {
+        struct cmd c = { 0 };
+        redisReply *r;
+
+        cmd_str(&c, "XCLAIM");
+        cmd_str(&c, stream_of(qi));
+        cmd_str(&c, group_of(qi));
+        cmd_str(&c, qi->pub.consumer);
+        cmd_str(&c, "0");
+        for (size_t k = i; k < n && k < i + per; k++)
+            cmd_str(&c, entry_ids[k]);
+        cmd_str(&c, "JUSTID");
+        if ((r = command(qi, base_timeout_ms(qi), "XCLAIM", &c)) == NULL)
+            return NR_EIO;
+        if (r->type == REDIS_REPLY_ERROR && !is_error(r, "NOGROUP")) {
+            reply_err(qi, "XCLAIM", r);
+            freeReplyObject(r);
+            return NR_EIO;
+        }
+        freeReplyObject(r);
+    }
     return NR_OK;
 }
 

@@ -379,8 +379,10 @@ static long bench_one(struct bench *bn, int idx)
         char *nl;
         size_t len;
 
-        if (read_for(ch, &b, 200) < 0 || now_ms() - start > (uint64_t)o->timeout_ms)
+        if (read_for(ch, &b, 200) < 0 || now_ms() - start > (uint64_t)o->timeout_ms) {
+            fprintf(stderr, "devsim-client: session %d: no prompt (%zu bytes)\n", idx, b.len);
             goto out;
+        }
         len = b.len;
         while (len && b.p[len - 1] == ' ')
             len--;
@@ -397,8 +399,11 @@ static long bench_one(struct bench *bn, int idx)
         ssh_channel_write(ch, "\n", 1);
         start = now_ms();
         while (!ends_with_prompt(&b, from + strlen(bn->cmds[c]), prompt)) {
-            if (read_for(ch, &b, 500) < 0 || now_ms() - start > (uint64_t)o->timeout_ms)
+            if (read_for(ch, &b, 500) < 0 || now_ms() - start > (uint64_t)o->timeout_ms) {
+                fprintf(stderr, "devsim-client: session %d: %s: no prompt after %zu bytes\n",
+                        idx, bn->cmds[c], b.len - from);
                 goto out;
+            }
         }
         last = (long)(b.len - from);
     }
@@ -423,6 +428,9 @@ static void *bench_worker(void *arg)
         uint64_t t0 = now_ms();
         long n = bench_one(bn, i);
 
+        if (n >= 0 && n < bn->min_bytes)
+            fprintf(stderr, "devsim-client: session %d: output %ld bytes, want %ld\n", i, n,
+                    bn->min_bytes);
         if (n >= bn->min_bytes) {
             bn->lat[i] = now_ms() - t0;
             if (bn->lat[i] == 0)

@@ -348,6 +348,46 @@ START_TEST(bad_entries_go_to_dead_letters)
 }
 END_TEST
 
+START_TEST(entry_of_a_dead_worker_is_taken_over)
+{
+    long long job = add_job("orphan", "reachability", 0);
+    redisContext *rc = nrt_redis();
+    char payload[64];
+    snprintf(payload, sizeof(payload), "{\"job_id\": %lld}", job);
+
+    /* a worker that read the entry and died before recording its run */
+    redisReply *r = redisCommand(rc, "XGROUP CREATE netraven:jobs netraven-workers 0 MKSTREAM");
+    freeReplyObject(r);
+    xadd_raw(rc, "payload", payload, strlen(payload));
+    r = redisCommand(rc, "XREADGROUP GROUP netraven-workers dead-worker COUNT 10 STREAMS netraven:jobs >");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+
+    char *spool = spool_env();
+    char *extra[] = { "NETRAVEN_WORKER__CLAIM_IDLE_SECONDS=1", spool, NULL };
+    struct nrt_proc w;
+    start_worker(&w, extra);
+    ck_assert(nrt_wait_sql(db, "COMPLETED_NO_DEVICES", 30, "SELECT status FROM jobs WHERE id = %lld", job));
+    r = NULL;
+    for (int i = 0; i < 100; i++) {
+        freeReplyObject(r);
+        r = redisCommand(rc, "XPENDING netraven:jobs netraven-workers");
+        if (r->element[0]->integer == 0)
+            break;
+        usleep(50000);
+    }
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    stop_worker_ok(&w);
+    char *so = nrt_proc_stdout(&w);
+    ck_assert_msg(strstr(so, "taken over"), "stdout: %s", so);
+    free(so);
+    nrt_proc_clear(&w);
+    redisFree(rc);
+    free(spool);
+}
+END_TEST
+
 START_TEST(file_logging_on_and_unwritable)
 {
     long long job = add_job("filed", "reachability", 0);
@@ -432,6 +472,7 @@ int main(void)
     tcase_add_test(tc, reachability_mix_end_to_end);
     tcase_add_test(tc, unknown_job_type_then_next_job);
     tcase_add_test(tc, bad_entries_go_to_dead_letters);
+    tcase_add_test(tc, entry_of_a_dead_worker_is_taken_over);
     tcase_add_test(tc, file_logging_on_and_unwritable);
     tcase_add_test(tc, check_config_refuses_bad_values_and_masks_secrets);
     suite_add_tcase(s, tc);

@@ -1126,8 +1126,11 @@ void ds_server_free(struct ds_server *s)
             pthread_join(l->tid, NULL);
         for (unsigned k = 0; k < l->qlen; k++)
             close(l->q[(l->qhead + k) % QUEUE_CAP].fd);
-        if (l->ev)
+        if (l->ev) {
+            if (l->efd >= 0)
+                ssh_event_remove_fd(l->ev, l->efd);
             ssh_event_free(l->ev);
+        }
         if (l->efd >= 0)
             close(l->efd);
         free(l->heap);

@@ -1,0 +1,884 @@
+/*
+ * pickle.c - the RQ job's `data`: zlib, then a small pickle reader.
+ *
+ * The reader is a stack machine over a whitelist of opcodes (RQ.md's list,
+ * plus BINPUT / LONG_BINPUT, which protocols 2 and 3 use where 4 and 5 use
+ * MEMOIZE).  It builds plain values only: None, bool, int, float, str,
+ * bytes, tuple, list, dict.  Every opcode that would look up, import or
+ * call anything (GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD, INST, OBJ,
+ * EXT*, PERSID, ...) is refused by name before anything else happens.
+ *
+ * Values live in an arena freed in one go when the read ends: the memo
+ * shares values by reference (a dict memoized while empty is the same
+ * dict SETITEM fills later), and a hostile pickle can make a list contain
+ * itself, which an arena frees without reference counting.  No walk
+ * over the result recurses, so cycles cannot loop either.
+ *
+ * Strings point into the input buffer (no copies); the input outlives the
+ * arena.
+ *
+ * Frames (protocol 4+): a FRAME opcode announces that the next n bytes
+ * form a frame.  As in CPython's Unpickler, a read may not run past the
+ * end of the current frame (the framer never splits an opcode), a FRAME
+ * may not start before the current frame is used up, and once a frame is
+ * used up reads continue outside any frame (large strings are written
+ * unframed between two frames).
+ */
+#include "netraven/rq.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+/* Caps.  A run_job call pickles to about 55 bytes; these leave room for
+ * what RQ may reasonably carry and bound what a hostile payload costs. */
+#define PK_MAX_INPUT   (4u << 20)   /* bytes after inflating */
+#define PK_MAX_STR     (1u << 20)   /* one str or bytes */
+#define PK_MAX_STACK   1024         /* values on the stack at once */
+#define PK_MAX_MARKS   64           /* open MARKs: the nesting depth */
+#define PK_MAX_MEMO    4096         /* memo slots */
+#define PK_MAX_VALUES  65536        /* values built in all */
+#define PK_MAX_ITEMS   65536        /* items in one container */
+
+#define JOB_ID_MAX     2147483647LL /* jobs.id is a PostgreSQL integer */
+
+enum pk_kind { PK_NONE, PK_BOOL, PK_INT, PK_FLOAT, PK_STR, PK_BYTES,
+               PK_TUPLE, PK_LIST, PK_DICT };
+
+static const char *const kind_names[] = {
+    [PK_NONE] = "None", [PK_BOOL] = "bool", [PK_INT] = "int", [PK_FLOAT] = "float",
+    [PK_STR] = "str", [PK_BYTES] = "bytes", [PK_TUPLE] = "tuple", [PK_LIST] = "list",
+    [PK_DICT] = "dict",
+};
+
+struct pk_val {
+    enum pk_kind kind;
+    union {
+        long long i;                    /* PK_BOOL, PK_INT */
+        double    d;                    /* PK_FLOAT */
+        struct {                        /* PK_STR, PK_BYTES: into the input */
+            const unsigned char *p;
+            size_t               n;
+        } s;
+        struct {                        /* PK_TUPLE, PK_LIST; PK_DICT as k,v,k,v */
+            struct pk_val **v;
+            size_t          n, cap;
+        } seq;
+    } u;
+};
+
+struct pk {
+    const unsigned char *buf;
+    size_t               len, pos;
+    size_t               frame_end;     /* 0: not inside a frame */
+    size_t               op_pos;        /* offset of the opcode being read */
+
+    struct pk_val      **stack;
+    size_t               sp;
+    size_t               marks[PK_MAX_MARKS];
+    size_t               nmarks;
+    struct pk_val      **memo;
+    size_t               memo_len;      /* slots in use (highest index + 1) */
+
+    struct pk_val      **arena;         /* every value built, for freeing */
+    size_t               narena, arena_cap;
+
+    char                *reason;        /* set on the first failure */
+};
+
+/* ----------------------------------------------------------------- errors */
+
+static int fail(struct pk *pk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct pk *pk, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+
+    if (pk->reason != NULL)
+        return NR_EINVAL;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    pk->reason = nr_strdup(buf);
+    return NR_EINVAL;
+}
+
+/* Opcode names, for messages: every opcode of pickle protocols 0-5. */
+static const char *op_name(unsigned op)
+{
+    switch (op) {
+    case 0x28: return "MARK";            case 0x2e: return "STOP";
+    case 0x30: return "POP";             case 0x31: return "POP_MARK";
+    case 0x32: return "DUP";             case 0x46: return "FLOAT";
+    case 0x49: return "INT";             case 0x4a: return "BININT";
+    case 0x4b: return "BININT1";         case 0x4c: return "LONG";
+    case 0x4d: return "BININT2";         case 0x4e: return "NONE";
+    case 0x50: return "PERSID";          case 0x51: return "BINPERSID";
+    case 0x52: return "REDUCE";          case 0x53: return "STRING";
+    case 0x54: return "BINSTRING";       case 0x55: return "SHORT_BINSTRING";
+    case 0x56: return "UNICODE";         case 0x58: return "BINUNICODE";
+    case 0x61: return "APPEND";          case 0x62: return "BUILD";
+    case 0x63: return "GLOBAL";          case 0x64: return "DICT";
+    case 0x7d: return "EMPTY_DICT";      case 0x65: return "APPENDS";
+    case 0x67: return "GET";             case 0x68: return "BINGET";
+    case 0x69: return "INST";            case 0x6a: return "LONG_BINGET";
+    case 0x6c: return "LIST";            case 0x5d: return "EMPTY_LIST";
+    case 0x6f: return "OBJ";             case 0x70: return "PUT";
+    case 0x71: return "BINPUT";          case 0x72: return "LONG_BINPUT";
+    case 0x73: return "SETITEM";         case 0x74: return "TUPLE";
+    case 0x29: return "EMPTY_TUPLE";     case 0x75: return "SETITEMS";
+    case 0x47: return "BINFLOAT";        case 0x80: return "PROTO";
+    case 0x81: return "NEWOBJ";          case 0x82: return "EXT1";
+    case 0x83: return "EXT2";            case 0x84: return "EXT4";
+    case 0x85: return "TUPLE1";          case 0x86: return "TUPLE2";
+    case 0x87: return "TUPLE3";          case 0x88: return "NEWTRUE";
+    case 0x89: return "NEWFALSE";        case 0x8a: return "LONG1";
+    case 0x8b: return "LONG4";           case 0x42: return "BINBYTES";
+    case 0x43: return "SHORT_BINBYTES";  case 0x8c: return "SHORT_BINUNICODE";
+    case 0x8d: return "BINUNICODE8";     case 0x8e: return "BINBYTES8";
+    case 0x8f: return "EMPTY_SET";       case 0x90: return "ADDITEMS";
+    case 0x91: return "FROZENSET";       case 0x92: return "NEWOBJ_EX";
+    case 0x93: return "STACK_GLOBAL";    case 0x94: return "MEMOIZE";
+    case 0x95: return "FRAME";           case 0x96: return "BYTEARRAY8";
+    case 0x97: return "NEXT_BUFFER";     case 0x98: return "READONLY_BUFFER";
+    default:   return "unknown";
+    }
+}
+
+/* ----------------------------------------------------------------- values */
+
+static struct pk_val *val_new(struct pk *pk, enum pk_kind kind)
+{
+    struct pk_val *v;
+
+    if (pk->narena >= PK_MAX_VALUES) {
+        fail(pk, "pickle builds more than %d values", PK_MAX_VALUES);
+        return NULL;
+    }
+    if (pk->narena == pk->arena_cap) {
+        pk->arena_cap = pk->arena_cap ? pk->arena_cap * 2 : 16;
+        pk->arena = nr_realloc(pk->arena, pk->arena_cap * sizeof(*pk->arena));
+    }
+    v = nr_calloc(1, sizeof(*v));
+    v->kind = kind;
+    pk->arena[pk->narena++] = v;
+    return v;
+}
+
+static int seq_push(struct pk *pk, struct pk_val *c, struct pk_val *item)
+{
+    if (c->u.seq.n >= PK_MAX_ITEMS)
+        return fail(pk, "a pickled %s holds more than %d items", kind_names[c->kind],
+                    PK_MAX_ITEMS);
+    if (c->u.seq.n == c->u.seq.cap) {
+        c->u.seq.cap = c->u.seq.cap ? c->u.seq.cap * 2 : 4;
+        c->u.seq.v = nr_realloc(c->u.seq.v, c->u.seq.cap * sizeof(*c->u.seq.v));
+    }
+    c->u.seq.v[c->u.seq.n++] = item;
+    return NR_OK;
+}
+
+static bool str_eq(const struct pk_val *v, const char *s)
+{
+    size_t n = strlen(s);
+    return v->kind == PK_STR && v->u.s.n == n && memcmp(v->u.s.p, s, n) == 0;
+}
+
+static bool same_key(const struct pk_val *a, const struct pk_val *b)
+{
+    if (a->kind != b->kind)
+        return a == b;
+    switch (a->kind) {
+    case PK_NONE:  return true;
+    case PK_BOOL:
+    case PK_INT:   return a->u.i == b->u.i;
+    case PK_STR:
+    case PK_BYTES: return a->u.s.n == b->u.s.n && memcmp(a->u.s.p, b->u.s.p, a->u.s.n) == 0;
+    default:       return a == b;
+    }
+}
+
+/* d[k] = v; a key already present is replaced, as in Python.  Only
+ * hashable kinds may be keys. */
+static int dict_set(struct pk *pk, struct pk_val *d, struct pk_val *k, struct pk_val *v)
+{
+    if (k->kind == PK_LIST || k->kind == PK_DICT)
+        return fail(pk, "a pickled dict has a %s as a key", kind_names[k->kind]);
+    for (size_t i = 0; i + 1 < d->u.seq.n; i += 2)
+        if (same_key(d->u.seq.v[i], k)) {
+            d->u.seq.v[i + 1] = v;
+            return NR_OK;
+        }
+    if (seq_push(pk, d, k) < 0 || seq_push(pk, d, v) < 0)
+        return NR_EINVAL;
+    return NR_OK;
+}
+
+/* ------------------------------------------------------------------ input */
+
+/* n bytes at the read position, honouring frames; NULL on failure. */
+static const unsigned char *take(struct pk *pk, size_t n)
+{
+    const unsigned char *p;
+
+    if (pk->frame_end != 0) {
+        if (pk->pos == pk->frame_end) {
+            pk->frame_end = 0;      /* the frame is used up: read outside */
+        } else if (n > pk->frame_end - pk->pos) {
+            fail(pk, "pickle opcode 0x%02x (%s) at offset %zu runs past the end of its frame",
+                 pk->buf[pk->op_pos], op_name(pk->buf[pk->op_pos]), pk->op_pos);
+            return NULL;
+        }
+    }
+    if (n > pk->len - pk->pos) {
+        fail(pk, "pickle is truncated at offset %zu", pk->len);
+        return NULL;
+    }
+    p = pk->buf + pk->pos;
+    pk->pos += n;
+    return p;
+}
+
+static uint64_t le(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* --------------------------------------------------------------- the stack */
+
+static int push(struct pk *pk, struct pk_val *v)
+{
+    if (v == NULL)
+        return NR_EINVAL;
+    if (pk->sp >= PK_MAX_STACK)
+        return fail(pk, "pickle stack grows beyond %d values", PK_MAX_STACK);
+    pk->stack[pk->sp++] = v;
+    return NR_OK;
+}
+
+/* The bottom of the current stack frame: above the innermost MARK. */
+static size_t base(const struct pk *pk)
+{
+    return pk->nmarks ? pk->marks[pk->nmarks - 1] : 0;
+}
+
+static struct pk_val *pop(struct pk *pk)
+{
+    if (pk->sp <= base(pk)) {
+        fail(pk, "pickle opcode 0x%02x (%s) at offset %zu pops an empty stack",
+             pk->buf[pk->op_pos], op_name(pk->buf[pk->op_pos]), pk->op_pos);
+        return NULL;
+    }
+    return pk->stack[--pk->sp];
+}
+
+static struct pk_val *top(struct pk *pk)
+{
+    if (pk->sp <= base(pk)) {
+        fail(pk, "pickle opcode 0x%02x (%s) at offset %zu needs a value on the stack",
+             pk->buf[pk->op_pos], op_name(pk->buf[pk->op_pos]), pk->op_pos);
+        return NULL;
+    }
+    return pk->stack[pk->sp - 1];
+}
+
+/* Close the innermost MARK: *first is the index of the first value above
+ * it; the caller consumes values [first, sp) and sets sp = first. */
+static int pop_mark(struct pk *pk, size_t *first)
+{
+    if (pk->nmarks == 0)
+        return fail(pk, "pickle opcode 0x%02x (%s) at offset %zu has no MARK",
+                    pk->buf[pk->op_pos], op_name(pk->buf[pk->op_pos]), pk->op_pos);
+    *first = pk->marks[--pk->nmarks];
+    return NR_OK;
+}
+
+/* ------------------------------------------------------------------ memo */
+
+static int memo_put(struct pk *pk, uint64_t idx)
+{
+    struct pk_val *v = top(pk);
+
+    if (v == NULL)
+        return NR_EINVAL;
+    if (idx >= PK_MAX_MEMO)
+        return fail(pk, "pickle memo index %llu is beyond %d", (unsigned long long)idx,
+                    PK_MAX_MEMO);
+    if (idx >= pk->memo_len) {
+        pk->memo = nr_realloc(pk->memo, (size_t)(idx + 1) * sizeof(*pk->memo));
+        memset(pk->memo + pk->memo_len, 0, (size_t)(idx + 1 - pk->memo_len) * sizeof(*pk->memo));
+        pk->memo_len = (size_t)idx + 1;
+    }
+    pk->memo[idx] = v;
+    return NR_OK;
+}
+
+static int memo_get(struct pk *pk, uint64_t idx)
+{
+    if (idx >= pk->memo_len || pk->memo[idx] == NULL)
+        return fail(pk, "pickle memo index %llu at offset %zu was never stored",
+                    (unsigned long long)idx, pk->op_pos);
+    return push(pk, pk->memo[idx]);
+}
+
+/* --------------------------------------------------------------- strings */
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        unsigned min, cp;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)      { k = 1; min = 0x80;    cp = c & 0x1f; }
+        else if (c >= 0xe0 && c <= 0xef) { k = 2; min = 0x800;   cp = c & 0x0f; }
+        else if (c >= 0xf0 && c <= 0xf4) { k = 3; min = 0x10000; cp = c & 0x07; }
+        else return false;
+        if (n - i - 1 < k)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+static int load_str(struct pk *pk, size_t lenbytes, enum pk_kind kind)
+{
+    const unsigned char *p = take(pk, lenbytes), *s;
+    uint64_t n;
+    struct pk_val *v;
+
+    if (p == NULL)
+        return NR_EINVAL;
+    n = le(p, lenbytes);
+    if (n > PK_MAX_STR)
+        return fail(pk, "pickled %s at offset %zu is %llu bytes long (at most %u allowed)",
+                    kind_names[kind], pk->op_pos, (unsigned long long)n, PK_MAX_STR);
+    if ((s = take(pk, (size_t)n)) == NULL)
+        return NR_EINVAL;
+    if (kind == PK_STR && !utf8_valid(s, (size_t)n))
+        return fail(pk, "pickled str at offset %zu is not valid UTF-8", pk->op_pos);
+    if ((v = val_new(pk, kind)) == NULL)
+        return NR_EINVAL;
+    v->u.s.p = s;
+    v->u.s.n = (size_t)n;
+    return push(pk, v);
+}
+
+/* ------------------------------------------------------------------ ints */
+
+static int push_int(struct pk *pk, long long i, enum pk_kind kind)
+{
+    struct pk_val *v = val_new(pk, kind);
+
+    if (v == NULL)
+        return NR_EINVAL;
+    v->u.i = i;
+    return push(pk, v);
+}
+
+/* LONG1: n bytes of little-endian two's complement, n <= 8. */
+static int load_long1(struct pk *pk)
+{
+    const unsigned char *p = take(pk, 1);
+    uint64_t u;
+    size_t n;
+
+    if (p == NULL)
+        return NR_EINVAL;
+    n = p[0];
+    if (n > 8)
+        return fail(pk, "pickled int at offset %zu has %zu bytes (at most 8 allowed)",
+                    pk->op_pos, n);
+    if ((p = take(pk, n)) == NULL)
+        return NR_EINVAL;
+    u = le(p, n);
+    if (n > 0 && n < 8 && (p[n - 1] & 0x80))
+        u |= ~(uint64_t)0 << (8 * n);       /* sign-extend */
+    return push_int(pk, (long long)u, PK_INT);
+}
+
+/* --------------------------------------------------------- containers */
+
+static int build_tuple(struct pk *pk, size_t first)
+{
+    struct pk_val *t = val_new(pk, PK_TUPLE);
+
+    if (t == NULL)
+        return NR_EINVAL;
+    for (size_t i = first; i < pk->sp; i++)
+        if (seq_push(pk, t, pk->stack[i]) < 0)
+            return NR_EINVAL;
+    pk->sp = first;
+    return push(pk, t);
+}
+
+static int load_tuple_n(struct pk *pk, size_t n)
+{
+    if (pk->sp - base(pk) < n)
+        return fail(pk, "pickle opcode 0x%02x (%s) at offset %zu needs %zu values on the stack",
+                    pk->buf[pk->op_pos], op_name(pk->buf[pk->op_pos]), pk->op_pos, n);
+    return build_tuple(pk, pk->sp - n);
+}
+
+static int load_setitems(struct pk *pk, size_t first)
+{
+    struct pk_val *d;
+
+    if ((pk->sp - first) % 2 != 0)
+        return fail(pk, "pickle opcode SETITEMS at offset %zu has an odd number of values",
+                    pk->op_pos);
+    if (first <= base(pk) || first == 0)
+        return fail(pk, "pickle opcode SETITEMS at offset %zu has no dict below its MARK",
+                    pk->op_pos);
+    d = pk->stack[first - 1];
+    if (d->kind != PK_DICT)
+        return fail(pk, "pickle opcode SETITEMS at offset %zu applies to a %s, not a dict",
+                    pk->op_pos, kind_names[d->kind]);
+    for (size_t i = first; i < pk->sp; i += 2)
+        if (dict_set(pk, d, pk->stack[i], pk->stack[i + 1]) < 0)
+            return NR_EINVAL;
+    pk->sp = first;
+    return NR_OK;
+}
+
+static int load_appends(struct pk *pk, size_t first)
+{
+    struct pk_val *l;
+
+    if (first <= base(pk) || first == 0)
+        return fail(pk, "pickle opcode APPENDS at offset %zu has no list below its MARK",
+                    pk->op_pos);
+    l = pk->stack[first - 1];
+    if (l->kind != PK_LIST)
+        return fail(pk, "pickle opcode APPENDS at offset %zu applies to a %s, not a list",
+                    pk->op_pos, kind_names[l->kind]);
+    for (size_t i = first; i < pk->sp; i++)
+        if (seq_push(pk, l, pk->stack[i]) < 0)
+            return NR_EINVAL;
+    pk->sp = first;
+    return NR_OK;
+}
+
+/* ------------------------------------------------------------ the machine */
+
+/* Run the opcodes up to STOP; *result is the value STOP returns. */
+static int run(struct pk *pk, struct pk_val **result)
+{
+    const unsigned char *p;
+    struct pk_val *v, *k, *d;
+    size_t first;
+    unsigned op;
+    int rc;
+
+    if (pk->len == 0)
+        return fail(pk, "pickle is empty");
+    if (pk->buf[0] != 0x80)
+        return fail(pk, "data is not a pickle of protocol 2 or later (first byte 0x%02x, "
+                    "not PROTO)", pk->buf[0]);
+
+    for (;;) {
+        pk->op_pos = pk->pos;
+        if ((p = take(pk, 1)) == NULL)
+            return NR_EINVAL;
+        op = p[0];
+        rc = NR_OK;
+        switch (op) {
+        case 0x80:  /* PROTO */
+            if (pk->op_pos != 0)
+                return fail(pk, "pickle opcode PROTO repeated at offset %zu", pk->op_pos);
+            if ((p = take(pk, 1)) == NULL)
+                return NR_EINVAL;
+            if (p[0] < 2 || p[0] > 5)
+                return fail(pk, "pickle protocol %u is not supported (2 to 5 are)", p[0]);
+            break;
+        case 0x95:  /* FRAME */
+            if (pk->frame_end != 0 && pk->pos < pk->frame_end)
+                return fail(pk, "pickle opcode FRAME at offset %zu starts before the "
+                            "previous frame ends", pk->op_pos);
+            pk->frame_end = 0;
+            if ((p = take(pk, 8)) == NULL)
+                return NR_EINVAL;
+            {
+                uint64_t n = le(p, 8);
+                if (n > pk->len - pk->pos)
+                    return fail(pk, "pickle frame at offset %zu is %llu bytes long but only "
+                                "%zu remain", pk->op_pos, (unsigned long long)n,
+                                pk->len - pk->pos);
+                if (n > 0)
+                    pk->frame_end = pk->pos + (size_t)n;
+            }
+            break;
+        case 0x2e:  /* STOP */
+            if (pk->nmarks != 0)
+                return fail(pk, "pickle ends with an open MARK");
+            if (pk->sp != 1)
+                return fail(pk, "pickle ends with %zu values on the stack, not 1", pk->sp);
+            if (pk->pos != pk->len)
+                return fail(pk, "pickle has %zu bytes after STOP", pk->len - pk->pos);
+            if (pk->frame_end != 0 && pk->pos != pk->frame_end)
+                return fail(pk, "pickle ends inside a frame");
+            *result = pk->stack[0];
+            return NR_OK;
+        case 0x28:  /* MARK */
+            if (pk->nmarks >= PK_MAX_MARKS)
+                return fail(pk, "pickle nests deeper than %d MARKs", PK_MAX_MARKS);
+            pk->marks[pk->nmarks++] = pk->sp;
+            break;
+        case 0x94:  /* MEMOIZE */
+            rc = memo_put(pk, pk->memo_len);
+            break;
+        case 0x71:  /* BINPUT */
+            rc = (p = take(pk, 1)) ? memo_put(pk, p[0]) : NR_EINVAL;
+            break;
+        case 0x72:  /* LONG_BINPUT */
+            rc = (p = take(pk, 4)) ? memo_put(pk, le(p, 4)) : NR_EINVAL;
+            break;
+        case 0x68:  /* BINGET */
+            rc = (p = take(pk, 1)) ? memo_get(pk, p[0]) : NR_EINVAL;
+            break;
+        case 0x6a:  /* LONG_BINGET */
+            rc = (p = take(pk, 4)) ? memo_get(pk, le(p, 4)) : NR_EINVAL;
+            break;
+        case 0x4e:  /* NONE */
+            rc = push(pk, val_new(pk, PK_NONE));
+            break;
+        case 0x88:  /* NEWTRUE */
+        case 0x89:  /* NEWFALSE */
+            rc = push_int(pk, op == 0x88, PK_BOOL);
+            break;
+        case 0x4b:  /* BININT1 */
+            rc = (p = take(pk, 1)) ? push_int(pk, p[0], PK_INT) : NR_EINVAL;
+            break;
+        case 0x4d:  /* BININT2 */
+            rc = (p = take(pk, 2)) ? push_int(pk, (long long)le(p, 2), PK_INT) : NR_EINVAL;
+            break;
+        case 0x4a:  /* BININT: 4-byte signed */
+            rc = (p = take(pk, 4)) ? push_int(pk, (int32_t)(uint32_t)le(p, 4), PK_INT)
+                                   : NR_EINVAL;
+            break;
+        case 0x8a:  /* LONG1 */
+            rc = load_long1(pk);
+            break;
+        case 0x47:  /* BINFLOAT: 8 bytes big-endian */
+            if ((p = take(pk, 8)) == NULL)
+                return NR_EINVAL;
+            {
+                uint64_t u = 0;
+                double dv;
+                for (int i = 0; i < 8; i++)
+                    u = (u << 8) | p[i];
+                memcpy(&dv, &u, sizeof(dv));
+                if ((v = val_new(pk, PK_FLOAT)) == NULL)
+                    return NR_EINVAL;
+                v->u.d = dv;
+                rc = push(pk, v);
+            }
+            break;
+        case 0x8c:  /* SHORT_BINUNICODE */
+            rc = load_str(pk, 1, PK_STR);
+            break;
+        case 0x58:  /* BINUNICODE */
+            rc = load_str(pk, 4, PK_STR);
+            break;
+        case 0x43:  /* SHORT_BINBYTES */
+            rc = load_str(pk, 1, PK_BYTES);
+            break;
+        case 0x29:  /* EMPTY_TUPLE */
+            rc = push(pk, val_new(pk, PK_TUPLE));
+            break;
+        case 0x85:  /* TUPLE1 */
+        case 0x86:  /* TUPLE2 */
+        case 0x87:  /* TUPLE3 */
+            rc = load_tuple_n(pk, op - 0x84u);
+            break;
+        case 0x74:  /* TUPLE */
+            rc = pop_mark(pk, &first) < 0 ? NR_EINVAL : build_tuple(pk, first);
+            break;
+        case 0x7d:  /* EMPTY_DICT */
+            rc = push(pk, val_new(pk, PK_DICT));
+            break;
+        case 0x5d:  /* EMPTY_LIST */
+            rc = push(pk, val_new(pk, PK_LIST));
+            break;
+        case 0x73:  /* SETITEM */
+            if ((v = pop(pk)) == NULL || (k = pop(pk)) == NULL || (d = top(pk)) == NULL)
+                return NR_EINVAL;
+            if (d->kind != PK_DICT)
+                return fail(pk, "pickle opcode SETITEM at offset %zu applies to a %s, not a dict",
+                            pk->op_pos, kind_names[d->kind]);
+            rc = dict_set(pk, d, k, v);
+            break;
+        case 0x75:  /* SETITEMS */
+            rc = pop_mark(pk, &first) < 0 ? NR_EINVAL : load_setitems(pk, first);
+            break;
+        case 0x61:  /* APPEND */
+            if ((v = pop(pk)) == NULL || (d = top(pk)) == NULL)
+                return NR_EINVAL;
+            if (d->kind != PK_LIST)
+                return fail(pk, "pickle opcode APPEND at offset %zu applies to a %s, not a list",
+                            pk->op_pos, kind_names[d->kind]);
+            rc = seq_push(pk, d, v);
+            break;
+        case 0x65:  /* APPENDS */
+            rc = pop_mark(pk, &first) < 0 ? NR_EINVAL : load_appends(pk, first);
+            break;
+        default:
+            return fail(pk, "pickle opcode 0x%02x (%s) is not allowed", op, op_name(op));
+        }
+        if (rc < 0)
+            return NR_EINVAL;
+    }
+}
+
+/* ------------------------------------------------------------- the call */
+
+/* s as a printable quoted excerpt for messages. */
+static void excerpt(const struct pk_val *v, char *out, size_t outlen)
+{
+    size_t o = 0, n = v->u.s.n;
+
+    for (size_t i = 0; i < n && o + 5 < outlen; i++) {
+        unsigned char c = v->u.s.p[i];
+        out[o++] = (c >= 0x20 && c < 0x7f && c != '\'') ? (char)c : '?';
+    }
+    if (o < n && o + 4 <= outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+static int job_id_of(struct pk *pk, const struct pk_val *v, long long *job_id)
+{
+    if (v->kind != PK_INT)
+        return fail(pk, "job_id must be a positive integer, not a %s", kind_names[v->kind]);
+    if (v->u.i <= 0)
+        return fail(pk, "job_id must be a positive integer, not %lld", v->u.i);
+    if (v->u.i > JOB_ID_MAX)
+        return fail(pk, "job_id %lld is out of range (jobs.id is a 32-bit integer)", v->u.i);
+    *job_id = v->u.i;
+    return NR_OK;
+}
+
+/* The result must be (NR_RQ_FUNC, None, (job_id,) or [job_id], {}) or
+ * (NR_RQ_FUNC, None, () or [], {"job_id": job_id}). */
+static int check_call(struct pk *pk, const struct pk_val *t, long long *job_id)
+{
+    const struct pk_val *fn, *inst, *args, *kw;
+    char name[96];
+
+    if (t->kind != PK_TUPLE)
+        return fail(pk, "job data is a pickled %s, not the tuple (func_name, None, args, kwargs)",
+                    kind_names[t->kind]);
+    if (t->u.seq.n != 4)
+        return fail(pk, "job data is a tuple of %zu items, not (func_name, None, args, kwargs)",
+                    t->u.seq.n);
+    fn = t->u.seq.v[0];
+    inst = t->u.seq.v[1];
+    args = t->u.seq.v[2];
+    kw = t->u.seq.v[3];
+    if (fn->kind != PK_STR)
+        return fail(pk, "job function name is a %s, not a str", kind_names[fn->kind]);
+    if (inst->kind != PK_NONE)
+        return fail(pk, "job has an instance (a %s), not None: bound methods are not supported",
+                    kind_names[inst->kind]);
+    if (args->kind != PK_TUPLE && args->kind != PK_LIST)
+        return fail(pk, "job args is a %s, not a tuple or list", kind_names[args->kind]);
+    if (kw->kind != PK_DICT)
+        return fail(pk, "job kwargs is a %s, not a dict", kind_names[kw->kind]);
+    for (size_t i = 0; i < kw->u.seq.n; i += 2)
+        if (kw->u.seq.v[i]->kind != PK_STR)
+            return fail(pk, "job kwargs has a %s key; keyword names are str",
+                        kind_names[kw->u.seq.v[i]->kind]);
+
+    if (!str_eq(fn, NR_RQ_FUNC)) {
+        excerpt(fn, name, sizeof(name));
+        return fail(pk, "job function '%s' is not allowed (only " NR_RQ_FUNC ")", name);
+    }
+
+    size_t nargs = args->u.seq.n, nkw = kw->u.seq.n / 2;
+    if (nargs == 1 && nkw == 0)
+        return job_id_of(pk, args->u.seq.v[0], job_id);
+    if (nargs == 0 && nkw == 1) {
+        if (!str_eq(kw->u.seq.v[0], "job_id")) {
+            excerpt(kw->u.seq.v[0], name, sizeof(name));
+            return fail(pk, NR_RQ_FUNC " got an unexpected keyword argument '%s'", name);
+        }
+        return job_id_of(pk, kw->u.seq.v[1], job_id);
+    }
+    return fail(pk, NR_RQ_FUNC " takes exactly one argument, job_id; got %zu positional and "
+                "%zu keyword arguments", nargs, nkw);
+}
+
+static void pk_clear(struct pk *pk)
+{
+    for (size_t i = 0; i < pk->narena; i++) {
+        struct pk_val *v = pk->arena[i];
+        if (v->kind == PK_TUPLE || v->kind == PK_LIST || v->kind == PK_DICT)
+            free(v->u.seq.v);
+        free(v);
+    }
+    free(pk->arena);
+    free(pk->stack);
+    free(pk->memo);
+}
+
+int nr_rq_pickle_decode(const void *pickle, size_t len, long long *job_id, char **reason)
+{
+    struct pk pk = { .buf = pickle, .len = len };
+    struct pk_val *result = NULL;
+    long long id = 0;
+    int rc;
+
+    if (pickle == NULL && len > 0)
+        len = 0;
+    pk.len = len;
+    if (len > PK_MAX_INPUT)
+        rc = fail(&pk, "pickle is %zu bytes long (at most %u allowed)", len, PK_MAX_INPUT);
+    else {
+        pk.stack = nr_malloc(PK_MAX_STACK * sizeof(*pk.stack));
+        rc = run(&pk, &result);
+        if (rc == NR_OK)
+            rc = check_call(&pk, result, &id);
+    }
+    pk_clear(&pk);
+    if (rc == NR_OK) {
+        *job_id = id;
+        return NR_OK;
+    }
+    if (reason != NULL)
+        *reason = pk.reason ? pk.reason : nr_strdup("pickle rejected");
+    else
+        free(pk.reason);
+    return NR_EINVAL;
+}
+
+/* ------------------------------------------------------------------ zlib */
+
+/* Inflate a whole zlib stream, up to PK_MAX_INPUT bytes.  Returns 0 and a
+ * malloc'd *out; NR_NOTFOUND when it is not a (complete) zlib stream;
+ * NR_EINVAL when it inflates beyond the cap (*zerr says so). */
+static int inflate_all(const unsigned char *in, size_t len, unsigned char **out,
+                       size_t *outlen, char *zerr, size_t zerrlen)
+{
+    z_stream zs;
+    size_t cap = len * 4 + 256, n = 0;
+    unsigned char *buf;
+    int zrc;
+
+    if (len < 2 || len > UINT32_MAX)
+        return NR_NOTFOUND;
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit(&zs) != Z_OK)
+        return NR_NOTFOUND;
+    if (cap > PK_MAX_INPUT + 1)
+        cap = PK_MAX_INPUT + 1;
+    buf = nr_malloc(cap);
+    zs.next_in = (unsigned char *)in;
+    zs.avail_in = (uInt)len;
+    for (;;) {
+        zs.next_out = buf + n;
+        zs.avail_out = (uInt)(cap - n);
+        zrc = inflate(&zs, Z_NO_FLUSH);
+        n = cap - zs.avail_out;
+        if (zrc == Z_STREAM_END)
+            break;
+        if (zrc != Z_OK && zrc != Z_BUF_ERROR) {
+            snprintf(zerr, zerrlen, "%s", zs.msg ? zs.msg : "not a zlib stream");
+            goto not_zlib;
+        }
+        if (n > PK_MAX_INPUT) {
+            snprintf(zerr, zerrlen, "job data inflates to more than %u bytes", PK_MAX_INPUT);
+            inflateEnd(&zs);
+            free(buf);
+            return NR_EINVAL;
+        }
+        if (zs.avail_in == 0 && zs.avail_out > 0) {
+            snprintf(zerr, zerrlen, "zlib stream is truncated");
+            goto not_zlib;
+        }
+        if (zs.avail_out == 0) {
+            cap = cap * 2 > PK_MAX_INPUT + 1 ? PK_MAX_INPUT + 1 : cap * 2;
+            buf = nr_realloc(buf, cap);
+        }
+    }
+    if (n > PK_MAX_INPUT || zs.avail_in != 0) {
+        if (n > PK_MAX_INPUT) {
+            snprintf(zerr, zerrlen, "job data inflates to more than %u bytes", PK_MAX_INPUT);
+            inflateEnd(&zs);
+            free(buf);
+            return NR_EINVAL;
+        }
+        snprintf(zerr, zerrlen, "%u bytes follow the zlib stream", zs.avail_in);
+        goto not_zlib;
+    }
+    inflateEnd(&zs);
+    *out = buf;
+    *outlen = n;
+    return NR_OK;
+
+not_zlib:
+    inflateEnd(&zs);
+    free(buf);
+    return NR_NOTFOUND;
+}
+
+int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **reason)
+{
+    unsigned char *plain = NULL;
+    size_t plain_len = 0;
+    char zerr[128] = "";
+    int rc;
+
+    if (data == NULL || len == 0) {
+        if (reason != NULL)
+            *reason = nr_strdup("job has no data");
+        return NR_EINVAL;
+    }
+    rc = inflate_all(data, len, &plain, &plain_len, zerr, sizeof(zerr));
+    if (rc == NR_EINVAL) {
+        if (reason != NULL)
+            *reason = nr_strdup(zerr);
+        return NR_EINVAL;
+    }
+    if (rc == NR_OK) {
+        rc = nr_rq_pickle_decode(plain, plain_len, job_id, reason);
+        free(plain);
+        return rc;
+    }
+
+    /* Not zlib: a raw pickle (it starts with PROTO), or neither. */
+    char *why = NULL;
+    rc = nr_rq_pickle_decode(data, len, job_id, &why);
+    if (rc == NR_OK)
+        return NR_OK;
+    if (reason != NULL) {
+        if (((const unsigned char *)data)[0] == 0x80)
+            *reason = why, why = NULL;
+        else
+            *reason = nr_asprintf("job data is neither a zlib stream (zlib: %s) nor a pickle: %s",
+                                  zerr[0] ? zerr : "not a zlib stream", why);
+    }
+    free(why);
+    return NR_EINVAL;
+}
