@@ -51,6 +51,10 @@ void nr_sleep_s(double seconds);
 /* Case-insensitive substring search (ASCII). */
 const char *nr_strcasestr(const char *hay, const char *needle);
 
+/* Make s (len bytes) valid UTF-8 text in place: every byte of an invalid
+ * sequence, and every NUL, becomes '?'.  Returns how many bytes changed. */
+size_t nr_utf8_scrub(char *s, size_t len);
+
 /* A growable list of owned strings, for config lists and the like. */
 struct nr_strlist {
     char   **v;

@@ -49,6 +49,14 @@ struct nr_result {
     size_t  config_len;
     char    config_hash[65];
     bool    device_seen;    /* a session succeeded: devices.last_seen = now() */
+
+    /* Every credential tried, in order: the run records each attempt
+     * (credentials.last_used, success_rate). */
+    struct nr_cred_attempt {
+        long long cred_id;
+        bool      success;
+    } attempts[16];
+    size_t  nattempts;
 };
 
 typedef void (*nr_handler_fn)(const struct nr_handler_ctx *ctx, struct nr_result *out);
@@ -57,6 +65,7 @@ struct nr_handler_def {
     const char    *job_type;    /* "reachability" */
     const char    *name;        /* "reachability_handler", for the job log */
     nr_handler_fn  fn;
+    bool           needs_credentials;   /* the run resolves credentials first */
 };
 
 /* The handler of a job type, or NULL when none is registered. */

@@ -84,4 +84,17 @@ int nr_store_result_add(struct nr_store *s, long long job_id, long long device_i
 /* devices.last_seen = now().  0 or negative. */
 int nr_store_device_seen(struct nr_store *s, long long device_id);
 
+/*
+ * Store a configuration snapshot unless the device's newest one (by
+ * retrieved_at, then id) has the same data_hash.  hash is the sha256 hex of
+ * config; metadata_json a JSON object text.  Returns 0 when a row was
+ * inserted, NR_SNAPSHOT_SAME when the newest
+ * snapshot already had this hash and nothing was written, negative on
+ * failure.  One round trip: the comparison and the insert are one
+ * statement.  config must be valid UTF-8 without NUL bytes.
+ */
+#define NR_SNAPSHOT_SAME 1
+int nr_store_config_save(struct nr_store *s, long long device_id, const char *config,
+                         size_t config_len, const char *hash, const char *metadata_json);
+
 #endif /* NR_STORE_H */

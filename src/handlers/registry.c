@@ -4,7 +4,7 @@
 #include "netraven/handler.h"
 
 static const struct nr_handler_def handlers[] = {
-    { "reachability", "reachability_handler", nr_handler_reachability },
+    { "reachability", "reachability_handler", nr_handler_reachability, false },
 };
 
 const struct nr_handler_def *nr_handler_find(const char *job_type)

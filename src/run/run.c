@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netraven/cred.h"
 #include "netraven/handler.h"
 #include "netraven/log.h"
 #include "netraven/store.h"
@@ -33,6 +34,7 @@ struct run {
     struct nr_device            *devices;
     size_t                       ndev;
     struct run_task             *tasks;
+    struct nr_cred_set          *creds;     /* when the handler needs them */
 
     pthread_mutex_t  mu;
     pthread_cond_t   cv;
@@ -63,6 +65,8 @@ static void device_task(void *arg)
     struct nr_handler_ctx ctx = {
         .cfg = run->cfg, .job = &run->job, .device = dev, .payload = run->payload,
     };
+
+    ctx.creds = nr_cred_set_get(run->creds, dev->id, &ctx.ncreds);
 
     NR_LOG(NR_EV_HANDLE_DEVICE, run->job.id, dev->id,
            NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
@@ -106,9 +110,56 @@ static void record_failure(struct run *run, const char *what)
         rc_;                                                                  \
     })
 
+/* What a successful session leaves besides its result: the configuration
+ * snapshot (unless unchanged), devices.last_seen, and the bookkeeping of
+ * each credential tried.  Runs on the run thread. */
+static void save_side_effects(struct run *run, const struct nr_device *dev, struct nr_result *res)
+{
+    long long jid = run->job.id;
+
+    for (size_t i = 0; i < res->nattempts; i++)
+        if (STORE_TRY(run, nr_cred_record_attempt(run->store, res->attempts[i].cred_id,
+                                                   res->attempts[i].success)) < 0)
+            record_failure(run, "recording a credential attempt");
+
+    if (res->config != NULL) {
+        nr_utf8_scrub(res->config, res->config_len);
+        json_t *meta = json_pack("{s:I, s:s, s:s, s:I}", "job_id", (json_int_t)jid,
+                                 "hostname", dev->hostname ? dev->hostname : "",
+                                 "device_type", dev->device_type ? dev->device_type : "",
+                                 "bytes", (json_int_t)res->config_len);
+        json_t *dur = json_object_get(res->details, "duration_ms");
+        if (dur)
+            json_object_set(meta, "duration_ms", dur);
+        char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(12));
+        int rc = STORE_TRY(run, nr_store_config_save(run->store, dev->id, res->config,
+                                                     res->config_len, res->config_hash,
+                                                     meta_text));
+        if (rc < 0) {
+            res->success = false;
+            json_object_set_new(res->details, "error",
+                                json_string("the configuration could not be stored"));
+            record_failure(run, "storing a configuration snapshot");
+        } else {
+            bool same = rc == NR_SNAPSHOT_SAME;
+            json_object_set_new(res->details, "deduplicated", json_boolean(same));
+            json_object_set_new(res->details, "sha256", json_string(res->config_hash));
+            NR_LOG(same ? NR_EV_CONFIG_UNCHANGED : NR_EV_CONFIG_SAVED, jid, dev->id,
+                   NR_S("device_name", dev->hostname), NR_S("hash", res->config_hash),
+                   NR_I("bytes", res->config_len));
+        }
+        free(meta_text);
+        json_decref(meta);
+    }
+    if (res->device_seen && STORE_TRY(run, nr_store_device_seen(run->store, dev->id)) < 0)
+        record_failure(run, "updating devices.last_seen");
+}
+
 static void save_result(struct run *run, const struct nr_device *dev, struct nr_result *res)
 {
     long long jid = run->job.id;
+
+    save_side_effects(run, dev, res);
     char *details = json_dumps(res->details, JSON_COMPACT | JSON_REAL_PRECISION(12));
 
     NR_LOG(res->success ? NR_EV_RESULT_SAVING_OK : NR_EV_RESULT_SAVING_FAIL, jid, dev->id,
@@ -153,6 +204,13 @@ static const char *dispatch_devices(struct run *run)
         struct run_task *t = &run->tasks[i];
         t->run = run;
         t->idx = i;
+        if (run->handler->needs_credentials &&
+            nr_cred_set_get(run->creds, run->devices[i].id, NULL) == NULL) {
+            NR_LOG(NR_EV_DEVICE_NO_CREDENTIALS, jid, run->devices[i].id,
+                   NR_S("device_name", run->devices[i].hostname), NR_S("job_name", run->job.name));
+            fail_device(run, i, "no credential shares a tag with this device");
+            continue;
+        }
         NR_LOG(NR_EV_TASK_SUBMITTED, jid, run->devices[i].id,
                NR_S("device_name", run->devices[i].hostname), NR_S("job_name", run->job.name));
         if (nr_pool_submit(run->pool, device_task, t) != 0) {
@@ -183,6 +241,8 @@ static const char *dispatch_devices(struct run *run)
                    NR_S("job_name", run->job.name), NR_B("success", t->res.success));
             json_decref(t->res.details);
             t->res.details = NULL;
+            free(t->res.config);
+            t->res.config = NULL;
             collected++;
         }
     }
@@ -195,9 +255,45 @@ static const char *dispatch_devices(struct run *run)
     return nr_run_final_status((unsigned)run->ndev, run->succeeded);
 }
 
+/* Resolve the devices' credentials (one query), then dispatch; a run
+ * whose credentials cannot be resolved, or that has none at all, fails
+ * every device with the reason (CONTRACT 2 statuses). */
+static const char *resolve_and_dispatch(struct run *run, const struct nr_cred_keyring *keyring)
+{
+    long long *ids = nr_calloc(run->ndev, sizeof(*ids));
+    char err[NR_CRED_ERRLEN];
+    const char *status;
+    int rc;
+
+    for (size_t i = 0; i < run->ndev; i++)
+        ids[i] = run->devices[i].id;
+    rc = nr_cred_resolve(run->store, keyring, ids, run->ndev, &run->creds, err, sizeof(err));
+    if (rc < 0 && run->store->err == NR_EIO && nr_store_reset(run->store) == 0)
+        rc = nr_cred_resolve(run->store, keyring, ids, run->ndev, &run->creds, err, sizeof(err));
+    free(ids);
+
+    if (rc < 0) {
+        NR_LOG(NR_EV_JOB_CRED_FAILED, run->job.id, 0, NR_S("job_name", run->job.name),
+               NR_S("error", err));
+        for (size_t i = 0; i < run->ndev; i++)
+            fail_device(run, i, err);
+        return NR_STATUS_FAILED_CREDENTIALS;
+    }
+    if (nr_cred_set_devices_matched(run->creds) == 0) {
+        NR_LOG(NR_EV_JOB_NO_CREDENTIALS, run->job.id, 0, NR_S("job_name", run->job.name));
+        for (size_t i = 0; i < run->ndev; i++)
+            fail_device(run, i, "no credential shares a tag with this device");
+        status = NR_STATUS_NO_CREDENTIALS;
+    } else {
+        status = dispatch_devices(run);
+    }
+    return status;
+}
+
 /* One run, start to end.  *storep is the run thread's connection, made
  * here on first use and kept. */
 static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
+                        const struct nr_cred_keyring *keyring,
                         struct nr_store **storep, struct nr_run_request *req,
                         struct nr_run_done *done)
 {
@@ -263,6 +359,8 @@ static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
                 fail_device(&run, i, err);
             free(err);
             status = NR_STATUS_FAILURE;
+        } else if (run.handler->needs_credentials) {
+            status = resolve_and_dispatch(&run, keyring);
         } else {
             status = dispatch_devices(&run);
         }
@@ -287,6 +385,7 @@ static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
 out:
     free(run.record_error);
     free(run.tasks);
+    nr_cred_set_free(run.creds);
     nr_device_array_free(run.devices, run.ndev);
     nr_job_clear(&run.job);
     pthread_mutex_destroy(&run.mu);
@@ -303,6 +402,7 @@ struct done_node {
 struct nr_runner {
     const struct nr_config *cfg;
     struct nr_pool         *pool;
+    struct nr_cred_keyring  keyring;    /* derived once; read-only after */
     size_t                  slots;
 
     pthread_mutex_t mu;
@@ -337,7 +437,7 @@ static void *runner_main(void *arg)
         pthread_mutex_unlock(&r->mu);
 
         struct done_node *n = nr_calloc(1, sizeof(*n));
-        run_execute(r->cfg, r->pool, &store, &req, &n->d);
+        run_execute(r->cfg, r->pool, &r->keyring, &store, &req, &n->d);
         n->d.entry_id = req.entry_id;
         n->d.source = req.source;
         nr_payload_clear(&req.payload);
@@ -363,6 +463,13 @@ struct nr_runner *nr_runner_new(const struct nr_config *cfg, struct nr_pool *poo
 
     r->cfg = cfg;
     r->pool = pool;
+    char err[NR_CRED_ERRLEN];
+    if (nr_cred_keyring_init(&r->keyring, cfg, err, sizeof(err)) < 0) {
+        /* not fatal: token-shaped passwords will fail resolution with a
+         * clear reason, legacy plain ones still work */
+        NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "deriving the credential key"),
+               NR_S("error", err));
+    }
     r->slots = cfg->worker.max_concurrent_jobs > 0 ? (size_t)cfg->worker.max_concurrent_jobs : 1;
     r->reqs = nr_calloc(r->slots, sizeof(*r->reqs));
     r->threads = nr_calloc(r->slots, sizeof(*r->threads));
@@ -473,6 +580,7 @@ void nr_runner_free(struct nr_runner *r)
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->req_cv);
     pthread_cond_destroy(&r->done_cv);
+    nr_cred_keyring_clear(&r->keyring);
     free(r->reqs);
     free(r->threads);
     free(r);

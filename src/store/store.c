@@ -480,6 +480,36 @@ int nr_store_device_seen(struct nr_store *s, long long device_id)
                          1, params);
 }
 
+int nr_store_config_save(struct nr_store *s, long long device_id, const char *config,
+                         size_t config_len, const char *hash, const char *metadata_json)
+{
+    char id[24];
+    const char *params[4];
+    PGresult *r;
+    int rc;
+
+    (void)config_len;   /* text parameters are NUL-terminated */
+    snprintf(id, sizeof(id), "%lld", device_id);
+    params[0] = id;
+    params[1] = config;
+    params[2] = hash;
+    params[3] = metadata_json;
+    r = nr_store_query(s, "config_save",
+                       "INSERT INTO device_configurations"
+                       " (device_id, config_data, data_hash, retrieved_at, config_metadata)"
+                       " SELECT $1::bigint, $2, $3, now(), $4::jsonb"
+                       " WHERE COALESCE((SELECT data_hash FROM device_configurations"
+                       "   WHERE device_id = $1::bigint"
+                       "   ORDER BY retrieved_at DESC, id DESC LIMIT 1), '') <> $3"
+                       " RETURNING id",
+                       4, params);
+    if (r == NULL)
+        return s->err;
+    rc = PQntuples(r) == 1 ? NR_OK : NR_SNAPSHOT_SAME;
+    PQclear(r);
+    return rc;
+}
+
 /* ---- results ----------------------------------------------------------- */
 
 int nr_store_result_add(struct nr_store *s, long long job_id, long long device_id,

@@ -5,14 +5,22 @@
  *   Threads: the main thread accepts (devsim.c, epoll over every device's
  *   listening socket) and hands each new socket to the least busy of N loop
  *   threads through that thread's bounded queue plus an eventfd.  A loop
- *   thread owns its connections entirely: one ssh_event holds their libssh
- *   sessions (non-blocking, callback-driven: ssh_server_callbacks for
- *   password auth and channel open, the message callback for
- *   keyboard-interactive, ssh_channel_callbacks for pty/shell/exec/data).
+ *   thread owns its connections entirely.  Its epoll set holds the eventfd
+ *   and every session's socket; when a socket is ready the loop runs
+ *   ssh_event_dopoll(0) on that session's own ssh_event, and libssh calls
+ *   back (non-blocking server: ssh_server_callbacks for password auth and
+ *   channel open, the message callback for keyboard-interactive,
+ *   ssh_channel_callbacks for pty/shell/exec/data).
+ *
+ *   Why one ssh_event per session and not one for all: libssh flushes a
+ *   channel write by polling the session's poll context, and in a shared
+ *   event that context holds every session, so each write would poll them
+ *   all, and another client's disconnect seen there marks the writing
+ *   session as failed (ssh_handle_packets sets SSH_SESSION_STATE_ERROR).
  *
  *   Callbacks only record what happened and mark the connection dirty;
- *   all writing, closing and freeing happens in pump(), after
- *   ssh_event_dopoll() returns, never inside libssh's poll loop.
+ *   all writing, closing and freeing happens in pump(), after the poll,
+ *   never inside libssh's poll loop.
  *
  *   Time: each connection has one wake time (the earliest of its latency
  *   deadline, output pacing, login and idle timeouts); a binary heap per
@@ -30,17 +38,18 @@
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 #include <libssh/server.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define QUEUE_CAP      1024     /* hand-off queue per loop thread */
-#define SWEEP_MS       200      /* look for dead sessions this often */
+#define SWEEP_MS       1000     /* safety net: look for dead sessions */
+#define MAX_EVENTS     256
 #define WRITE_CHUNK    16384
 #define PUMP_BUDGET    65536    /* bytes per connection per turn */
 #define MAX_AUTH_TRIES 6
@@ -80,7 +89,10 @@ static void dl_unlink(struct dlink *n)
 #define FROM(ptr, member) \
     ((struct conn *)((char *)(ptr) - offsetof(struct conn, member)))
 
-enum phase { PH_DELAY, PH_SSH };
+enum phase {
+    PH_DELAY,                   /* raw TCP; SSH starts at kex_at (0 = now) */
+    PH_SSH,
+};
 
 struct loop;
 
@@ -90,7 +102,9 @@ struct conn {
     ssh_session       sess;
     int               fd;           /* ours until libssh takes it */
     enum phase        phase;
-    bool              in_event;
+    ssh_event         ev;           /* this session's own event */
+    int               reg_fd;       /* the socket in the loop's epoll, or -1 */
+    uint32_t          ep_mask;
     bool              kill;         /* tear down at the next pump */
     bool              authed;
     bool              banner_sent;
@@ -110,7 +124,6 @@ struct conn {
     struct ssh_channel_callbacks_struct ccb;
 
     uint64_t kex_at, login_deadline, last_input, close_deadline, tx_next;
-    uint32_t backoff_ms;
     double   tokens;
     uint64_t tokens_at;
     uint64_t bytes_out;
@@ -131,7 +144,7 @@ struct loop {
     unsigned          id;
     pthread_t         tid;
     bool              started;
-    ssh_event         ev;
+    int               ep;           /* epoll: eventfd + session sockets */
     int               efd;
     pthread_mutex_t   mu;
     struct handoff    q[QUEUE_CAP];
@@ -407,8 +420,12 @@ static void conn_free(struct conn *c, const char *why)
         if (c->chan)
             ssh_remove_channel_callbacks(c->chan, &c->ccb);
         c->chan = NULL;
-        if (c->in_event)
-            ssh_event_remove_session(l->ev, c->sess);
+        if (c->reg_fd >= 0 && ssh_get_fd(c->sess) == c->reg_fd)
+            epoll_ctl(l->ep, EPOLL_CTL_DEL, c->reg_fd, NULL);
+        if (c->ev) {
+            ssh_event_remove_session(c->ev, c->sess);
+            ssh_event_free(c->ev);
+        }
         if (ssh_is_connected(c->sess))
             ssh_disconnect(c->sess);
         ssh_free(c->sess);
@@ -670,12 +687,42 @@ static void start_ssh(struct conn *c)
         c->kill = true;
         return;
     }
-    if (ssh_event_add_session(c->loop->ev, c->sess) != SSH_OK) {
-        ds_log(0, "%s: cannot add the session to the event loop", d->name);
+    c->ev = ssh_event_new();
+    if (c->ev == NULL || ssh_event_add_session(c->ev, c->sess) != SSH_OK) {
+        ds_log(0, "%s: cannot set up the session's event", d->name);
         c->kill = true;
-        return;
     }
-    c->in_event = true;
+}
+
+/* Keep the loop's epoll registration in step with libssh: read always,
+ * write while libssh holds output the socket did not take.  A socket that
+ * libssh closed has left the epoll set by itself (never DEL a number that
+ * may already belong to someone else). */
+static void watch(struct conn *c)
+{
+    struct loop *l = c->loop;
+    int fd = c->sess ? ssh_get_fd(c->sess) : -1;
+    struct epoll_event ev;
+    uint32_t want;
+
+    if (c->reg_fd >= 0 && fd != c->reg_fd)
+        c->reg_fd = -1;
+    if (fd < 0)
+        return;
+    want = EPOLLIN | ((ssh_get_status(c->sess) & SSH_WRITE_PENDING) ? EPOLLOUT : 0);
+    ev.events = want;
+    ev.data.ptr = c;
+    if (c->reg_fd < 0) {
+        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            ds_log(0, "%s: epoll add: %s", c->dev->name, strerror(errno));
+            c->kill = true;
+            return;
+        }
+        c->reg_fd = fd;
+        c->ep_mask = want;
+    } else if (want != c->ep_mask && epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) == 0) {
+        c->ep_mask = want;
+    }
 }
 
 static void conn_new(struct loop *l, int fd, struct ds_device *dev, uint64_t now)
@@ -691,6 +738,7 @@ static void conn_new(struct loop *l, int fd, struct ds_device *dev, uint64_t now
     c->loop = l;
     c->dev = dev;
     c->fd = fd;
+    c->reg_fd = -1;
     c->heap_idx = -1;
     c->login_deadline = now + (uint64_t)l->srv->o.login_timeout_s * 1000;
     c->last_input = now;
@@ -730,11 +778,9 @@ static uint64_t drain(struct conn *c, uint64_t now, bool *more)
             ds_buf_reset(o);
             return 0;
         }
-        if (ssh_get_status(c->sess) & SSH_WRITE_PENDING) {
-            c->backoff_ms = c->backoff_ms ? (c->backoff_ms * 2 > 50 ? 50 : c->backoff_ms * 2) : 2;
-            return now + c->backoff_ms;
-        }
-        c->backoff_ms = 0;
+        /* libssh still holds output: EPOLLOUT (see watch) resumes us. */
+        if (ssh_get_status(c->sess) & SSH_WRITE_PENDING)
+            return 0;
         win = ssh_channel_window_size(c->chan);
         if (win == 0)
             return now + 1000;  /* the window-adjust callback wakes us sooner */
@@ -814,6 +860,10 @@ static void pump(struct conn *c, uint64_t now)
             return;
         }
     }
+    if (ssh_get_status(c->sess) & (SSH_CLOSED | SSH_CLOSED_ERROR)) {
+        conn_free(c, "client gone");
+        return;
+    }
     if (!c->authed && now >= c->login_deadline) {
         conn_free(c, "login timeout");
         return;
@@ -889,6 +939,11 @@ static void pump(struct conn *c, uint64_t now)
         }
         wake = earliest(wake, c->close_deadline);
     }
+    watch(c);
+    if (c->kill) {
+        conn_free(c, "epoll");
+        return;
+    }
     if (more)
         mark_dirty(c);
     if (!c->authed)
@@ -913,17 +968,6 @@ static void sweep(struct loop *l)
     }
 }
 
-static int cb_wake(socket_t fd, int revents, void *ud)
-{
-    uint64_t v;
-
-    (void)revents;
-    (void)ud;
-    if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
-        ds_log(0, "eventfd read: %s", strerror(errno));
-    return 0;
-}
-
 static void take_handoffs(struct loop *l, uint64_t now)
 {
     struct handoff batch[QUEUE_CAP];
@@ -946,8 +990,9 @@ static void *loop_main(void *arg)
 
     l->last_sweep = ds_now_ms();
     while (!atomic_load(&l->stop)) {
+        struct epoll_event evs[MAX_EVENTS];
         uint64_t now = ds_now_ms();
-        int timeout = SWEEP_MS, rc;
+        int timeout = SWEEP_MS, n;
         struct dlink work;
 
         if (l->dirty.next != &l->dirty)
@@ -956,7 +1001,24 @@ static void *loop_main(void *arg)
             timeout = l->heap[0]->wake_at <= now ? 0
                     : l->heap[0]->wake_at - now < SWEEP_MS ? (int)(l->heap[0]->wake_at - now)
                     : SWEEP_MS;
-        rc = ssh_event_dopoll(l->ev, timeout);
+        n = epoll_wait(l->ep, evs, MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR)
+            ds_log(0, "epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+
+            if (c == NULL) {
+                uint64_t v;
+
+                if (read(l->efd, &v, sizeof v) < 0 && errno != EAGAIN)
+                    ds_log(0, "eventfd read: %s", strerror(errno));
+                continue;
+            }
+            /* libssh reads, writes what it holds, and calls back. */
+            if (c->ev)
+                ssh_event_dopoll(c->ev, 0);
+            mark_dirty(c);
+        }
         now = ds_now_ms();
         take_handoffs(l, now);
         while (l->hlen > 0 && l->heap[0]->wake_at <= now) {
@@ -980,7 +1042,7 @@ static void *loop_main(void *arg)
             dl_unlink(&c->dirty);
             pump(c, now);
         }
-        if (rc == SSH_ERROR || now - l->last_sweep >= SWEEP_MS) {
+        if (now - l->last_sweep >= SWEEP_MS) {
             sweep(l);
             l->last_sweep = now;
         }
@@ -1019,15 +1081,19 @@ struct ds_server *ds_server_new(struct ds_inventory *inv, const struct ds_opts *
         l->srv = s;
         l->id = i;
         l->efd = -1;
+        l->ep = -1;
         dl_init(&l->dirty);
         dl_init(&l->conns);
         pthread_mutex_init(&l->mu, NULL);
-        l->ev = ssh_event_new();
+        l->ep = epoll_create1(EPOLL_CLOEXEC);
         l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (l->ev == NULL || l->efd < 0 ||
-            ssh_event_add_fd(l->ev, l->efd, POLLIN, cb_wake, l) != SSH_OK) {
-            snprintf(err, errlen, "cannot set up event loop %u", i);
-            goto fail;
+        {
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+
+            if (l->ep < 0 || l->efd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev) < 0) {
+                snprintf(err, errlen, "cannot set up event loop %u: %s", i, strerror(errno));
+                goto fail;
+            }
         }
         if (pthread_create(&l->tid, NULL, loop_main, l) != 0) {
             snprintf(err, errlen, "cannot start thread %u", i);
@@ -1126,11 +1192,8 @@ void ds_server_free(struct ds_server *s)
             pthread_join(l->tid, NULL);
         for (unsigned k = 0; k < l->qlen; k++)
             close(l->q[(l->qhead + k) % QUEUE_CAP].fd);
-        if (l->ev) {
-            if (l->efd >= 0)
-                ssh_event_remove_fd(l->ev, l->efd);
-            ssh_event_free(l->ev);
-        }
+        if (l->ep >= 0)
+            close(l->ep);
         if (l->efd >= 0)
             close(l->efd);
         free(l->heap);
