@@ -89,4 +89,5 @@ for r in $(seq "$rounds"); do
 done
 tcp_ok=$(psql -qAtX "$NR_TEST_DATABASE_URL" -c \
   "SELECT count(*) FROM job_results WHERE job_id = $job AND details->'probes'->'tcp_22'->>'status' = 'ok'")
-echo "tcp/22 answered in $tcp_ok results (expected $(( (devices + 1) * rounds / 2 )))"
+listeners=$(( (devices + 1) / 2 ))
+echo "tcp/22 answered in $tcp_ok results (expected $(( listeners * rounds )))"
