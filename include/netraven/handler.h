@@ -76,5 +76,10 @@ const struct nr_handler_def *nr_handler_table(size_t *n);
 
 /* Handlers. */
 void nr_handler_reachability(const struct nr_handler_ctx *ctx, struct nr_result *out);
+/* "config_backup" and "backup": the running config, redacted, with its
+ * sha256 in out->config / config_hash (src/handlers/backup.c). */
+void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result *out);
+/* "command": runs ctx->payload->commands, outputs in details.outputs. */
+void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out);
 
 #endif /* NR_HANDLER_H */

@@ -173,6 +173,11 @@ int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job);
 int nr_rq_fail(struct nr_rq *rq, const struct nr_rq_job *job, const char *reason,
                bool may_retry, bool *requeued);
 
+/* Hand back a job taken but never run (shutdown): status queued, LPUSH to
+ * the front of its queue, out of rq:wip:<q>.  Like an enqueue at_front;
+ * nothing of the job's own fields changes otherwise.  0 or NR_EIO. */
+int nr_rq_release(struct nr_rq *rq, const struct nr_rq_job *job);
+
 /* Worker registration: rq:worker:<w> (birth, last_heartbeat, queues, pid,
  * hostname, state idle; TTL 480), rq:workers and rq:workers:<q>. */
 int nr_rq_worker_register(struct nr_rq *rq);

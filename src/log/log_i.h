@@ -125,9 +125,22 @@ void nr_sbuf_free(struct nr_sbuf *b);
 bool  nr_utf8_valid(const char *s, size_t n);
 char *nr_utf8_sanitize(const char *s, size_t n);
 
+/* Decimal text of v into buf (at least 21 bytes), NUL-terminated; returns
+ * its length.  printf is a measurable share of a sink's time per record. */
+size_t nr_fmt_ll(char *buf, long long v);
+
+/* ISO 8601 UTC timestamps as nr_iso_ts writes them, with the broken-down
+ * seconds cached: a sink formats many records of the same second. */
+struct nr_ts_cache {
+    time_t sec;
+    bool   valid;
+    char   head[20];        /* "2026-11-23T18:07:01" */
+};
+void nr_ts_format(struct nr_ts_cache *c, const struct timespec *ts, char out[NR_ISO_TS_LEN]);
+
 /* The record as the JSON object of CONTRACT 3 (timestamp, log_type, level,
  * job_id, device_id, source, message, meta), appended to b, no newline. */
-void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r);
+void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc);
 
 /* ----------------------------------------------------- router <-> sinks */
 

@@ -4,9 +4,10 @@
  *
  * Routing (computed once in nr_log_init, one word per event):
  *   route(type) = logging.routes[type], or nr_log_default_route(type) when
- *                 the config left it 0; stdout is always added, and the
- *                 file mirrors stdout whenever logging.file is set
- *                 (CONTRACT 3: "an extra destination for all of them").
+ *                 the config left it 0; stdout is always added.  The
+ *                 default routes name the file for every type (CONTRACT 3:
+ *                 "an extra destination for all of them"); a route set in
+ *                 the config that leaves "file" out is obeyed.
  *   A sink is only available when it can work: FILE needs logging.file,
  *   DB needs database.url, REDIS needs logging.redis.enabled and
  *   scheduler.redis_url.
@@ -404,12 +405,53 @@ const char *nr_log_level_upper(enum nr_log_level l)
     return (unsigned)l < NR_LOG_LEVEL_COUNT ? nr_level_upper[l] : "?";
 }
 
-void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r)
+size_t nr_fmt_ll(char *buf, long long v)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
+void nr_ts_format(struct nr_ts_cache *c, const struct timespec *ts, char out[NR_ISO_TS_LEN])
+{
+    long us = (long)(ts->tv_nsec / 1000) % 1000000L;
+
+    if (!c->valid || c->sec != ts->tv_sec) {
+        struct tm tm;
+        time_t sec = ts->tv_sec;
+        gmtime_r(&sec, &tm);
+        strftime(c->head, sizeof(c->head), "%Y-%m-%dT%H:%M:%S", &tm);
+        c->sec = ts->tv_sec;
+        c->valid = true;
+    }
+    memcpy(out, c->head, 19);
+    out[19] = '.';
+    for (int i = 25; i >= 20; i--) {
+        out[i] = (char)('0' + us % 10);
+        us /= 10;
+    }
+    out[26] = 'Z';
+    out[27] = '\0';
+}
+
+void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc)
 {
     const struct nr_event_def *e = &nr_events[r->ev];
+    struct nr_ts_cache local = { 0 };
     char ts[NR_ISO_TS_LEN];
 
-    nr_iso_ts(&r->ts, ts);
+    nr_ts_format(tc ? tc : &local, &r->ts, ts);
     nr_sbuf_reserve(b, 160 + r->msg_len + r->meta_len);
     nr_sbuf_puts(b, "{\"timestamp\":\"");
     nr_sbuf_puts(b, ts);
@@ -419,12 +461,13 @@ void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r)
     nr_sbuf_puts(b, nr_log_level_name(e->level));
     nr_sbuf_puts(b, "\",\"job_id\":");
     if (r->job_id)
-        nr_sbuf_printf(b, "%lld", r->job_id);
+        b->len += nr_fmt_ll(b->p + b->len, r->job_id);
     else
         nr_sbuf_puts(b, "null");
     nr_sbuf_puts(b, ",\"device_id\":");
+    nr_sbuf_reserve(b, 24);
     if (r->device_id)
-        nr_sbuf_printf(b, "%lld", r->device_id);
+        b->len += nr_fmt_ll(b->p + b->len, r->device_id);
     else
         nr_sbuf_puts(b, "null");
     nr_sbuf_puts(b, ",\"source\":");
@@ -723,7 +766,7 @@ static unsigned route_event(const struct nr_config *cfg, const struct nr_event_d
 
     if (route == 0)
         route = nr_log_default_route(e->type);
-    route |= NR_SINK_STDOUT | NR_SINK_FILE;
+    route |= NR_SINK_STDOUT;
     route &= avail;
 
     if (session ? cfg->logging.level == NR_LOG_DEBUG : e->level >= cfg->logging.level)
@@ -943,6 +986,10 @@ int nr_log_flush(double timeout_s)
     return rc;
 }
 
+/* Callers stop emitting first (the worker's threads are joined before
+ * this): the queues are freed here, and an emit racing with that would
+ * touch freed locks.  The sink threads' own reports are ordered by
+ * teardown(). */
 void nr_log_shutdown(void)
 {
     if (!nr_log_started)

@@ -53,6 +53,7 @@
 #define NR_DB_REJECT_REPORT_S   10.0
 #define NR_DB_CONNECT_TIMEOUT   "5"
 #define NR_DB_SOURCE_MAX        64
+#define NR_DB_COPY_PIECE        (128 * 1024)    /* bytes per PQputCopyData */
 #define NR_NOT_DB               (~(unsigned)NR_SINK_DB)
 
 static const char nr_copy_sql[] =
@@ -82,6 +83,7 @@ struct db_state {
     bool           held_reported;   /* LOG_JOB_PENDING said for this outage */
     long long      pending_xid;     /* COMMIT sent, outcome unknown; 0: none */
     struct nr_sbuf copy;
+    struct nr_ts_cache tc;
     char           last_error[256];
     /* rejection reports: [0] job rows, [1] connection (and other) rows */
     struct reject_note notes[2];
@@ -91,17 +93,44 @@ struct db_state {
 
 /* -------------------------------------------------------------- helpers */
 
+/* Keep msg as one line: runs of white space (libpq's messages carry
+ * newlines and tabs) become one space, the ends are trimmed. */
 static void set_error(struct db_state *st, const char *msg)
 {
-    size_t n;
+    char *o = st->last_error, *end = st->last_error + sizeof(st->last_error) - 1;
+    bool space = false;
 
-    snprintf(st->last_error, sizeof(st->last_error), "%s", msg && *msg ? msg : "unknown error");
-    n = strlen(st->last_error);
-    while (n > 0 && (st->last_error[n - 1] == '\n' || st->last_error[n - 1] == ' '))
-        st->last_error[--n] = '\0';
-    for (char *p = st->last_error; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    if (msg == NULL || *msg == '\0')
+        msg = "unknown error";
+    while (*msg == ' ' || *msg == '\t' || *msg == '\n' || *msg == '\r')
+        msg++;
+    for (; *msg && o < end; msg++) {
+        if (*msg == ' ' || *msg == '\t' || *msg == '\n' || *msg == '\r') {
+            space = true;
+            continue;
+        }
+        if (space && o < end - 1)
+            *o++ = ' ';
+        space = false;
+        *o++ = *msg;
+    }
+    *o = '\0';
+}
+
+/* The error of a result without libpq's "ERROR:  " layout: the primary
+ * message, and the detail when there is one. */
+static void set_result_error(struct db_state *st, const PGresult *res)
+{
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    char buf[512];
+
+    if (primary == NULL) {
+        set_error(st, PQresultErrorMessage(res));
+        return;
+    }
+    snprintf(buf, sizeof(buf), "%s%s%s", primary, detail ? ": " : "", detail ? detail : "");
+    set_error(st, buf);
 }
 
 static void drop_conn(struct db_state *st)
@@ -154,9 +183,11 @@ static bool db_connect(struct db_state *st)
 static enum db_err classify(struct db_state *st, PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = res ? PQresultErrorMessage(res) : NULL;
 
-    set_error(st, msg && *msg ? msg : PQerrorMessage(st->pg));
+    if (res && PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY))
+        set_result_error(st, res);
+    else
+        set_error(st, PQerrorMessage(st->pg));
     if (PQstatus(st->pg) == CONNECTION_BAD || state == NULL ||
         strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
         return DB_ECONN;
@@ -265,16 +296,20 @@ struct row {
     const char *meta;
 };
 
-static void row_fill(struct row *w, const struct nr_log_rec *r)
+static void row_fill(struct db_state *st, struct row *w, const struct nr_log_rec *r)
 {
     const struct nr_event_def *e = &nr_events[r->ev];
+    size_t slen = e->source ? strlen(e->source) : 0;
 
-    nr_iso_ts(&r->ts, w->ts);
+    nr_ts_format(&st->tc, &r->ts, w->ts);
     w->log_type = nr_log_type_name(e->type);
     w->level = nr_log_level_name(e->level);
-    snprintf(w->job, sizeof(w->job), "%lld", r->job_id);
-    snprintf(w->dev, sizeof(w->dev), "%lld", r->device_id);
-    snprintf(w->source, sizeof(w->source), "%s", e->source ? e->source : "");
+    nr_fmt_ll(w->job, r->job_id);
+    nr_fmt_ll(w->dev, r->device_id);
+    if (slen > NR_DB_SOURCE_MAX)            /* logs.source is varchar(64) */
+        slen = NR_DB_SOURCE_MAX;
+    memcpy(w->source, e->source ? e->source : "", slen);
+    w->source[slen] = '\0';
     w->message = r->msg;
     w->meta = r->meta;
 }
@@ -300,11 +335,11 @@ static void copy_field(struct nr_sbuf *b, const char *s)
     nr_sbuf_put(b, run, (size_t)(s - run));
 }
 
-static void copy_row(struct nr_sbuf *b, const struct nr_log_rec *r)
+static void copy_row(struct db_state *st, struct nr_sbuf *b, const struct nr_log_rec *r)
 {
     struct row w;
 
-    row_fill(&w, r);
+    row_fill(st, &w, r);
     nr_sbuf_reserve(b, 128 + r->msg_len + r->meta_len);
     nr_sbuf_puts(b, w.ts);
     nr_sbuf_putc(b, '\t');
@@ -332,11 +367,21 @@ static enum db_err copy_chunk(struct db_state *st, struct nr_log_rec **recs, siz
 
     if (e != DB_OK)
         return e;
+    /* Sent in pieces as it is built, so the server works on the first
+     * rows while this thread formats the next ones. */
     nr_sbuf_reset(&st->copy);
-    for (size_t i = 0; i < n; i++)
-        copy_row(&st->copy, recs[i]);
-    if (PQputCopyData(st->pg, st->copy.p, (int)st->copy.len) != 1 ||
-        PQputCopyEnd(st->pg, NULL) != 1) {
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n)
+            copy_row(st, &st->copy, recs[i]);
+        if ((i == n && st->copy.len > 0) || st->copy.len >= NR_DB_COPY_PIECE) {
+            if (PQputCopyData(st->pg, st->copy.p, (int)st->copy.len) != 1) {
+                set_error(st, PQerrorMessage(st->pg));
+                return DB_ECONN;
+            }
+            nr_sbuf_reset(&st->copy);
+        }
+    }
+    if (PQputCopyEnd(st->pg, NULL) != 1) {
         set_error(st, PQerrorMessage(st->pg));
         return DB_ECONN;
     }
@@ -384,7 +429,7 @@ static enum db_err insert_row(struct db_state *st, const struct nr_log_rec *r,
     enum db_err e;
 
     *nulled = false;
-    row_fill(&w, r);
+    row_fill(st, &w, r);
     if ((e = run(st, "SAVEPOINT nr_row", PGRES_COMMAND_OK, NULL)) != DB_OK)
         return e;
     for (;;) {
@@ -478,8 +523,9 @@ static enum db_err rows_chunk(struct db_state *st, struct nr_log_rec **recs, siz
     return DB_OK;
 }
 
-/* Report row rejections, at most once per NR_DB_REJECT_REPORT_S per type. */
-static void report_rejects(struct db_state *st, bool force)
+/* Report row rejections, at most once per NR_DB_REJECT_REPORT_S per type.
+ * The last report (final, at exit) cannot go to the DB sink any more. */
+static void report_rejects(struct db_state *st, bool final)
 {
     static const enum nr_event ev[2] = { NR_EV_LOG_JOB_SAVE_ERROR, NR_EV_LOG_CONN_SAVE_ERROR };
     uint64_t now = nr_mono_ns();
@@ -488,7 +534,7 @@ static void report_rejects(struct db_state *st, bool force)
         struct reject_note *n = &st->notes[k];
         if (n->rows == 0)
             continue;
-        if (!force && st->last_report_ns[k] &&
+        if (!final && st->last_report_ns[k] &&
             now - st->last_report_ns[k] < (uint64_t)(NR_DB_REJECT_REPORT_S * 1e9))
             continue;
         nr_log_emit_mask(ev[k], 0, 0,
@@ -496,7 +542,7 @@ static void report_rejects(struct db_state *st, bool force)
                                                  NR_I("rows", n->rows),
                                                  NR_I("orig_job_id", n->orig_job_id),
                                                  NR_I("orig_device_id", n->orig_device_id) },
-                         4, ~0u, 0);
+                         4, final ? NR_NOT_DB : ~0u, 0);
         st->last_report_ns[k] = now;
         memset(n, 0, sizeof(*n));
     }

@@ -43,8 +43,8 @@ struct out_state {
     struct nr_sbuf out;         /* this batch's stdout text */
     struct nr_sbuf file;        /* this batch's file text */
     struct nr_sbuf line;
-    time_t         ts_sec;      /* cache of the seconds part of the timestamp */
-    char           ts_buf[24];
+    struct nr_ts_cache tc;
+    char          *prefix[NR_EV_COUNT];  /* " INFO    job        dispatcher  [" */
     uint64_t       reported[3]; /* drops already reported, per queue */
     uint64_t       last_report_ns;
     struct nr_log_rec *notices[NR_OUT_NOTICES];   /* own records, not yet written */
@@ -156,19 +156,6 @@ static void file_write(struct out_state *st, const char *p, size_t n)
 
 /* ----------------------------------------------------------- formatting */
 
-static void put_ts(struct out_state *st, struct nr_sbuf *b, const struct timespec *ts)
-{
-    if (ts->tv_sec != st->ts_sec || st->ts_buf[0] == '\0') {
-        struct tm tm;
-        time_t sec = ts->tv_sec;
-        gmtime_r(&sec, &tm);
-        strftime(st->ts_buf, sizeof(st->ts_buf), "%Y-%m-%dT%H:%M:%S", &tm);
-        st->ts_sec = ts->tv_sec;
-    }
-    nr_sbuf_puts(b, st->ts_buf);
-    nr_sbuf_printf(b, ".%06ldZ", (long)(ts->tv_nsec / 1000) % 1000000L);
-}
-
 /* One record per line: line breaks inside a message become spaces. */
 static void put_oneline(struct nr_sbuf *b, const char *s, size_t n)
 {
@@ -188,15 +175,28 @@ static void put_oneline(struct nr_sbuf *b, const char *s, size_t n)
 static void format_human(struct out_state *st, struct nr_sbuf *b, const struct nr_log_rec *r)
 {
     const struct nr_event_def *e = &nr_events[r->ev];
+    char ts[NR_ISO_TS_LEN];
 
-    put_ts(st, b, &r->ts);
-    nr_sbuf_printf(b, " %-7s %-10s %-11s [", nr_log_level_upper(e->level),
-                   nr_log_type_name(e->type), e->source);
-    if (r->job_id)
-        nr_sbuf_printf(b, "job=%lld ", r->job_id);
-    if (r->device_id)
-        nr_sbuf_printf(b, "device=%lld ", r->device_id);
-    nr_sbuf_printf(b, "tid=%ld] ", r->tid);
+    if (st->prefix[r->ev] == NULL)
+        st->prefix[r->ev] = nr_asprintf(" %-7s %-10s %-11s [", nr_log_level_upper(e->level),
+                                        nr_log_type_name(e->type), e->source);
+    nr_ts_format(&st->tc, &r->ts, ts);
+    nr_sbuf_reserve(b, 160 + r->msg_len);
+    nr_sbuf_put(b, ts, NR_ISO_TS_LEN - 1);
+    nr_sbuf_puts(b, st->prefix[r->ev]);
+    if (r->job_id) {
+        nr_sbuf_put(b, "job=", 4);
+        b->len += nr_fmt_ll(b->p + b->len, r->job_id);
+        nr_sbuf_putc(b, ' ');
+    }
+    if (r->device_id) {
+        nr_sbuf_put(b, "device=", 7);
+        b->len += nr_fmt_ll(b->p + b->len, r->device_id);
+        nr_sbuf_putc(b, ' ');
+    }
+    nr_sbuf_put(b, "tid=", 4);
+    b->len += nr_fmt_ll(b->p + b->len, r->tid);
+    nr_sbuf_put(b, "] ", 2);
     put_oneline(b, r->msg, r->msg_len);
     nr_sbuf_putc(b, '\n');
 }
@@ -205,7 +205,7 @@ static void format_line(struct out_state *st, struct nr_sbuf *b, const struct nr
 {
     nr_sbuf_reset(b);
     if (nr_log_set.format == NR_LOG_FORMAT_JSON) {
-        nr_log_rec_json(b, r);
+        nr_log_rec_json(b, r, &st->tc);
         nr_sbuf_putc(b, '\n');
     } else {
         format_human(st, b, r);
@@ -314,5 +314,7 @@ void *nr_log_out_main(void *arg)
     nr_sbuf_free(&st.out);
     nr_sbuf_free(&st.file);
     nr_sbuf_free(&st.line);
+    for (int i = 0; i < NR_EV_COUNT; i++)
+        free(st.prefix[i]);
     return NULL;
 }

@@ -48,6 +48,7 @@ struct redis_state {
     bool                outage;
     bool                said_connected;
     struct nr_sbuf      json;
+    struct nr_ts_cache  tc;
     char                error[256];
 };
 
@@ -247,7 +248,7 @@ static size_t publish(struct redis_state *st, struct nr_log_rec **recs, size_t n
 
     for (size_t i = 0; i < n; i++) {
         nr_sbuf_reset(&st->json);
-        nr_log_rec_json(&st->json, recs[i]);
+        nr_log_rec_json(&st->json, recs[i], &st->tc);
         if (recs[i]->job_id) {
             snprintf(channel, sizeof(channel), "session-logs:%lld", recs[i]->job_id);
             redisAppendCommand(st->c, "PUBLISH %s %b", channel, st->json.p, st->json.len);

@@ -16,8 +16,9 @@
  *     1 usage or other errors.  Timings go to stderr.
  *
  *   devsim-client [conn] bench -n SESSIONS -c CONCURRENCY [-N DEVICES]
- *                 [--cmd CMD]... [--min-bytes N] [--devsim-pid PID]
- *     Each session logs in to port + (i % DEVICES), waits for the prompt,
+ *                 [--vary-address] [--cmd CMD]... [--min-bytes N] [--devsim-pid PID]
+ *     Each session logs in to port + (i % DEVICES) (or, with --vary-address,
+ *     to address HOST + (i % DEVICES) on port), waits for the prompt,
  *     runs the commands (waiting for the prompt after each), checks the
  *     last output's size, and exits.  Prints one summary line.
  *
@@ -25,6 +26,7 @@
  *         [-t TIMEOUT_MS per step, default 10000] [-o TRANSCRIPT]
  *         [-b BANNER_FILE] [--exec CMD] [--no-pty]
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libssh/libssh.h>
 #include <pthread.h>
@@ -76,9 +78,10 @@ static void buf_add(struct buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-/* Connect and log in.  Returns the session, or NULL with *why set:
- * 2 auth failed, 4 connect failed. */
-static ssh_session login(const struct conn_opts *o, int port, int *why, uint64_t *connect_ms)
+/* Connect and log in (host: o->host unless given).  Returns the session,
+ * or NULL with *why set: 2 auth failed, 4 connect failed. */
+static ssh_session login_at(const struct conn_opts *o, const char *host, int port, int *why,
+                            uint64_t *connect_ms)
 {
     ssh_session s = ssh_new();
     long timeout_s = o->timeout_ms / 1000 > 0 ? o->timeout_ms / 1000 : 1;
@@ -89,7 +92,7 @@ static ssh_session login(const struct conn_opts *o, int port, int *why, uint64_t
     *why = 4;
     if (s == NULL)
         return NULL;
-    ssh_options_set(s, SSH_OPTIONS_HOST, o->host);
+    ssh_options_set(s, SSH_OPTIONS_HOST, host ? host : o->host);
     ssh_options_set(s, SSH_OPTIONS_PORT, &port);
     ssh_options_set(s, SSH_OPTIONS_USER, o->user);
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout_s);
@@ -99,7 +102,8 @@ static ssh_session login(const struct conn_opts *o, int port, int *why, uint64_t
     ssh_options_set(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null");
     ssh_options_set(s, SSH_OPTIONS_NODELAY, &nodelay);
     if (ssh_connect(s) != SSH_OK) {
-        fprintf(stderr, "devsim-client: connect %s:%d: %s\n", o->host, port, ssh_get_error(s));
+        fprintf(stderr, "devsim-client: connect %s:%d: %s\n", host ? host : o->host, port,
+                ssh_get_error(s));
         ssh_free(s);
         return NULL;
     }
@@ -127,6 +131,11 @@ static ssh_session login(const struct conn_opts *o, int port, int *why, uint64_t
     }
     *why = 0;
     return s;
+}
+
+static ssh_session login(const struct conn_opts *o, int port, int *why, uint64_t *connect_ms)
+{
+    return login_at(o, NULL, port, why, connect_ms);
 }
 
 static ssh_channel open_shell(ssh_session s, const struct conn_opts *o)
@@ -339,6 +348,7 @@ static int run_script(const struct conn_opts *o, int nsteps, char **steps)
 struct bench {
     const struct conn_opts *o;
     int sessions, ndevices;
+    bool vary_address;          /* device i: HOST + i, same port */
     const char **cmds;
     int ncmds;
     long min_bytes;
@@ -360,8 +370,18 @@ static bool ends_with_prompt(const struct buf *b, size_t from, const char *promp
 static long bench_one(struct bench *bn, int idx)
 {
     const struct conn_opts *o = bn->o;
-    int why, port = o->port + idx % bn->ndevices;
-    ssh_session s = login(o, port, &why, NULL);
+    int why, port = bn->vary_address ? o->port : o->port + idx % bn->ndevices;
+    char host[INET_ADDRSTRLEN];
+    struct in_addr a;
+    ssh_session s;
+
+    if (bn->vary_address && inet_pton(AF_INET, o->host, &a) == 1) {
+        a.s_addr = htonl(ntohl(a.s_addr) + (uint32_t)(idx % bn->ndevices));
+        inet_ntop(AF_INET, &a, host, sizeof host);
+    } else {
+        snprintf(host, sizeof host, "%s", o->host);
+    }
+    s = login_at(o, host, port, &why, NULL);
     ssh_channel ch;
     struct buf b = {0};
     char prompt[128];
@@ -489,6 +509,10 @@ static int run_bench(const struct conn_opts *o, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
+        if (strcmp(a, "--vary-address") == 0) {
+            bn.vary_address = true;
+            continue;
+        }
         if (v == NULL)
             goto usage;
         if (strcmp(a, "-n") == 0)
@@ -512,8 +536,11 @@ static int run_bench(const struct conn_opts *o, int argc, char **argv)
     bn.cmds = cmds;
     bn.lat = calloc((size_t)bn.sessions, sizeof *bn.lat);
     th = calloc((size_t)conc, sizeof *th);
-    if (bn.lat == NULL || th == NULL)
+    if (bn.lat == NULL || th == NULL) {
+        free(bn.lat);
+        free(th);
         return 1;
+    }
     if (pid)
         cpu0 = proc_cpu(pid);
     getrusage(RUSAGE_SELF, &ru0);
@@ -553,7 +580,7 @@ static int run_bench(const struct conn_opts *o, int argc, char **argv)
     return atomic_load(&bn.failed) ? 1 : 0;
 usage:
     fprintf(stderr, "devsim-client: bench -n SESSIONS -c CONCURRENCY [-N DEVICES] "
-                    "[--cmd CMD]... [--min-bytes N] [--devsim-pid PID]\n");
+                    "[--vary-address] [--cmd CMD]... [--min-bytes N] [--devsim-pid PID]\n");
     return 1;
 }
 

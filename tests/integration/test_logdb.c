@@ -32,7 +32,7 @@ static void capture_begin(void)
     int fd;
 
     fflush(stdout);
-    saved_stdout = dup(1);
+    saved_stdout = fcntl(1, F_DUPFD_CLOEXEC, 3);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ck_assert_int_ge(fd, 0);
     dup2(fd, 1);
@@ -151,7 +151,7 @@ START_TEST(rows_reach_logs)
     ck_assert_str_eq(s, "Thread error processing device 'r-a' in job 'tab\there': "
                         "line1\nline2\\back\rcr \\N");
     free(s);
-    s = nrt_sql_str(pg, "SELECT meta->'detail'->>1 FROM logs WHERE (meta->>'seq')::int = %d", n);
+    s = nrt_sql_str(pg, "SELECT meta->'detail'->'k'->>1 FROM logs WHERE (meta->>'seq')::int = %d", n);
     ck_assert_str_eq(s, "two");
     free(s);
     s = nrt_sql_str(pg, "SELECT level FROM logs WHERE (meta->>'seq')::int = %d", n);

@@ -50,7 +50,7 @@ static void capture_begin(const char *path)
     int fd;
 
     fflush(stdout);
-    saved_stdout = dup(1);
+    saved_stdout = fcntl(1, F_DUPFD_CLOEXEC, 3);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ck_assert_int_ge(fd, 0);
     dup2(fd, 1);
@@ -284,7 +284,7 @@ START_TEST(router_table_defaults)
 }
 END_TEST
 
-START_TEST(router_file_mirrors_stdout)
+START_TEST(router_file_default)
 {
     struct nr_config c;
     char *file = path_in("a/b/worker.log");
@@ -300,6 +300,15 @@ START_TEST(router_file_mirrors_stdout)
         ck_assert_uint_eq(s & NR_SINK_DB, 0);                  /* no database.url */
     }
     ck_assert_uint_eq(nr_log_sinks(NR_EV_SYS_STARTING), NR_SINK_STDOUT | NR_SINK_FILE);
+    nr_log_shutdown();
+
+    /* a route from the config that leaves the file out is obeyed */
+    c.logging.level = NR_LOG_DEBUG;
+    c.logging.routes[NR_LOG_SESSION] = NR_SINK_STDOUT | NR_SINK_REDIS;
+    c.logging.routes[NR_LOG_JOB] = NR_SINK_STDOUT | NR_SINK_FILE | NR_SINK_DB;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), NR_SINK_STDOUT);   /* no redis url */
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_JOB_STARTED), NR_SINK_STDOUT | NR_SINK_FILE);
     nr_log_shutdown();
     capture_end();
     free(file);
@@ -872,7 +881,7 @@ static Suite *log_suite(void)
     tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
     tcase_add_test(tc, router_default_routes);
     tcase_add_test(tc, router_table_defaults);
-    tcase_add_test(tc, router_file_mirrors_stdout);
+    tcase_add_test(tc, router_file_default);
     tcase_add_test(tc, router_overrides);
     tcase_add_test(tc, router_thresholds);
     tcase_add_test(tc, router_session_rule);

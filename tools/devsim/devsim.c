@@ -16,6 +16,7 @@
 #include <libssh/libssh.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,10 +144,16 @@ static unsigned parse_uint(const char *what, const char *v, unsigned max)
     return (unsigned)n;
 }
 
-static void die(const char *fmt, const char *a, const char *b)
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
 {
+    va_list ap;
+
     fprintf(stderr, "devsim: ");
-    fprintf(stderr, fmt, a, b);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputc('\n', stderr);
     exit(1);
 }
@@ -267,7 +274,7 @@ int main(int argc, char **argv)
             if (opt_fields[k].opt != opt)
                 continue;
             if (ds_field_set(&cli, opt_fields[k].key, optarg, err, sizeof err) < 0)
-                die("--%s", err, "");
+                die("--%s", err);
             handled = true;
         }
         have_count |= opt == O_COUNT;
@@ -285,7 +292,7 @@ int main(int argc, char **argv)
             struct ds_account *a;
 
             if (colon == NULL || cli.naccounts >= DS_MAX_ACCOUNTS)
-                die("--account %s: want USER:PASSWORD (at most 8 accounts)%s", optarg, "");
+                die("--account %s: want USER:PASSWORD (at most 8 accounts)", optarg);
             a = &cli.accounts[cli.naccounts++];
             snprintf(a->username, sizeof a->username, "%.*s", (int)(colon - optarg), optarg);
             snprintf(a->password, sizeof a->password, "%s", colon + 1);
@@ -304,11 +311,11 @@ int main(int argc, char **argv)
                 if (strcmp(x->key, key) == 0)
                     f = x;
             if (val == NULL)
-                die("--set %s: want KEY=VALUE%s", optarg, "");
+                die("--set %s: want KEY=VALUE", optarg);
             if (opt == O_FAULT && (f == NULL || !f->fault))
-                die("--fault %s: not a fault%s", key, "");
+                die("--fault %s: not a fault", key);
             if (ds_field_set(&cli, key, val, err, sizeof err) < 0)
-                die("%s%s", err, "");
+                die("%s", err);
             break;
         }
         case O_STATE: o.state_dir = optarg; break;
@@ -332,19 +339,19 @@ int main(int argc, char **argv)
         o.threads = 1;
 
     if (inventory && ds_inventory_load(&inv, inventory, err, sizeof err) < 0)
-        die("%s%s", err, "");
+        die("%s", err);
     if (have_count || (!inventory && have_port)) {
         if (ds_inventory_add(&inv, &cli, err, sizeof err) < 0)
-            die("%s%s", err, "");
+            die("%s", err);
     }
     if (ds_inventory_resolve(&inv, err, sizeof err) < 0)
-        die("%s%s", err, "");
-    if (do_dump) {
-        dump(&inv);
-        return 0;
-    }
-    if (do_check) {
-        printf("devsim: inventory ok, %zu devices\n", inv.ndevs);
+        die("%s", err);
+    if (do_dump || do_check) {
+        if (do_dump)
+            dump(&inv);
+        else
+            printf("devsim: inventory ok, %zu devices\n", inv.ndevs);
+        ds_inventory_clear(&inv);
         return 0;
     }
 
@@ -368,8 +375,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
         if (rl.rlim_cur < inv.ndevs + 64)
-            die("the descriptor limit (%s) is too low for this many devices%s",
-                "RLIMIT_NOFILE", "");
+            die("the descriptor limit (%llu) is too low for %zu devices",
+                (unsigned long long)rl.rlim_cur, inv.ndevs);
         if (o.max_sessions > rl.rlim_cur - inv.ndevs - 64) {
             o.max_sessions = (unsigned)(rl.rlim_cur - inv.ndevs - 64);
             ds_log(1, "max sessions lowered to %u by the descriptor limit", o.max_sessions);
@@ -388,7 +395,7 @@ int main(int argc, char **argv)
     sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (sfd < 0 || ep < 0)
-        die("signalfd/epoll: %s%s", strerror(errno), "");
+        die("signalfd/epoll: %s", strerror(errno));
     {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
 
@@ -404,13 +411,13 @@ int main(int argc, char **argv)
             die("cannot listen on %s: %s", where, strerror(errno));
         }
         if (epoll_ctl(ep, EPOLL_CTL_ADD, d->listen_fd, &ev) < 0)
-            die("epoll: %s%s", strerror(errno), "");
+            die("epoll: %s", strerror(errno));
     }
 
     ssh_init();
     srv = ds_server_new(&inv, &o, err, sizeof err);
     if (srv == NULL)
-        die("%s%s", err, "");
+        die("%s", err);
 
     if (pid_file == NULL) {
         snprintf(pid_path, sizeof pid_path, "%s/devsim.pid", o.state_dir);

@@ -24,7 +24,7 @@
  *
  *   Time: each connection has one wake time (the earliest of its latency
  *   deadline, output pacing, login and idle timeouts); a binary heap per
- *   thread gives dopoll its timeout.  Nothing sleeps.
+ *   thread gives epoll_wait its timeout.  Nothing sleeps.
  *
  *   Memory: per connection, the terminal's output buffer is refilled only
  *   below a low-water mark, and pump() writes to libssh only while the
@@ -123,7 +123,7 @@ struct conn {
     struct ssh_server_callbacks_struct  scb;
     struct ssh_channel_callbacks_struct ccb;
 
-    uint64_t kex_at, login_deadline, last_input, close_deadline, tx_next;
+    uint64_t kex_at, login_deadline, last_active, close_deadline, tx_next;
     double   tokens;
     uint64_t tokens_at;
     uint64_t bytes_out;
@@ -148,7 +148,8 @@ struct loop {
     int               efd;
     pthread_mutex_t   mu;
     struct handoff    q[QUEUE_CAP];
-    unsigned          qhead, qlen;
+    unsigned          qhead;
+    atomic_uint       qlen;         /* changed under mu; read without it */
     atomic_bool       stop;
     atomic_uint       nconns;
     struct conn     **heap;
@@ -538,7 +539,7 @@ static int cb_data(ssh_session sess, ssh_channel ch, void *data, uint32_t len, i
     (void)is_stderr;
     if (ch == c->chan && c->term_active) {
         ds_term_input(&c->term, data, len);
-        c->last_input = ds_now_ms();
+        c->last_active = ds_now_ms();
         mark_dirty(c);
     }
     return (int)len;
@@ -582,7 +583,7 @@ static int start_term(struct conn *c, ssh_channel ch, const char *cmd)
                  atomic_load(&c->loop->srv->revision), cmd);
     c->term_active = true;
     c->term_start = true;
-    c->last_input = ds_now_ms();
+    c->last_active = ds_now_ms();
     mark_dirty(c);
     ds_log(2, "%s: %s%s", c->dev->name, cmd ? "exec: " : "shell", cmd ? cmd : "");
     return 0;
@@ -741,7 +742,7 @@ static void conn_new(struct loop *l, int fd, struct ds_device *dev, uint64_t now
     c->reg_fd = -1;
     c->heap_idx = -1;
     c->login_deadline = now + (uint64_t)l->srv->o.login_timeout_s * 1000;
-    c->last_input = now;
+    c->last_active = now;
     dl_push(&l->conns, &c->all);
     atomic_fetch_add(&l->nconns, 1);
     if (dev->faults.delay_banner_ms) {
@@ -815,6 +816,7 @@ static uint64_t drain(struct conn *c, uint64_t now, bool *more)
         }
         ds_buf_consume(o, (size_t)rc);
         c->bytes_out += (size_t)rc;
+        c->last_active = now;       /* output in progress is not idle */
         atomic_fetch_add(&c->loop->srv->n_bytes, (unsigned long long)rc);
         sent += (size_t)rc;
         if ((size_t)rc < n)
@@ -868,7 +870,7 @@ static void pump(struct conn *c, uint64_t now)
         conn_free(c, "login timeout");
         return;
     }
-    if (o->idle_timeout_s && now >= c->last_input + (uint64_t)o->idle_timeout_s * 1000) {
+    if (o->idle_timeout_s && now >= c->last_active + (uint64_t)o->idle_timeout_s * 1000) {
         conn_free(c, "idle timeout");
         return;
     }
@@ -939,6 +941,11 @@ static void pump(struct conn *c, uint64_t now)
         }
         wake = earliest(wake, c->close_deadline);
     }
+    /* libssh may have read the client's goodbye while we wrote. */
+    if (ssh_get_status(c->sess) & (SSH_CLOSED | SSH_CLOSED_ERROR)) {
+        conn_free(c, "client gone");
+        return;
+    }
     watch(c);
     if (c->kill) {
         conn_free(c, "epoll");
@@ -949,7 +956,7 @@ static void pump(struct conn *c, uint64_t now)
     if (!c->authed)
         wake = earliest(wake, c->login_deadline);
     if (o->idle_timeout_s)
-        wake = earliest(wake, c->last_input + (uint64_t)o->idle_timeout_s * 1000);
+        wake = earliest(wake, c->last_active + (uint64_t)o->idle_timeout_s * 1000);
     schedule(c, wake);
 }
 
@@ -973,6 +980,8 @@ static void take_handoffs(struct loop *l, uint64_t now)
     struct handoff batch[QUEUE_CAP];
     unsigned n = 0;
 
+    if (atomic_load(&l->qlen) == 0)
+        return;
     pthread_mutex_lock(&l->mu);
     while (l->qlen > 0) {
         batch[n++] = l->q[l->qhead];
@@ -1119,8 +1128,8 @@ void ds_server_dispatch(struct ds_server *s, struct ds_device *dev, int fd)
         goto overflow;
     }
     for (unsigned i = 1; i < s->nloops; i++)
-        if (atomic_load(&s->loops[i].nconns) + s->loops[i].qlen <
-            atomic_load(&best->nconns) + best->qlen)
+        if (atomic_load(&s->loops[i].nconns) + atomic_load(&s->loops[i].qlen) <
+            atomic_load(&best->nconns) + atomic_load(&best->qlen))
             best = &s->loops[i];
     pthread_mutex_lock(&best->mu);
     if (best->qlen < QUEUE_CAP) {

@@ -1,0 +1,205 @@
+/*
+ * backup.c - the "config_backup" job type, also registered as "backup"
+ * (the jobs table's default job_type) (CONTRACT 2): log in, turn paging
+ * off, print the running config with the device type's command, redact it
+ * (worker.redaction.patterns), and hand it with its sha256 to the run
+ * thread, which stores it unless the device's newest snapshot has the same
+ * hash.
+ *
+ * details on success:
+ *   {"device_type": "cisco_ios", "hostname": "r1", "command": "show running-config",
+ *    "bytes": 20480, "lines_redacted": 9, "duration_ms": 312.5,
+ *    "credential_id": 3, "username": "netops", "credentials_tried": 1}
+ * on failure the same keys that apply, plus
+ *   {"error": "...", "class": "timeout", "stage": "prompt"}
+ * (class and stage: nr_ssh_fail_name / nr_ssh_stage_name).
+ *
+ * Also here: what backup.c and command.c share (handlers_i.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "handlers_i.h"
+#include "netraven/log.h"
+#include "netraven/secret.h"
+
+/* ---- shared with command.c -------------------------------------------------- */
+
+json_t *nr_handler_jstr(const char *s)
+{
+    json_t *j;
+    char *copy;
+
+    if (s == NULL)
+        return json_null();
+    j = json_string(s);
+    if (j != NULL)
+        return j;
+    copy = nr_strdup(s);
+    for (char *c = copy; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    j = json_string(copy);
+    free(copy);
+    return j ? j : json_null();
+}
+
+json_t *nr_handler_jms(uint64_t t0)
+{
+    double ms = (double)(nr_mono_ns() - t0) / 1e6;
+
+    return json_real(round(ms * 1e3) / 1e3);
+}
+
+void nr_handler_details_device(json_t *d, const struct nr_handler_ctx *ctx,
+                               const struct nr_credential *cred)
+{
+    const struct nr_device *dev = ctx->device;
+
+    json_object_set_new(d, "device_type", nr_handler_jstr(dev->device_type));
+    json_object_set_new(d, "hostname", nr_handler_jstr(dev->hostname));
+    if (cred) {
+        json_object_set_new(d, "credential_id", json_integer(cred->id));
+        json_object_set_new(d, "username", nr_handler_jstr(cred->username));
+    }
+}
+
+void nr_handler_details_failure(json_t *d, const struct nr_ssh *s)
+{
+    json_object_set_new(d, "error", nr_handler_jstr(s->errstr));
+    json_object_set_new(d, "class", json_string(nr_ssh_fail_name(s->err)));
+    json_object_set_new(d, "stage", json_string(nr_ssh_stage_name(s->stage)));
+}
+
+struct nr_cli *nr_handler_cli_open(const struct nr_handler_ctx *ctx,
+                                   const struct nr_devtype *type,
+                                   const struct nr_credential **used, size_t *tried)
+{
+    const struct nr_config *cfg = ctx->cfg;
+    const struct nr_device *dev = ctx->device;
+    const char *enable_secret = cfg->ssh.enable_secret && cfg->ssh.enable_secret[0]
+                                    ? cfg->ssh.enable_secret : NULL;
+    size_t max = ctx->ncreds;
+    struct nr_cli *c = NULL;
+
+    if (cfg->worker.max_credential_attempts > 0 &&
+        max > (size_t)cfg->worker.max_credential_attempts)
+        max = (size_t)cfg->worker.max_credential_attempts;
+    for (size_t k = 0; k < max; k++) {
+        const struct nr_credential *cred = &ctx->creds[k];
+        struct nr_ssh_target t = {
+            .host = dev->ip_address,
+            .port = dev->port,
+            .device_name = dev->hostname,
+            .job_id = ctx->job ? ctx->job->id : 0,
+            .device_id = dev->id,
+            .username = cred->username,
+            .password = cred->password,
+        };
+
+        nr_cli_free(c);
+        c = nr_cli_open(cfg, &t, type, enable_secret);
+        *used = cred;
+        *tried = k + 1;
+        if (c->ssh->err != NR_SSH_AUTH || c->ssh->stage != NR_SSH_STAGE_AUTH)
+            break;
+    }
+    return c;
+}
+
+/* ---- config_backup ------------------------------------------------------------ */
+
+static int sha256_hex(const char *p, size_t n, char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        return NR_ERR;
+    for (unsigned int i = 0; i < len; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
+    return 0;
+}
+
+void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result *out)
+{
+    const struct nr_device *dev = ctx->device;
+    const struct nr_devtype *type = nr_devtype_find(dev->device_type);
+    const char *device_name = dev->hostname ? dev->hostname : dev->ip_address;
+    const char *job_name = ctx->job && ctx->job->name ? ctx->job->name : "";
+    long long job_id = ctx->job ? ctx->job->id : 0;
+    const struct nr_credential *cred = NULL;
+    uint64_t t0 = nr_mono_ns();
+    json_t *d = json_object();
+    struct nr_cli *c = NULL;
+    char *raw = NULL, *config = NULL, hash[65];
+    size_t raw_len = 0, config_len = 0, redacted = 0, tried = 0;
+    const char *error = NULL, *class = "auth", *stage = "auth";
+
+    json_object_set_new(d, "command", json_string(type->config_cmd));
+    if (ctx->ncreds == 0) {
+        error = "no credentials match this device";
+        json_object_set_new(d, "error", json_string(error));
+        json_object_set_new(d, "class", json_string(class));
+        json_object_set_new(d, "stage", json_string(stage));
+    } else {
+        c = nr_handler_cli_open(ctx, type, &cred, &tried);
+        json_object_set_new(d, "credentials_tried", json_integer((json_int_t)tried));
+        if (!c->ssh->err && nr_cli_run(c, type->config_cmd, &raw, &raw_len, NULL) == 0 &&
+            nr_redact(raw, raw_len, &ctx->cfg->worker.redaction_patterns, &config,
+                      &config_len, &redacted) == 0 &&
+            sha256_hex(config, config_len, hash) == 0) {
+            json_object_set_new(d, "bytes", json_integer((json_int_t)config_len));
+            json_object_set_new(d, "lines_redacted", json_integer((json_int_t)redacted));
+        } else if (c->ssh->err) {
+            nr_handler_details_failure(d, c->ssh);
+            error = c->ssh->errstr;
+            class = nr_ssh_fail_name(c->ssh->err);
+            stage = nr_ssh_stage_name(c->ssh->stage);
+        } else {
+            error = "could not redact or hash the configuration";
+            class = "protocol";
+            stage = "command";
+            json_object_set_new(d, "error", json_string(error));
+            json_object_set_new(d, "class", json_string(class));
+            json_object_set_new(d, "stage", json_string(stage));
+        }
+    }
+    nr_handler_details_device(d, ctx, cred);
+    free(raw);
+
+    if (error == NULL) {
+        free(out->config);
+        out->config = config;
+        out->config_len = config_len;
+        memcpy(out->config_hash, hash, sizeof(hash));
+        out->device_seen = true;
+        out->success = true;
+        config = NULL;
+    } else {
+        out->success = false;
+    }
+    free(config);
+
+    if (out->success)
+        NR_LOG(NR_EV_BACKUP_OK, job_id, dev->id, NR_S("device_name", device_name),
+               NR_S("job_name", job_name), NR_I("bytes", config_len),
+               NR_I("lines_redacted", redacted), NR_S("config_hash", hash));
+    else
+        NR_LOG(NR_EV_BACKUP_FAILED, job_id, dev->id, NR_S("device_name", device_name),
+               NR_S("job_name", job_name), NR_S("class", class), NR_S("stage", stage),
+               NR_S("error", error));
+    /* The session ends before the result is complete: duration_ms covers it. */
+    nr_cli_free(c);
+    json_object_set_new(d, "duration_ms", nr_handler_jms(t0));
+    json_decref(out->details);
+    out->details = d;
+}

@@ -1,0 +1,39 @@
+/*
+ * handlers_i.h - what the SSH handlers (backup.c, command.c) share:
+ * logging in with the device's credentials, and the JSON of a result.
+ */
+#ifndef NR_HANDLERS_I_H
+#define NR_HANDLERS_I_H
+
+#include <jansson.h>
+
+#include "netraven/handler.h"
+#include "netraven/ssh.h"
+
+/*
+ * Open a CLI session to ctx->device with its credentials, best first: a
+ * credential that the device refuses at login (class auth, stage auth)
+ * passes to the next one, up to worker.max_credential_attempts; any other
+ * outcome ends the loop.  (Retries of timeouts belong to the dispatcher.)
+ * Requires ctx->ncreds > 0.  Never NULL; check ->ssh->err; *used is the
+ * credential of the returned session, *tried how many were tried.
+ */
+struct nr_cli *nr_handler_cli_open(const struct nr_handler_ctx *ctx,
+                                   const struct nr_devtype *type,
+                                   const struct nr_credential **used, size_t *tried);
+
+/* A JSON string of s (NULL -> null); bytes that are not UTF-8 become '?'. */
+json_t *nr_handler_jstr(const char *s);
+
+/* Milliseconds since t0 (nr_mono_ns), rounded to the microsecond. */
+json_t *nr_handler_jms(uint64_t t0);
+
+/* The common part of details: device_type, hostname, credential_id,
+ * username (cred may be NULL). */
+void nr_handler_details_device(json_t *d, const struct nr_handler_ctx *ctx,
+                               const struct nr_credential *cred);
+
+/* details.error / class / stage from a failed session. */
+void nr_handler_details_failure(json_t *d, const struct nr_ssh *s);
+
+#endif /* NR_HANDLERS_I_H */

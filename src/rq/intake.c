@@ -1,0 +1,602 @@
+/*
+ * intake.c - the RQ intake thread (see the DESIGN comment in rq.h).
+ *
+ * Every job the thread holds is a `struct held` that moves through
+ *
+ *   TAKEN   popped and checked; the Start MULTI is not written yet
+ *   REJECT  popped, cannot run; its failure is not written yet
+ *   WAITING started in RQ; waiting for a runner slot
+ *   RUNNING handed to the runner
+ *   DONE    the runner reported; its outcome is not written yet
+ *
+ * and leaves when the write that ends it succeeded.  Every Redis write is
+ * retried after a reconnect, so a job popped from its queue is never lost
+ * to a Redis failure: it is started, failed, finished or handed back.
+ * WAITING, RUNNING and DONE jobs are in rq:wip:<q> and are heart-beaten.
+ */
+#include "netraven/rq.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "netraven/log.h"
+#include "netraven/queue.h"
+#include "netraven/run.h"
+
+#define HEARTBEAT_S       15.0      /* RQ.md: <= 30 s */
+#define CLEANUP_S         60.0
+#define TAKE_BUSY_S       1         /* BLPOP timeout while runs are in flight */
+#define TAKE_IDLE_S       2         /* ... and while idle: bounds stop latency */
+#define WAIT_S            1.0       /* runner wait when no slot is free */
+#define BACKOFF_MIN_S     0.5
+#define BACKOFF_MAX_S     10.0
+#define COLLECT_BATCH     16
+
+enum held_state { H_TAKEN, H_REJECT, H_WAITING, H_RUNNING, H_DONE };
+
+struct held {
+    enum held_state     state;
+    struct nr_rq_job    job;
+    long long           job_id;     /* NetRaven's job id, 0 for REJECT */
+    char               *reason;     /* REJECT: why */
+    struct nr_run_done  done;       /* DONE: the runner's report */
+};
+
+struct intake {
+    const struct nr_config *cfg;
+    struct nr_runner       *runner;
+    char                   *worker;
+    pthread_t               thread;
+
+    atomic_bool             stop;
+    _Atomic uint64_t        stop_at_ns;     /* mono time of the first request */
+
+    struct nr_rq           *rq;
+    bool                    connected;      /* registered since the last (re)connect */
+    bool                    down_logged;
+    double                  backoff;
+    uint64_t                retry_at_ns;
+    uint64_t                next_hb_ns, next_cleanup_ns;
+    bool                    suspended;
+    char                   *shown_job;      /* current_job last written, NULL idle */
+
+    struct held           **h;
+    size_t                  nh, cap;
+};
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct intake  *g_intake;
+
+static uint64_t s_to_ns(double s) { return (uint64_t)(s * 1e9); }
+
+/* ------------------------------------------------------------- the held */
+
+static struct held *held_add(struct intake *in, enum held_state st, struct nr_rq_job *job)
+{
+    struct held *h = nr_calloc(1, sizeof(*h));
+
+    h->state = st;
+    h->job = *job;
+    memset(job, 0, sizeof(*job));
+    if (in->nh == in->cap) {
+        in->cap = in->cap ? in->cap * 2 : 8;
+        in->h = nr_realloc(in->h, in->cap * sizeof(*in->h));
+    }
+    in->h[in->nh++] = h;
+    return h;
+}
+
+static void held_free(struct held *h)
+{
+    nr_rq_job_clear(&h->job);
+    free(h->reason);
+    nr_run_done_clear(&h->done);
+    free(h);
+}
+
+static void held_remove(struct intake *in, size_t i)
+{
+    held_free(in->h[i]);
+    memmove(&in->h[i], &in->h[i + 1], (in->nh - i - 1) * sizeof(*in->h));
+    in->nh--;
+}
+
+static size_t count_state(const struct intake *in, enum held_state st)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < in->nh; i++)
+        n += in->h[i]->state == st;
+    return n;
+}
+
+/* ---------------------------------------------------------- Redis state */
+
+static bool stopping(struct intake *in)
+{
+    return atomic_load(&in->stop);
+}
+
+/* A call failed: NR_EIO means the connection is gone (reconnect later);
+ * NR_EINVAL means Redis refused this one write (log it, drop it). */
+static void note_failure(struct intake *in, const struct held *h, const char *what, int rc)
+{
+    if (rc == NR_EIO) {
+        in->connected = false;
+        return;
+    }
+    NR_LOG(NR_EV_RQ_WRITE_REFUSED, h ? h->job_id : 0, 0, NR_S("rq_job", h ? h->job.id : "-"),
+           NR_S("what", what), NR_S("error", in->rq->errstr));
+}
+
+static bool redis_ok(struct intake *in)
+{
+    return in->connected && in->rq->err == 0;
+}
+
+/* The jobs RQ sees as started by us, for heartbeats. */
+static int heartbeat(struct intake *in)
+{
+    const struct nr_rq_job **jobs = nr_calloc(in->nh + 1, sizeof(*jobs));
+    size_t n = 0;
+    int rc;
+
+    for (size_t i = 0; i < in->nh; i++)
+        if (in->h[i]->state == H_WAITING || in->h[i]->state == H_RUNNING ||
+            in->h[i]->state == H_DONE)
+            jobs[n++] = &in->h[i]->job;
+    rc = nr_rq_heartbeat(in->rq, jobs, n);
+    free(jobs);
+    if (rc < 0)
+        note_failure(in, NULL, "the heartbeat", rc);
+    in->next_hb_ns = nr_mono_ns() + s_to_ns(HEARTBEAT_S);
+    return rc;
+}
+
+static void cleanup(struct intake *in)
+{
+    for (size_t i = 0; i < in->rq->queues.n && redis_ok(in); i++) {
+        size_t failed = 0, requeued = 0;
+        int rc = nr_rq_cleanup(in->rq, in->rq->queues.v[i], &failed, &requeued);
+        if (failed + requeued > 0)
+            NR_LOG(NR_EV_RQ_ABANDONED, 0, 0, NR_S("queue", in->rq->queues.v[i]),
+                   NR_I("failed", failed), NR_I("requeued", requeued));
+        if (rc < 0)
+            note_failure(in, NULL, "the abandoned-job cleanup", rc);
+    }
+    in->next_cleanup_ns = nr_mono_ns() + s_to_ns(CLEANUP_S);
+}
+
+/* Connect or reconnect, then register, heart-beat our own jobs (so that
+ * the cleanup cannot take them for abandoned) and clean up. */
+static void ensure_connected(struct intake *in)
+{
+    uint64_t now = nr_mono_ns();
+    int rc;
+
+    if (redis_ok(in) || now < in->retry_at_ns)
+        return;
+    if (in->rq == NULL) {
+        in->rq = nr_rq_connect(in->cfg, in->worker, NULL);
+        rc = in->rq->err ? NR_EIO : NR_OK;
+    } else {
+        rc = nr_rq_reset(in->rq);
+    }
+    if (rc == NR_OK && (rc = nr_rq_worker_register(in->rq)) == NR_OK) {
+        free(in->shown_job);
+        in->shown_job = NULL;
+        in->connected = true;
+        if (heartbeat(in) == NR_OK) {
+            char *queues = NULL;
+            size_t len = 0;
+            for (size_t i = 0; i < in->rq->queues.n; i++)
+                len += strlen(in->rq->queues.v[i]) + 2;
+            queues = nr_calloc(1, len + 1);
+            for (size_t i = 0; i < in->rq->queues.n; i++) {
+                if (i)
+                    strcat(queues, ", ");
+                strcat(queues, in->rq->queues.v[i]);
+            }
+            NR_LOG(NR_EV_RQ_CONSUMING, 0, 0, NR_S("queues", queues), NR_S("worker", in->worker));
+            free(queues);
+            in->down_logged = false;
+            in->backoff = BACKOFF_MIN_S;
+            cleanup(in);
+            return;
+        }
+    }
+    in->connected = false;
+    if (!in->down_logged)
+        NR_LOG(NR_EV_RQ_REDIS_UNAVAILABLE, 0, 0, NR_S("error", in->rq->errstr),
+               NR_D("delay_s", in->backoff));
+    in->down_logged = true;
+    in->retry_at_ns = now + s_to_ns(in->backoff);
+    in->backoff = in->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : in->backoff * 2;
+}
+
+/* Show the worker busy with the newest job that RQ sees started, or idle. */
+static void update_worker_state(struct intake *in)
+{
+    const char *want = NULL;
+    int rc;
+
+    for (size_t i = in->nh; i-- > 0;)
+        if (in->h[i]->state == H_WAITING || in->h[i]->state == H_RUNNING ||
+            in->h[i]->state == H_DONE) {
+            want = in->h[i]->job.id;
+            break;
+        }
+    if ((want == NULL && in->shown_job == NULL) ||
+        (want != NULL && in->shown_job != NULL && strcmp(want, in->shown_job) == 0))
+        return;
+    rc = nr_rq_worker_state(in->rq, want);
+    if (rc < 0) {
+        note_failure(in, NULL, "the worker state", rc);
+        return;
+    }
+    free(in->shown_job);
+    in->shown_job = want ? nr_strdup(want) : NULL;
+}
+
+/* --------------------------------------------------------- job outcomes */
+
+static void write_rejection(struct intake *in, size_t i)
+{
+    struct held *h = in->h[i];
+    int rc = nr_rq_fail(in->rq, &h->job, h->reason, false, NULL);
+
+    if (rc == NR_EIO) {
+        in->connected = false;
+        return;
+    }
+    if (rc == NR_OK)
+        NR_LOG(NR_EV_RQ_JOB_REJECTED, 0, 0, NR_S("rq_job", h->job.id),
+               NR_S("queue", h->job.queue), NR_S("reason", h->reason));
+    else
+        note_failure(in, h, "the job's failure", rc);
+    held_remove(in, i);
+}
+
+/* Write the outcome of a DONE job (see "Outcome mapping" in rq.h). */
+static void write_outcome(struct intake *in, size_t i)
+{
+    struct held *h = in->h[i];
+    const struct nr_run_done *d = &h->done;
+    bool requeued = false;
+    const char *what;
+    int rc;
+
+    switch (d->outcome) {
+    case NR_RUN_RECORDED:
+        what = "the job's success";
+        rc = nr_rq_finish(in->rq, &h->job);
+        break;
+    case NR_RUN_REJECTED:
+        what = "the job's failure";
+        rc = nr_rq_fail(in->rq, &h->job, d->reason ? d->reason : "the run was rejected",
+                        false, &requeued);
+        break;
+    case NR_RUN_NOT_RECORDED:
+    default:
+        what = "the job's failure";
+        rc = nr_rq_fail(in->rq, &h->job,
+                        d->reason ? d->reason : "the run could not be recorded", true,
+                        &requeued);
+        break;
+    }
+    if (rc == NR_EIO) {
+        in->connected = false;
+        return;
+    }
+    if (rc < 0) {
+        note_failure(in, h, what, rc);
+    } else if (d->outcome == NR_RUN_RECORDED) {
+        NR_LOG(NR_EV_RQ_JOB_FINISHED, h->job_id, 0, NR_S("rq_job", h->job.id),
+               NR_I("job_id", h->job_id), NR_S("status", d->status ? d->status : "?"));
+    } else if (requeued) {
+        NR_LOG(NR_EV_RQ_JOB_REQUEUED, h->job_id, 0, NR_S("rq_job", h->job.id),
+               NR_S("queue", h->job.queue), NR_I("retries_left", h->job.retries_left - 1),
+               NR_S("reason", d->reason ? d->reason : ""));
+    } else {
+        NR_LOG(NR_EV_RQ_JOB_FAILED, h->job_id, 0, NR_S("rq_job", h->job.id),
+               NR_I("job_id", h->job_id), NR_S("reason", d->reason ? d->reason : ""));
+    }
+    held_remove(in, i);
+}
+
+/* Hand the job to the runner: RUNNING, or still WAITING when the slot was
+ * taken by the other intake. */
+static void submit(struct intake *in, struct held *h)
+{
+    struct nr_run_request req = { .source = NR_RUN_SOURCE_RQ };
+    int rc;
+
+    req.entry_id = nr_strdup(h->job.id);
+    req.payload.job_id = h->job_id;
+    rc = nr_runner_submit(in->runner, &req);
+    if (rc == NR_OK) {
+        h->state = H_RUNNING;
+        return;
+    }
+    free(req.entry_id);
+    nr_payload_clear(&req.payload);
+}
+
+/* Shutting down: hand a job that never ran back to its queue. */
+static void release(struct intake *in, size_t i)
+{
+    struct held *h = in->h[i];
+    int rc = nr_rq_release(in->rq, &h->job);
+
+    if (rc == NR_EIO) {
+        in->connected = false;
+        return;
+    }
+    if (rc == NR_OK)
+        NR_LOG(NR_EV_RQ_JOB_RELEASED, h->job_id, 0, NR_S("rq_job", h->job.id),
+               NR_S("queue", h->job.queue));
+    else
+        note_failure(in, h, "handing the job back", rc);
+    held_remove(in, i);
+}
+
+/* Move every held job as far as it can go now. */
+static void advance(struct intake *in)
+{
+    for (size_t i = 0; i < in->nh && redis_ok(in);) {
+        struct held *h = in->h[i];
+        size_t before = in->nh;
+        int rc;
+
+        switch (h->state) {
+        case H_TAKEN:
+            if (stopping(in)) {
+                release(in, i);     /* never started: back to the front of its queue */
+                break;
+            }
+            rc = nr_rq_start(in->rq, &h->job);
+            if (rc == NR_OK) {
+                h->state = H_WAITING;
+                continue;       /* and try to submit at once */
+            }
+            note_failure(in, h, "marking the job started", rc);
+            if (rc != NR_EIO) {
+                /* Redis refused the start: fail it rather than run it
+                 * without RQ knowing */
+                h->state = H_REJECT;
+                h->reason = nr_asprintf("could not mark the job started: %s", in->rq->errstr);
+                continue;
+            }
+            break;
+        case H_REJECT:
+            write_rejection(in, i);
+            break;
+        case H_WAITING:
+            if (stopping(in)) {
+                release(in, i);     /* started, never run: likewise */
+                break;
+            }
+            submit(in, h);
+            break;
+        case H_DONE:
+            write_outcome(in, i);
+            break;
+        case H_RUNNING:
+            break;
+        }
+        if (in->nh == before)
+            i++;
+    }
+}
+
+/* Take the runner's reports for our runs. */
+static void collect(struct intake *in)
+{
+    struct nr_run_done d[COLLECT_BATCH];
+    size_t n;
+
+    while ((n = nr_runner_collect(in->runner, NR_RUN_SOURCE_RQ, d, COLLECT_BATCH)) > 0) {
+        for (size_t k = 0; k < n; k++) {
+            struct held *match = NULL;
+            for (size_t i = 0; i < in->nh && !match; i++)
+                if (in->h[i]->state == H_RUNNING && d[k].entry_id &&
+                    strcmp(in->h[i]->job.id, d[k].entry_id) == 0)
+                    match = in->h[i];
+            if (match == NULL) {
+                nr_run_done_clear(&d[k]);   /* cannot happen: every run is ours */
+                continue;
+            }
+            match->done = d[k];
+            match->state = H_DONE;
+        }
+    }
+}
+
+/* BLPOP one job and hold it as TAKEN or REJECT. */
+static void take_one(struct intake *in)
+{
+    struct nr_rq_job job;
+    long long job_id = 0;
+    char *reason = NULL;
+    int timeout = count_state(in, H_RUNNING) ? TAKE_BUSY_S : TAKE_IDLE_S;
+    int rc = nr_rq_take(in->rq, timeout, &job);
+
+    if (rc == NR_NOTFOUND)
+        return;
+    if (rc < 0) {
+        note_failure(in, NULL, "taking a job", rc);
+        return;
+    }
+    if (nr_rq_job_check(&job, &job_id, &reason) != NR_OK) {
+        struct held *h = held_add(in, H_REJECT, &job);
+        h->reason = reason ? reason : nr_strdup("job rejected");
+        return;
+    }
+    struct held *h = held_add(in, H_TAKEN, &job);
+    h->job_id = job_id;
+    NR_LOG(NR_EV_RQ_JOB_TAKEN, job_id, 0, NR_S("rq_job", h->job.id), NR_S("queue", h->job.queue),
+           NR_I("job_id", job_id));
+}
+
+/* Is `rq suspend` in force?  Logged on change. */
+static bool suspended(struct intake *in)
+{
+    int rc = nr_rq_suspended(in->rq);
+
+    if (rc < 0) {
+        note_failure(in, NULL, "reading rq:suspended", rc);
+        return true;
+    }
+    if (rc != in->suspended) {
+        if (rc)
+            NR_LOG(NR_EV_RQ_SUSPENDED, 0, 0);
+        else
+            NR_LOG(NR_EV_RQ_RESUMED, 0, 0);
+        in->suspended = rc;
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------- the thread */
+
+static bool grace_over(struct intake *in)
+{
+    uint64_t at = atomic_load(&in->stop_at_ns);
+    int grace = in->cfg->worker.shutdown_grace_seconds;
+
+    return at != 0 && nr_mono_ns() >= at + (uint64_t)(grace > 0 ? grace : 0) * 1000000000ull;
+}
+
+static void *intake_main(void *arg)
+{
+    struct intake *in = arg;
+    sigset_t all;
+
+    /* signals belong to the main thread */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    in->backoff = BACKOFF_MIN_S;
+
+    for (;;) {
+        uint64_t now;
+
+        collect(in);
+        ensure_connected(in);
+        if (redis_ok(in))
+            advance(in);
+        if (redis_ok(in))
+            update_worker_state(in);
+
+        now = nr_mono_ns();
+        if (redis_ok(in) && now >= in->next_hb_ns)
+            heartbeat(in);
+        if (redis_ok(in) && now >= in->next_cleanup_ns && !stopping(in))
+            cleanup(in);
+
+        if (stopping(in)) {
+            /* done when nothing is left to write, or the grace is over
+             * (RUNNING jobs then stay started; see rq.h) */
+            if (in->nh == 0 || (grace_over(in) && (count_state(in, H_RUNNING) == in->nh ||
+                                                   !redis_ok(in))))
+                break;
+            nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ, 0.2);
+            continue;
+        }
+        if (!redis_ok(in)) {
+            nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ, 0.2);
+            continue;
+        }
+        /* a new job only when none waits for a slot and a slot is free */
+        if (count_state(in, H_WAITING) == 0 && count_state(in, H_TAKEN) == 0 &&
+            nr_runner_free_slots(in->runner) > 0 && !suspended(in) && redis_ok(in)) {
+            take_one(in);
+            continue;
+        }
+        nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ, in->suspended ? WAIT_S * 2 : WAIT_S);
+    }
+
+    size_t left = count_state(in, H_RUNNING);
+    if (redis_ok(in)) {
+        int rc = nr_rq_worker_death(in->rq);
+        if (rc < 0)
+            note_failure(in, NULL, "the worker's death", rc);
+    }
+    NR_LOG(NR_EV_RQ_STOPPED, 0, 0, NR_I("left_started", left));
+    return NULL;
+}
+
+static void intake_free(struct intake *in)
+{
+    for (size_t i = 0; i < in->nh; i++)
+        held_free(in->h[i]);
+    free(in->h);
+    nr_rq_free(in->rq);
+    free(in->shown_job);
+    free(in->worker);
+    free(in);
+}
+
+int nr_rq_intake_start(const struct nr_config *cfg, struct nr_runner *runner,
+                       const char *consumer)
+{
+    struct intake *in;
+    char host[256];
+
+    if (cfg == NULL || runner == NULL)
+        return NR_EINVAL;
+    pthread_mutex_lock(&g_mu);
+    if (g_intake != NULL) {
+        pthread_mutex_unlock(&g_mu);
+        return NR_EINVAL;
+    }
+    in = nr_calloc(1, sizeof(*in));
+    in->cfg = cfg;
+    in->runner = runner;
+    if (consumer != NULL && consumer[0] != '\0') {
+        in->worker = nr_strdup(consumer);
+    } else if (cfg->worker.consumer_name != NULL && cfg->worker.consumer_name[0] != '\0') {
+        in->worker = nr_strdup(cfg->worker.consumer_name);
+    } else {
+        if (gethostname(host, sizeof(host)) != 0)
+            strcpy(host, "worker");
+        host[sizeof(host) - 1] = '\0';
+        in->worker = nr_asprintf("%s:%ld", host, (long)getpid());
+    }
+    atomic_init(&in->stop, false);
+    atomic_init(&in->stop_at_ns, 0);
+    if (pthread_create(&in->thread, NULL, intake_main, in) != 0) {
+        intake_free(in);
+        pthread_mutex_unlock(&g_mu);
+        return NR_ERR;
+    }
+    g_intake = in;
+    pthread_mutex_unlock(&g_mu);
+    return NR_OK;
+}
+
+void nr_rq_intake_request_stop(void)
+{
+    pthread_mutex_lock(&g_mu);
+    if (g_intake != NULL && !atomic_exchange(&g_intake->stop, true))
+        atomic_store(&g_intake->stop_at_ns, nr_mono_ns());
+    pthread_mutex_unlock(&g_mu);
+}
+
+void nr_rq_intake_stop(void)
+{
+    struct intake *in;
+
+    nr_rq_intake_request_stop();
+    pthread_mutex_lock(&g_mu);
+    in = g_intake;
+    g_intake = NULL;
+    pthread_mutex_unlock(&g_mu);
+    if (in == NULL)
+        return;
+    pthread_join(in->thread, NULL);
+    intake_free(in);
+}

@@ -1,0 +1,784 @@
+/*
+ * test_rq.c - the python-rq intake against real Redis and PostgreSQL, with
+ * python-rq itself (Debian's python3-rq 1.13 under /usr/bin/python3) on
+ * the other side: it enqueues exactly as NetRaven's API does, and reads
+ * back with RQ's own API (Job.fetch, the registries, Worker.all, results)
+ * and the `rq info` command.
+ *
+ * The intake runs in-process with a real runner and dispatcher pool, as
+ * the daemon wires it.  Checks made through raw Redis come before any
+ * Python registry reader where it matters: python-rq 1.13's registry
+ * readers run their own cleanup, which would hide whether ours ran.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "netraven/config.h"
+#include "netraven/pool.h"
+#include "netraven/rq.h"
+#include "netraven/run.h"
+
+#define PY      "/usr/bin/python3"
+#define WORKER  "nrt-rq-worker"
+#define FN      "netraven.worker.runner.run_job"
+
+static PGconn *db;
+static redisContext *raw;
+static struct nr_config cfg;
+static bool cfg_loaded;
+static struct nr_pool *pool;
+static struct nr_runner *runner;
+static bool intake_running;
+
+/* ---------------------------------------------------------------- config */
+
+static void load_cfg(const char *db_url, const char *extra)
+{
+    char *env[8], *err = NULL;
+    int n = 0;
+
+    if (asprintf(&env[n++], "NETRAVEN_DATABASE__URL=%s", db_url) < 0 ||
+        asprintf(&env[n++], "NETRAVEN_SCHEDULER__REDIS_URL=%s", nrt_redis_url()) < 0)
+        abort();
+    env[n++] = strdup("NETRAVEN_WORKER__CONSUMER_NAME=" WORKER);
+    env[n++] = strdup("NETRAVEN_WORKER__CONNECTION_TIMEOUT=1");
+    env[n++] = strdup("NETRAVEN_WORKER__SHUTDOWN_GRACE_SECONDS=20");
+    env[n++] = strdup("NETRAVEN_WORKER__RETRY_ATTEMPTS=0");
+    env[n++] = extra ? strdup(extra) : NULL;
+    env[n] = NULL;
+    int rc = nr_config_load(&cfg, NR_SOURCE_ROOT "/config", env, &err);
+    ck_assert_msg(rc == 0, "config: %s", err ? err : "?");
+    for (int i = 0; i < n; i++)
+        free(env[i]);
+    cfg_loaded = true;
+}
+
+static void intake_up_with(const char *db_url)
+{
+    load_cfg(db_url, NULL);
+    pool = nr_pool_new(4, 64);
+    ck_assert_ptr_nonnull(pool);
+    runner = nr_runner_new(&cfg, pool);
+    ck_assert_ptr_nonnull(runner);
+    ck_assert_int_eq(nr_rq_intake_start(&cfg, runner, WORKER), 0);
+    /* one intake per process */
+    ck_assert_int_eq(nr_rq_intake_start(&cfg, runner, WORKER), NR_EINVAL);
+    intake_running = true;
+}
+
+static void intake_up(void) { intake_up_with(nrt_db_url()); }
+
+static void intake_down(void)
+{
+    if (intake_running) {
+        nr_rq_intake_stop();
+        nr_rq_intake_stop();        /* a second stop is a no-op */
+        intake_running = false;
+    }
+    nr_runner_free(runner);
+    runner = NULL;
+    nr_pool_free(pool);
+    pool = NULL;
+}
+
+static void setup(void)
+{
+    db = nrt_pg();
+    nrt_db_reset(db);
+    nrt_redis_reset();
+    raw = nrt_redis();
+}
+
+static void teardown(void)
+{
+    intake_down();
+    if (cfg_loaded)
+        nr_config_clear(&cfg);
+    cfg_loaded = false;
+    if (raw)
+        redisFree(raw);
+    raw = NULL;
+    PQfinish(db);
+}
+
+/* ---------------------------------------------------------------- python */
+
+static const char prelude[] =
+    "import os, re, sys, time, zlib, pickle, uuid, subprocess\n"
+    "from redis import Redis\n"
+    "from rq import Queue, Worker, Retry\n"
+    "from rq.job import Job\n"
+    "from rq.results import Result\n"
+    "from rq.registry import StartedJobRegistry, FinishedJobRegistry, FailedJobRegistry\n"
+    "url = os.environ['NR_TEST_REDIS_URL']\n"
+    "r = Redis.from_url(url)\n"
+    "q = Queue('default', connection=r)\n"
+    "F = '" FN "'\n"
+    "W = '" WORKER "'\n"
+    "TS = re.compile(r'^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z$')\n"
+    "def check(c, m):\n"
+    "    if not c:\n"
+    "        print('FAIL: ' + str(m)); sys.exit(1)\n"
+    "def fetch(i): return Job.fetch(i, connection=r)\n"
+    "def enqueue(job_id, **kw):\n"
+    "    # exactly as NetRaven's API enqueues a run\n"
+    "    return Queue('default', connection=Redis.from_url(url)).enqueue(F, job_id, **kw)\n";
+
+/* Run prelude + the formatted script with Debian's python3; returns its
+ * output (stdout and stderr), and its exit status in *status. */
+static char *py_run(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *py_run(int *status, const char *fmt, ...)
+{
+    char *dir = nrt_tmpdir("py"), *path = NULL, *cmd = NULL, *body = NULL, *out;
+    FILE *f, *p;
+    size_t cap = 4096, len = 0, n;
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vasprintf(&body, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    if (asprintf(&path, "%s/t.py", dir) < 0 || asprintf(&cmd, PY " %s 2>&1", path) < 0)
+        abort();
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(prelude, f);
+    fputs(body, f);
+    fclose(f);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    out = malloc(cap);
+    while ((n = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 1024)
+            out = realloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    *status = pclose(p);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+    free(path);
+    free(cmd);
+    free(body);
+    return out;
+}
+
+/* Run a script that must exit 0; returns its output (stripped). */
+static char *py(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *py(const char *fmt, ...)
+{
+    char *body = NULL, *out;
+    va_list ap;
+    int st;
+
+    va_start(ap, fmt);
+    if (vasprintf(&body, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    out = py_run(&st, "%s", body);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "python failed (%d):\n%s\n--- script:\n%s",
+                  st, out, body);
+    free(body);
+    for (size_t n = strlen(out); n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ');)
+        out[--n] = '\0';
+    return out;
+}
+
+/* ----------------------------------------------------------------- redis */
+
+static char *hget(const char *key, const char *field)
+{
+    redisReply *r = redisCommand(raw, "HGET %s %s", key, field);
+    ck_assert_ptr_nonnull(r);
+    char *v = r->type == REDIS_REPLY_STRING ? strndup(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long rint_cmd(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(raw, fmt, ap);
+    va_end(ap);
+    ck_assert_ptr_nonnull(r);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -999;
+    freeReplyObject(r);
+    return v;
+}
+
+static char *rstr_cmd(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(raw, fmt, ap);
+    va_end(ap);
+    ck_assert_ptr_nonnull(r);
+    char *v = r->type == REDIS_REPLY_STRING ? strndup(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Wait until rq:job:<id> has status want (or timeout_s passes). */
+static bool wait_status(const char *id, const char *want, double timeout_s)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "rq:job:%s", id);
+    for (double t = 0; t < timeout_s; t += 0.05) {
+        char *s = hget(key, "status");
+        bool ok = s && strcmp(s, want) == 0;
+        free(s);
+        if (ok)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static void expect_status(const char *id, const char *want, double timeout_s)
+{
+    char key[256];
+    bool ok = wait_status(id, want, timeout_s);
+    snprintf(key, sizeof(key), "rq:job:%s", id);
+    char *s = hget(key, "status");
+    ck_assert_msg(ok, "RQ job %s: status %s, want %s", id, s ? s : "(none)", want);
+    free(s);
+}
+
+/* ------------------------------------------------------------------- db */
+
+static long long add_job_typed(const char *name, const char *type, long long tag)
+{
+    long long id = nrt_sql_int(db,
+        "INSERT INTO jobs (name, job_type, status, is_enabled, schedule_type) "
+        "VALUES ('%s', '%s', 'PENDING', true, 'onetime') RETURNING id", name, type);
+    if (tag)
+        PQclear(nrt_sql(db, "INSERT INTO job_tags VALUES (%lld, %lld)", id, tag));
+    return id;
+}
+
+static long long add_device(const char *name, const char *ip, long long tag)
+{
+    long long id = nrt_sql_int(db,
+        "INSERT INTO devices (hostname, ip_address, device_type, port) "
+        "VALUES ('%s', '%s', 'cisco_ios', 22) RETURNING id", name, ip);
+    PQclear(nrt_sql(db, "INSERT INTO device_tag_association VALUES (%lld, %lld)", id, tag));
+    return id;
+}
+
+static long long add_job(const char *name, long long tag)
+{
+    return add_job_typed(name, "reachability", tag);
+}
+
+static int listen_on(const char *ip, int port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    ck_assert_int_ge(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind %s:%d", ip, port);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    return fd;
+}
+
+static char *db_status(long long job)
+{
+    return nrt_sql_str(db, "SELECT status FROM jobs WHERE id = %lld", job);
+}
+
+/* ================================================================ tests */
+
+/* run_job jobs enqueued as NetRaven's API does run and end `finished` in
+ * RQ whatever their NetRaven status (the call returned), and every RQ
+ * reader agrees. */
+START_TEST(test_run_job_finishes)
+{
+    int l = listen_on("127.1.4.1", 22);
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('rq', 'device') RETURNING id");
+    long long tag2 = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('dark', 'device') RETURNING id");
+    add_device("rq-edge", "127.1.4.1", tag);
+    add_device("rq-other", "127.1.4.2", tag2);
+    long long j_none = add_job("rq-no-devices", 0);
+    long long j_ok = add_job("rq-reach", tag);
+    /* no handler for its type: every device fails, COMPLETED_FAILURE */
+    long long j_bad = add_job_typed("rq-unknown-type", "no_such_type", tag2);
+
+    char *ids = py("for j in (%lld, %lld, %lld):\n"
+                   "    job = enqueue(j)\n"
+                   "    check(r.hget(job.key, 'status') == b'queued', 'enqueued')\n"
+                   "    print(job.id, end=' ')\n", j_none, j_ok, j_bad);
+    char id[3][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s", id[0], id[1], id[2]), 3);
+
+    intake_up();
+    for (int i = 0; i < 3; i++)
+        expect_status(id[i], "finished", 60);
+
+    char *s;
+    ck_assert_str_eq(s = db_status(j_none), NR_STATUS_NO_DEVICES); free(s);
+    ck_assert_str_eq(s = db_status(j_ok), NR_STATUS_SUCCESS); free(s);
+    ck_assert_str_eq(s = db_status(j_bad), NR_STATUS_FAILURE); free(s);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id IN (%lld, %lld)",
+                                 j_ok, j_bad), 2);
+    /* nothing left in the wip registry (checked raw, before any reader) */
+    ck_assert_int_eq(rint_cmd("ZCARD rq:wip:default"), 0);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default"), 0);
+
+    free(py("ids = '%s'.split()\n"
+            "for i in ids:\n"
+            "    job = fetch(i)\n"
+            "    check(job.get_status() == 'finished', (i, job.get_status()))\n"
+            "    check(job.func_name == F and job.origin == 'default', 'func/origin kept')\n"
+            "    check(job.meta == {}, 'meta untouched')\n"
+            "    check(job.worker_name == W, job.worker_name)\n"
+            "    check(job.started_at and job.ended_at and job.ended_at >= job.started_at, 'times')\n"
+            "    check(job.last_heartbeat is not None, 'last_heartbeat')\n"
+            "    raw = r.hgetall(job.key)\n"
+            "    for f in (b'started_at', b'ended_at', b'last_heartbeat', b'enqueued_at'):\n"
+            "        check(TS.match(raw[f].decode()), (f, raw[f]))\n"
+            "    check(b'data' in raw and b'description' in raw, 'fields kept')\n"
+            "    res = job.latest_result()\n"
+            "    check(res is not None and res.type == Result.Type.SUCCESSFUL, res)\n"
+            "    check(res.return_value is None and job.result is None, 'returns None')\n"
+            "    check(len(job.results()) == 1, 'one result')\n"
+            "    check(400 < r.ttl(job.key) <= 500, r.ttl(job.key))\n"
+            "    check(400 < r.ttl('rq:results:' + i) <= 500, 'result ttl')\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == [], 'started empty')\n"
+            "check(sorted(FinishedJobRegistry('default', connection=r).get_job_ids()) == sorted(ids), 'finished')\n"
+            "check(FailedJobRegistry('default', connection=r).get_job_ids() == [], 'no failures')\n"
+            "ws = [w for w in Worker.all(connection=r) if w.name == W]\n"
+            "check(len(ws) == 1, [w.name for w in Worker.all(connection=r)])\n"
+            "w = ws[0]\n"
+            "check(w.get_state() == 'idle', w.get_state())\n"
+            "check(w.queue_names() == ['default', 'high', 'low'], w.queue_names())\n"
+            "check(w.pid == %d, w.pid)\n"
+            "check(w.hostname, 'hostname')\n"
+            "check(w.birth_date is not None and w.last_heartbeat is not None, 'dates')\n"
+            "check(0 < r.ttl(w.key) <= 480, r.ttl(w.key))\n"
+            "check(r.sismember('rq:workers:default', w.key), 'in the queue set')\n"
+            "check(len(Worker.all(queue=q)) == 1, 'by queue')\n"
+            "out = subprocess.run(['/usr/bin/rq', 'info', '--url', url], capture_output=True, text=True)\n"
+            "check(out.returncode == 0, out.stderr)\n"
+            "check(W in out.stdout and 'idle' in out.stdout, out.stdout)\n"
+            "check(re.search(r'default\\s*\\|\\s*0', out.stdout), out.stdout)\n"
+            "print('OK')\n", ids, (int)getpid()));
+    free(ids);
+
+    /* stop: the worker leaves the sets and its key expires within 60 s */
+    intake_down();
+    free(py("check(W not in [w.name for w in Worker.all(connection=r)], 'gone')\n"
+            "check(not r.sismember('rq:workers', 'rq:worker:' + W), 'set')\n"
+            "check(not r.sismember('rq:workers:low', 'rq:worker:' + W), 'queue set')\n"
+            "check(TS.match(r.hget('rq:worker:' + W, 'death').decode()), 'death')\n"
+            "check(0 < r.ttl('rq:worker:' + W) <= 60, r.ttl('rq:worker:' + W))\n"));
+    close(l);
+}
+END_TEST
+
+/* What must not run ends `failed` with the reason in exc_info, and
+ * nothing of it is executed. */
+START_TEST(test_failures_with_reasons)
+{
+    char *dir = nrt_tmpdir("marker"), marker[512];
+    snprintf(marker, sizeof(marker), "%s/pwned", dir);
+
+    char *ids = py("a = q.enqueue('os.system', 'touch %s')\n"
+                   "b = enqueue(999999)\n"
+                   "c = enqueue(1)\n"
+                   "r.hset(c.key, 'data', b'this is not a pickle')\n"
+                   "d = enqueue(1)\n"
+                   "r.hset(d.key, 'data', zlib.compress(pickle.dumps((F, None, (uuid.UUID(int=1),), {}), 5)))\n"
+                   "e = q.enqueue(F, 'seven')\n"
+                   "print(a.id, b.id, c.id, d.id, e.id)\n", marker);
+    char id[5][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s %63s %63s", id[0], id[1], id[2], id[3], id[4]), 5);
+
+    intake_up();
+    for (int i = 0; i < 5; i++)
+        expect_status(id[i], "failed", 30);
+    ck_assert_msg(access(marker, F_OK) != 0, "os.system ran");
+    ck_assert_int_eq(rint_cmd("ZCARD rq:wip:default"), 0);
+    ck_assert_int_eq(rint_cmd("ZCARD rq:failed:default"), 5);
+
+    free(py("ids = '%s'.split()\n"
+            "want = [\"job function 'os.system' is not allowed (only \" + F + \")\",\n"
+            "        'job 999999 does not exist',\n"
+            "        'job data is neither a zlib stream',\n"
+            "        'pickle opcode 0x93 (STACK_GLOBAL) is not allowed',\n"
+            "        'job_id must be a positive integer, not a str']\n"
+            "for i, w in zip(ids, want):\n"
+            "    job = fetch(i)\n"
+            "    check(job.get_status() == 'failed', (i, job.get_status()))\n"
+            "    res = job.latest_result()\n"
+            "    check(res.type == Result.Type.FAILED, res)\n"
+            "    check(w in res.exc_string, (w, res.exc_string))\n"
+            "    check(w in job.exc_info, job.exc_info)\n"
+            "    check(TS.match(r.hget(job.key, 'ended_at').decode()), 'ended_at')\n"
+            "    check(31536000 - 100 < r.ttl(job.key) <= 31536000, r.ttl(job.key))\n"
+            "check(sorted(FailedJobRegistry('default', connection=r).get_job_ids()) == sorted(ids), 'failed registry')\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == [], 'started')\n"
+            "check(FinishedJobRegistry('default', connection=r).get_job_ids() == [], 'finished')\n"
+            "out = subprocess.run(['/usr/bin/rq', 'info', '--url', url], capture_output=True, text=True)\n"
+            "check(out.returncode == 0, out.stderr)\n", ids));
+    free(ids);
+    free(dir);
+}
+END_TEST
+
+/* Jobs needing RQ features the worker does not implement fail with a
+ * clear reason; a retry without intervals is fine. */
+START_TEST(test_unsupported_features)
+{
+    long long job = add_job("rq-features", 0);
+    char *ids = py("def cb(*a): pass\n"
+                   "a = enqueue(%1$lld, on_success=cb)\n"
+                   "b = enqueue(%1$lld)\n"
+                   "b2 = enqueue(%1$lld, depends_on=b)\n"
+                   "c = enqueue(%1$lld, retry=Retry(max=2, interval=30))\n"
+                   "d = enqueue(%1$lld, retry=Retry(max=2))\n"
+                   "check(b2.get_status() == 'deferred', 'deferred')\n"
+                   "print(a.id, b.id, c.id, d.id, b2.id)\n", job);
+    char id[5][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s %63s %63s", id[0], id[1], id[2], id[3], id[4]), 5);
+
+    intake_up();
+    expect_status(id[0], "failed", 30);
+    expect_status(id[1], "failed", 30);
+    expect_status(id[2], "failed", 30);
+    expect_status(id[3], "finished", 30);
+
+    free(py("a, b, c, d, b2 = '%s'.split()\n"
+            "def exc(i): return fetch(i).latest_result().exc_string\n"
+            "check('callbacks' in exc(a), exc(a))\n"
+            "check('dependent jobs (rq:job:' + b + ':dependents)' in exc(b), exc(b))\n"
+            "check('retry_intervals [30' in exc(c) and \"RQ's scheduler\" in exc(c), exc(c))\n"
+            "check(fetch(d).retries_left == 2, fetch(d).retries_left)\n"
+            "check(fetch(b2).get_status() == 'deferred', 'dependent untouched')\n", ids));
+    free(ids);
+}
+END_TEST
+
+/* Abandoned jobs (a dead worker's wip entries) are cleaned up at start as
+ * RQ does: failed, or requeued while retries are left; stale entries of
+ * final jobs are dropped; live ones are left alone. */
+START_TEST(test_abandoned_cleanup)
+{
+    long long job = add_job("rq-abandoned", 0);
+    char *ids = py("def dead(j, score):\n"
+                   "    r.lrem('rq:queue:default', 0, j.id)\n"
+                   "    r.hset(j.key, mapping={'status': 'started', 'worker_name': 'dead-worker',\n"
+                   "                           'started_at': '2020-01-01T00:00:00.000000Z'})\n"
+                   "    r.zadd('rq:wip:default', {j.id: score})\n"
+                   "x = enqueue(%1$lld)\n"
+                   "dead(x, int(time.time()) - 10)\n"
+                   "y = enqueue(%1$lld, retry=Retry(max=2))\n"
+                   "dead(y, int(time.time()) - 10)\n"
+                   "z = enqueue(%1$lld)\n"
+                   "dead(z, int(time.time()) - 10)\n"
+                   "r.hset(z.key, 'status', 'finished')\n"
+                   "live = enqueue(%1$lld)\n"
+                   "dead(live, int(time.time()) + 3600)\n"
+                   "r.zadd('rq:wip:default', {'no-such-job': 5})\n"
+                   "print(x.id, y.id, z.id, live.id)\n", job);
+    char id[4][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s %63s", id[0], id[1], id[2], id[3]), 4);
+
+    intake_up();
+    expect_status(id[0], "failed", 30);
+    expect_status(id[1], "finished", 30);    /* requeued, then run by us */
+
+    /* raw checks before any python-rq registry reader (they clean up too) */
+    char key[128];
+    snprintf(key, sizeof(key), "rq:job:%s", id[2]);
+    char *s = hget(key, "status");
+    ck_assert_str_eq(s, "finished");
+    free(s);
+    s = rstr_cmd("ZSCORE rq:wip:default %s", id[2]);
+    ck_assert_ptr_null(s);
+    s = rstr_cmd("ZSCORE rq:wip:default no-such-job");
+    ck_assert_ptr_null(s);
+    s = rstr_cmd("ZSCORE rq:wip:default %s", id[3]);
+    ck_assert_ptr_nonnull(s);       /* the live one is untouched */
+    free(s);
+    snprintf(key, sizeof(key), "rq:job:%s", id[3]);
+    s = hget(key, "status");
+    ck_assert_str_eq(s, "started");
+    free(s);
+    s = rstr_cmd("ZSCORE rq:failed:default %s", id[2]);
+    ck_assert_ptr_null(s);
+
+    free(py("x, y, z, live = '%s'.split()\n"
+            "jx = fetch(x)\n"
+            "check(jx.get_status() == 'failed', jx.get_status())\n"
+            "check(jx.latest_result().exc_string == 'worker died (abandoned job)', jx.latest_result().exc_string)\n"
+            "check(x in FailedJobRegistry('default', connection=r).get_job_ids(), 'failed registry')\n"
+            "jy = fetch(y)\n"
+            "check(jy.retries_left == 1, jy.retries_left)\n"
+            "check(jy.worker_name == W, jy.worker_name)\n"
+            "check(fetch(z).get_status() == 'finished', 'z')\n"
+            "check(z not in FailedJobRegistry('default', connection=r).get_job_ids(), 'z not failed')\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == [live], 'live stays')\n", ids));
+    free(ids);
+}
+END_TEST
+
+/* `rq suspend` holds intake; `rq resume` lets it go on. */
+START_TEST(test_suspend)
+{
+    long long job = add_job("rq-suspend", 0);
+    char *id = py("from rq.suspension import suspend\n"
+                  "suspend(r)\n"
+                  "print(enqueue(%lld).id)\n", job);
+
+    intake_up();
+    ck_assert_msg(!wait_status(id, "finished", 3), "ran while suspended");
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default"), 1);
+    free(py("from rq.suspension import resume\nresume(r)\n"));
+    expect_status(id, "finished", 30);
+    free(id);
+}
+END_TEST
+
+/* PostgreSQL away: the run cannot be recorded, so RQ-wise the call raised
+ * (as NetRaven's run_job does): failed with the reason. */
+START_TEST(test_not_recorded)
+{
+    char *id = py("print(enqueue(3).id)\n");
+
+    intake_up_with("postgresql://postgres@127.0.0.1:1/netraven?connect_timeout=2");
+    expect_status(id, "failed", 60);
+    free(py("job = fetch('%s')\n"
+            "check('PostgreSQL unavailable' in job.latest_result().exc_string,\n"
+            "      job.latest_result().exc_string)\n", id));
+    free(id);
+}
+END_TEST
+
+/* The protocol layer alone: every write of RQ.md's set, read back raw and
+ * by python-rq. */
+START_TEST(test_protocol_writes)
+{
+    char *ids = py("a = enqueue(11, result_ttl=-1)\n"
+                   "b = enqueue(12, result_ttl=0)\n"
+                   "c = enqueue(13, result_ttl=100, failure_ttl=200)\n"
+                   "d = enqueue(14, retry=Retry(max=2))\n"
+                   "e = enqueue(15, failure_ttl=-1)\n"
+                   "r.hset(a.key, 'meta', pickle.dumps({'interval': 60}))\n"
+                   "print(a.id, b.id, c.id, d.id, e.id)\n");
+    char id[5][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s %63s %63s", id[0], id[1], id[2], id[3], id[4]), 5);
+    load_cfg(nrt_db_url(), "NETRAVEN_WORKER__RQ_QUEUES=high,default");
+
+    struct nr_rq *rq = nr_rq_connect(&cfg, "nrt-proto", NULL);
+    ck_assert_msg(rq->err == 0, "connect: %s", rq->errstr);
+    ck_assert_uint_eq(rq->queues.n, 2);
+    ck_assert_int_eq(nr_rq_worker_register(rq), 0);
+    ck_assert_int_eq(nr_rq_suspended(rq), 0);
+
+    struct nr_rq_job job;
+    long long jid = 0;
+    char *reason = NULL;
+    time_t now;
+
+    /* A: take, check, start */
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), 0);
+    ck_assert_str_eq(job.id, id[0]);
+    ck_assert_str_eq(job.queue, "default");
+    ck_assert_int_eq(job.result_ttl, -1);
+    ck_assert_int_eq(job.failure_ttl, 31536000);
+    ck_assert_int_eq(nr_rq_job_check(&job, &jid, &reason), 0);
+    ck_assert_int_eq(jid, 11);
+    now = time(NULL);
+    ck_assert_int_eq(nr_rq_start(rq, &job), 0);
+    char *sc = rstr_cmd("ZSCORE rq:wip:default %s", id[0]);
+    ck_assert_ptr_nonnull(sc);
+    ck_assert_msg(atoll(sc) >= now + 89 && atoll(sc) <= now + 92, "wip score %s", sc);
+    free(sc);
+    ck_assert_int_eq(nr_rq_worker_state(rq, job.id), 0);
+    free(py("j = fetch('%1$s')\n"
+            "check(j.get_status() == 'started', j.get_status())\n"
+            "check(j.worker_name == 'nrt-proto', j.worker_name)\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == ['%1$s'], 'started')\n"
+            "w = Worker.find_by_key('rq:worker:nrt-proto', connection=r)\n"
+            "check(w.get_state() == 'busy' and w.get_current_job_id() == '%1$s', w.get_state())\n"
+            "check(w.queue_names() == ['high', 'default'], w.queue_names())\n", id[0]));
+
+    /* heartbeat moves last_heartbeat and the deadline */
+    char key[128];
+    snprintf(key, sizeof(key), "rq:job:%s", id[0]);
+    char *hb1 = hget(key, "last_heartbeat");
+    usleep(1100000);
+    const struct nr_rq_job *jobs[] = { &job };
+    ck_assert_int_eq(nr_rq_heartbeat(rq, jobs, 1), 0);
+    char *hb2 = hget(key, "last_heartbeat");
+    ck_assert_str_ne(hb1, hb2);
+    free(hb1);
+    free(hb2);
+    sc = rstr_cmd("ZSCORE rq:wip:default %s", id[0]);
+    ck_assert_msg(atoll(sc) >= now + 90, "wip score %s after the heartbeat", sc);
+    free(sc);
+
+    /* finish with result_ttl -1: kept forever */
+    ck_assert_int_eq(nr_rq_finish(rq, &job), 0);
+    ck_assert_int_eq(nr_rq_worker_state(rq, NULL), 0);
+    ck_assert_int_eq(rint_cmd("TTL %s", key), -1);
+    ck_assert_int_eq(rint_cmd("TTL rq:results:%s", id[0]), -1);
+    sc = rstr_cmd("ZSCORE rq:finished:default %s", id[0]);
+    ck_assert_str_eq(sc, "inf");
+    free(sc);
+    nr_rq_job_clear(&job);
+    free(py("j = fetch('%1$s')\n"
+            "check(j.get_status() == 'finished', 'A finished')\n"
+            "check(j.meta == {'interval': 60}, j.meta)\n"
+            "w = Worker.find_by_key('rq:worker:nrt-proto', connection=r)\n"
+            "check(w.get_state() == 'idle' and w.get_current_job_id() is None, w.get_state())\n",
+            id[0]));
+
+    /* B: result_ttl 0: the job goes on success */
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), 0);
+    ck_assert_str_eq(job.id, id[1]);
+    ck_assert_int_eq(job.result_ttl, 0);
+    ck_assert_int_eq(nr_rq_start(rq, &job), 0);
+    ck_assert_int_eq(nr_rq_finish(rq, &job), 0);
+    ck_assert_int_eq(rint_cmd("EXISTS rq:job:%s", id[1]), 0);
+    ck_assert_int_eq(rint_cmd("ZCARD rq:wip:default"), 0);
+    ck_assert_int_eq(rint_cmd("ZCARD rq:finished:default"), 1);
+    nr_rq_job_clear(&job);
+
+    /* C: failure with failure_ttl 200 */
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), 0);
+    ck_assert_str_eq(job.id, id[2]);
+    ck_assert_int_eq(job.result_ttl, 100);
+    ck_assert_int_eq(job.failure_ttl, 200);
+    ck_assert_int_eq(nr_rq_start(rq, &job), 0);
+    bool requeued = true;
+    ck_assert_int_eq(nr_rq_fail(rq, &job, "it broke: \xc3\xa9 \"quoted\"", true, &requeued), 0);
+    ck_assert(!requeued);
+    now = time(NULL);
+    long long ttl = rint_cmd("TTL rq:job:%s", id[2]);
+    ck_assert_msg(ttl > 190 && ttl <= 200, "job ttl %lld", ttl);
+    ttl = rint_cmd("TTL rq:results:%s", id[2]);
+    ck_assert_msg(ttl > 190 && ttl <= 200, "result ttl %lld", ttl);
+    sc = rstr_cmd("ZSCORE rq:failed:default %s", id[2]);
+    ck_assert_msg(atoll(sc) >= now + 198 && atoll(sc) <= now + 201, "failed score %s", sc);
+    free(sc);
+    nr_rq_job_clear(&job);
+    free(py("j = fetch('%1$s')\n"
+            "check(j.get_status() == 'failed', 'C failed')\n"
+            "check(j.latest_result().exc_string == 'it broke: \\u00e9 \"quoted\"', j.latest_result().exc_string)\n"
+            "check(j.exc_info == 'it broke: \\u00e9 \"quoted\"', j.exc_info)\n", id[2]));
+
+    /* D: retries left: requeued, retries_left - 1 */
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), 0);
+    ck_assert_str_eq(job.id, id[3]);
+    ck_assert_int_eq(job.retries_left, 2);
+    ck_assert_int_eq(nr_rq_job_check(&job, &jid, &reason), 0);
+    ck_assert_int_eq(nr_rq_start(rq, &job), 0);
+    ck_assert_int_eq(nr_rq_fail(rq, &job, "transient", true, &requeued), 0);
+    ck_assert(requeued);
+    nr_rq_job_clear(&job);
+    free(py("j = fetch('%1$s')\n"
+            "check(j.get_status() == 'queued' and j.retries_left == 1, (j.get_status(), j.retries_left))\n"
+            "check(q.job_ids == ['%2$s', '%1$s'], q.job_ids)\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == [], 'not started')\n",
+            id[3], id[4]));
+
+    /* E: failure_ttl -1: kept forever */
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), 0);
+    ck_assert_str_eq(job.id, id[4]);
+    ck_assert_int_eq(job.failure_ttl, -1);
+    ck_assert_int_eq(nr_rq_start(rq, &job), 0);
+    ck_assert_int_eq(nr_rq_fail(rq, &job, "kept", false, NULL), 0);
+    ck_assert_int_eq(rint_cmd("TTL rq:job:%s", id[4]), -1);
+    ck_assert_int_eq(rint_cmd("TTL rq:results:%s", id[4]), -1);
+    sc = rstr_cmd("ZSCORE rq:failed:default %s", id[4]);
+    ck_assert_str_eq(sc, "inf");
+    free(sc);
+    nr_rq_job_clear(&job);
+
+    /* D again, released at the front of its queue (shutdown) */
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), 0);
+    ck_assert_str_eq(job.id, id[3]);
+    ck_assert_int_eq(nr_rq_start(rq, &job), 0);
+    ck_assert_int_eq(nr_rq_release(rq, &job), 0);
+    nr_rq_job_clear(&job);
+    free(py("j = fetch('%1$s')\n"
+            "check(j.get_status() == 'queued' and q.job_ids == ['%1$s'], q.job_ids)\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == [], 'not started')\n",
+            id[3]));
+
+    /* nothing queued: NR_NOTFOUND after the timeout; a job hash that is
+     * gone is skipped */
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), 0);
+    nr_rq_job_clear(&job);
+    rint_cmd("RPUSH rq:queue:high gone-job");
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), NR_NOTFOUND);
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), NR_NOTFOUND);
+
+    ck_assert_int_eq(nr_rq_worker_death(rq), 0);
+    free(py("check('nrt-proto' not in [w.name for w in Worker.all(connection=r)], 'dead')\n"));
+    nr_rq_free(rq);
+    nr_rq_free(NULL);
+    free(ids);
+}
+END_TEST
+
+/* Redis gone: connect reports it, and nothing crashes. */
+START_TEST(test_redis_unreachable)
+{
+    load_cfg(nrt_db_url(), "NETRAVEN_SCHEDULER__REDIS_URL=redis://127.0.0.1:1/0");
+    struct nr_rq *rq = nr_rq_connect(&cfg, NULL, NULL);
+    struct nr_rq_job job;
+
+    ck_assert_int_eq(rq->err, NR_EIO);
+    ck_assert_msg(strstr(rq->errstr, "127.0.0.1:1") != NULL, "errstr: %s", rq->errstr);
+    ck_assert_int_eq(nr_rq_take(rq, 1, &job), NR_EIO);
+    ck_assert_int_eq(nr_rq_worker_register(rq), NR_EIO);
+    ck_assert_int_eq(nr_rq_reset(rq), NR_EIO);
+    nr_rq_free(rq);
+}
+END_TEST
+
+static Suite *rq_suite(void)
+{
+    Suite *s = suite_create("rq");
+    TCase *tc = tcase_create("rq");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_protocol_writes);
+    tcase_add_test(tc, test_run_job_finishes);
+    tcase_add_test(tc, test_failures_with_reasons);
+    tcase_add_test(tc, test_unsupported_features);
+    tcase_add_test(tc, test_abandoned_cleanup);
+    tcase_add_test(tc, test_suspend);
+    tcase_add_test(tc, test_not_recorded);
+    tcase_add_test(tc, test_redis_unreachable);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(rq_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
