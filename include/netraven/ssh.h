@@ -47,16 +47,17 @@
  *   const struct nr_devtype *type = nr_devtype_find(device->device_type);
  *   struct nr_ssh_target t = { host, port, device_name, job_id, device_id,
  *                              username, password };
- *   struct nr_cli *c = nr_cli_open(cfg, &t, type, enable_secret);
+ *   struct nr_cli *c = nr_cli_connect(cfg, &t, type, enable_secret);
  *   if (c->ssh->err) { ... c->ssh->errstr, nr_ssh_fail_name(c->ssh->err),
  *                      nr_ssh_stage_name(c->ssh->stage) ... }
  *   else nr_cli_run(c, type->config_cmd, &out, &len, &ms); ... free(out);
  *   nr_cli_free(c);           always; logs CONN_DISCONNECTED
  *
- * Errors (STYLE 8): open returns the object even when it failed; once
+ * Errors (STYLE 8): connect returns the object even when it failed; once
  * ssh->err is set the object is only good for nr_cli_free().  The failure
  * is logged once, as CONN_FAILED with its class and stage, where it
- * happens; callers report it in their results and do not log it again.
+ * happens; callers carry it into their results (details error / class /
+ * stage) and do not log it as a connection event again.
  *
  * Secrets: the target's password and the enable secret are only read
  * (never copied) and must outlive the object.  They never reach a log
@@ -134,14 +135,23 @@ struct nr_ssh {
 };
 
 /*
- * Connect, check the host key (ssh.host_key_policy), authenticate with the
- * target's username and password (password, else keyboard-interactive
- * answering every prompt with the password), and start a shell on a PTY.
+ * Connect, check the host key, authenticate with the target's username and
+ * password, and start a shell on a PTY.
+ *   Host key (ssh.host_key_policy): accept-new stores an unknown key and
+ *   refuses a changed one; strict refuses unknown keys too; off checks
+ *   nothing.  File: ssh.known_hosts, or <worker.spool_dir>/known_hosts when
+ *   that is empty.
+ *   Algorithms: libssh's defaults; with ssh.allow_legacy_kex, ssh.legacy_kex
+ *   and ssh.legacy_macs (and the ssh-rsa host key) are appended.
+ *   Login: "none" first (for the banner and the method list), then
+ *   password; keyboard-interactive only when the device does not offer
+ *   password (prompts that echo and do not ask for a password get the
+ *   username, every other prompt the password).
  * Logs CONN_CONNECTING, CONN_CONNECTED, CONN_AUTHENTICATING,
  * CONN_AUTHENTICATED / CONN_AUTH_FAILED and, on failure, CONN_FAILED.
  * Never NULL; check ->err.  Free with nr_ssh_free().
  */
-struct nr_ssh *nr_ssh_open(const struct nr_config *cfg, const struct nr_ssh_target *t);
+struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_target *t);
 
 /* Mask this secret too wherever it would appear in the session stream
  * (the enable secret).  Borrowed; NULL or "" ignored; up to 4. */
@@ -213,12 +223,12 @@ struct nr_cli {
 };
 
 /*
- * nr_ssh_open(), then learn the prompt while turning paging off, then
+ * nr_ssh_connect(), then learn the prompt while turning paging off, then
  * enter privileged mode when the type has an enable command and the prompt
  * is not already privileged (secret: enable_secret, typed unlogged; NULL
  * means the target's password).  Never NULL; check ->ssh->err.
  */
-struct nr_cli *nr_cli_open(const struct nr_config *cfg, const struct nr_ssh_target *t,
+struct nr_cli *nr_cli_connect(const struct nr_config *cfg, const struct nr_ssh_target *t,
                            const struct nr_devtype *type, const char *enable_secret);
 
 /*

@@ -75,9 +75,9 @@ void nr_handler_details_failure(json_t *d, const struct nr_ssh *s)
     json_object_set_new(d, "stage", json_string(nr_ssh_stage_name(s->stage)));
 }
 
-struct nr_cli *nr_handler_cli_open(const struct nr_handler_ctx *ctx,
-                                   const struct nr_devtype *type,
-                                   const struct nr_credential **used, size_t *tried)
+struct nr_cli *nr_handler_cli_connect(const struct nr_handler_ctx *ctx,
+                                      const struct nr_devtype *type, struct nr_result *out,
+                                      const struct nr_credential **used, size_t *tried)
 {
     const struct nr_config *cfg = ctx->cfg;
     const struct nr_device *dev = ctx->device;
@@ -102,9 +102,15 @@ struct nr_cli *nr_handler_cli_open(const struct nr_handler_ctx *ctx,
         };
 
         nr_cli_free(c);
-        c = nr_cli_open(cfg, &t, type, enable_secret);
+        c = nr_cli_connect(cfg, &t, type, enable_secret);
         *used = cred;
         *tried = k + 1;
+        if ((c->ssh->auth_method || c->ssh->err == NR_SSH_AUTH) &&
+            out->nattempts < NR_ARRAY_LEN(out->attempts)) {
+            out->attempts[out->nattempts].cred_id = cred->id;
+            out->attempts[out->nattempts].success = c->ssh->auth_method != NULL;
+            out->nattempts++;
+        }
         if (c->ssh->err != NR_SSH_AUTH || c->ssh->stage != NR_SSH_STAGE_AUTH)
             break;
     }
@@ -151,7 +157,7 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
         json_object_set_new(d, "class", json_string(class));
         json_object_set_new(d, "stage", json_string(stage));
     } else {
-        c = nr_handler_cli_open(ctx, type, &cred, &tried);
+        c = nr_handler_cli_connect(ctx, type, out, &cred, &tried);
         json_object_set_new(d, "credentials_tried", json_integer((json_int_t)tried));
         if (!c->ssh->err && nr_cli_run(c, type->config_cmd, &raw, &raw_len, NULL) == 0 &&
             nr_redact(raw, raw_len, &ctx->cfg->worker.redaction_patterns, &config,

@@ -50,7 +50,7 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
         json_object_set_new(d, "class", json_string(class));
         json_object_set_new(d, "stage", json_string(stage));
     } else {
-        c = nr_handler_cli_open(ctx, type, &cred, &tried);
+        c = nr_handler_cli_connect(ctx, type, out, &cred, &tried);
         json_object_set_new(d, "credentials_tried", json_integer((json_int_t)tried));
         for (size_t k = 0; k < cmds->n && !c->ssh->err; k++) {
             char *raw = NULL, *red = NULL;

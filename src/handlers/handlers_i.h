@@ -15,12 +15,15 @@
  * credential that the device refuses at login (class auth, stage auth)
  * passes to the next one, up to worker.max_credential_attempts; any other
  * outcome ends the loop.  (Retries of timeouts belong to the dispatcher.)
+ * Each credential that got an answer at login is appended to
+ * out->attempts (success: logged in), for the run to record; one that
+ * never got that far (refused connection, timeout, host key) is not.
  * Requires ctx->ncreds > 0.  Never NULL; check ->ssh->err; *used is the
  * credential of the returned session, *tried how many were tried.
  */
-struct nr_cli *nr_handler_cli_open(const struct nr_handler_ctx *ctx,
-                                   const struct nr_devtype *type,
-                                   const struct nr_credential **used, size_t *tried);
+struct nr_cli *nr_handler_cli_connect(const struct nr_handler_ctx *ctx,
+                                      const struct nr_devtype *type, struct nr_result *out,
+                                      const struct nr_credential **used, size_t *tried);
 
 /* A JSON string of s (NULL -> null); bytes that are not UTF-8 become '?'. */
 json_t *nr_handler_jstr(const char *s);

@@ -5,6 +5,9 @@
 
 static const struct nr_handler_def handlers[] = {
     { "reachability", "reachability_handler", nr_handler_reachability, false },
+    { "config_backup", "config_backup_handler", nr_handler_config_backup, true },
+    { "backup", "config_backup_handler", nr_handler_config_backup, true },
+    { "command", "command_handler", nr_handler_command, true },
 };
 
 const struct nr_handler_def *nr_handler_find(const char *job_type)

@@ -1214,7 +1214,7 @@ static char *member_job_id(struct rq_i *ri, const char *member)
 static int cleanup_one(struct rq_i *ri, const char *queue, const char *member,
                        size_t *failed, size_t *requeued)
 {
-    struct nr_rq_job job;
+    struct nr_rq_job job = { 0 };
     struct cmd c = { 0 };
     struct batch b = { 0 };
     char *id = member_job_id(ri, member);

@@ -4,6 +4,7 @@
 #include "netraven/run.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ struct run {
     pthread_cond_t   cv;
     struct run_task *done_head, *done_tail;
 
+    const atomic_bool *closing;     /* the runner is shutting down */
     bool      record_failed;        /* a write to PostgreSQL failed */
     char     *record_error;
     unsigned  succeeded;
@@ -99,14 +101,44 @@ static void record_failure(struct run *run, const char *what)
     }
 }
 
-/* A store call that retries once over a fresh connection when the
- * connection was lost. */
+/* PostgreSQL went away under a run: wait for it with backoff (0.5 s
+ * doubling to 10 s) and reconnect, holding what the run has in memory, so
+ * that results are written once, in order, when it is back.  Returns false
+ * when the runner is shutting down (the run then ends not recorded and
+ * its queue entry is delivered again). */
+static bool store_wait(struct run *run, int attempt)
+{
+    double delay = 0.5;
+
+    for (int i = 0; i < attempt && delay < 10; i++)
+        delay *= 2;
+    if (delay > 10)
+        delay = 10;
+    if (attempt == 0)
+        NR_LOG(NR_EV_SYS_DB_UNAVAILABLE, 0, 0, NR_S("error", run->store->errstr),
+               NR_D("delay_s", delay));
+    for (double t = 0; t < delay; t += 0.1) {
+        if (atomic_load(run->closing))
+            return false;
+        nr_sleep_s(0.1);
+    }
+    if (nr_store_reset(run->store) == 0) {
+        char *masked = nr_config_mask_url(run->cfg->database.url);
+        NR_LOG(NR_EV_SYS_DB_CONNECTED, 0, 0, NR_S("url", masked));
+        free(masked);
+    }
+    return true;
+}
+
+/* A store call, repeated across a PostgreSQL outage (see store_wait). */
 #define STORE_TRY(run, call)                                                  \
     ({                                                                        \
-        int rc_ = (call);                                                     \
-        if (rc_ < 0 && (run)->store->err == NR_EIO &&                         \
-            nr_store_reset((run)->store) == 0)                                \
+        int rc_;                                                              \
+        for (int try_ = 0;; try_++) {                                         \
             rc_ = (call);                                                     \
+            if (rc_ >= 0 || (run)->store->err != NR_EIO || !store_wait((run), try_)) \
+                break;                                                        \
+        }                                                                     \
         rc_;                                                                  \
     })
 
@@ -267,9 +299,8 @@ static const char *resolve_and_dispatch(struct run *run, const struct nr_cred_ke
 
     for (size_t i = 0; i < run->ndev; i++)
         ids[i] = run->devices[i].id;
-    rc = nr_cred_resolve(run->store, keyring, ids, run->ndev, &run->creds, err, sizeof(err));
-    if (rc < 0 && run->store->err == NR_EIO && nr_store_reset(run->store) == 0)
-        rc = nr_cred_resolve(run->store, keyring, ids, run->ndev, &run->creds, err, sizeof(err));
+    rc = STORE_TRY(run, nr_cred_resolve(run->store, keyring, ids, run->ndev, &run->creds,
+                                        err, sizeof(err)));
     free(ids);
 
     if (rc < 0) {
@@ -293,11 +324,11 @@ static const char *resolve_and_dispatch(struct run *run, const struct nr_cred_ke
 /* One run, start to end.  *storep is the run thread's connection, made
  * here on first use and kept. */
 static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
-                        const struct nr_cred_keyring *keyring,
+                        const struct nr_cred_keyring *keyring, const atomic_bool *closing,
                         struct nr_store **storep, struct nr_run_request *req,
                         struct nr_run_done *done)
 {
-    struct run run = { .cfg = cfg, .pool = pool, .payload = &req->payload };
+    struct run run = { .cfg = cfg, .pool = pool, .payload = &req->payload, .closing = closing };
     long long jid = req->payload.job_id;
     const char *status = NULL;
     int rc;
@@ -309,11 +340,6 @@ static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
     if (*storep == NULL)
         *storep = nr_store_connect(cfg->database.url);
     run.store = *storep;
-    if (run.store->err && nr_store_reset(run.store) < 0) {
-        done->outcome = NR_RUN_NOT_RECORDED;
-        done->reason = nr_asprintf("PostgreSQL unavailable: %s", run.store->errstr);
-        goto out;
-    }
 
     rc = STORE_TRY(&run, nr_store_job_get(run.store, jid, &run.job));
     if (rc == NR_NOTFOUND) {
@@ -415,6 +441,7 @@ struct nr_runner {
     struct done_node      *done_head[NR_RUN_SOURCE_COUNT];
     struct done_node      *done_tail[NR_RUN_SOURCE_COUNT];
     bool                   closing;
+    atomic_bool            stopping;    /* closing, readable without the lock */
 
     pthread_t *threads;
     size_t     nthreads;
@@ -437,7 +464,7 @@ static void *runner_main(void *arg)
         pthread_mutex_unlock(&r->mu);
 
         struct done_node *n = nr_calloc(1, sizeof(*n));
-        run_execute(r->cfg, r->pool, &r->keyring, &store, &req, &n->d);
+        run_execute(r->cfg, r->pool, &r->keyring, &r->stopping, &store, &req, &n->d);
         n->d.entry_id = req.entry_id;
         n->d.source = req.source;
         nr_payload_clear(&req.payload);
@@ -567,6 +594,7 @@ void nr_runner_free(struct nr_runner *r)
         return;
     pthread_mutex_lock(&r->mu);
     r->closing = true;
+    atomic_store(&r->stopping, true);
     pthread_cond_broadcast(&r->req_cv);
     pthread_mutex_unlock(&r->mu);
     for (size_t i = 0; i < r->nthreads; i++)

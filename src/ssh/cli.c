@@ -9,6 +9,7 @@
  * helpers are pure functions, exported for the unit tests.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,7 +273,7 @@ size_t nr_cli_erase_len(const char *p, size_t n, bool *more)
             *more = true;
             return 0;
         }
-        return p[1 + s] == '\r' && (2 + s >= n || p[2 + s] != '\n') ? 2 + s : 1;
+        return p[1 + s] == '\r' ? 2 + s : 1;
     }
     return 0;
 }
@@ -526,7 +527,7 @@ static void log_command_done(struct nr_cli *c, const char *command, size_t bytes
 
     NR_LOG(NR_EV_CONN_COMMAND_DONE, t->job_id, t->device_id,
            NR_S("device_name", t->device_name), NR_S("command", command),
-           NR_I("bytes", bytes), NR_D("ms", ms));
+           NR_I("bytes", bytes), NR_D("ms", round(ms * 1e3) / 1e3));
 }
 
 /* The greeting, until its last line looks like a prompt; then the
@@ -621,11 +622,11 @@ static int enable(struct nr_cli *c)
     c->privileged = true;
     NR_LOG(NR_EV_CONN_PRIVILEGED, c->ssh->t.job_id, c->ssh->t.device_id,
            NR_S("device_name", c->ssh->t.device_name), NR_S("prompt", c->prompt),
-           NR_D("ms", (double)(nr_mono_ns() - t0) / 1e6));
+           NR_D("ms", round((double)(nr_mono_ns() - t0) / 1e3) / 1e3));
     return 0;
 }
 
-struct nr_cli *nr_cli_open(const struct nr_config *cfg, const struct nr_ssh_target *t,
+struct nr_cli *nr_cli_connect(const struct nr_config *cfg, const struct nr_ssh_target *t,
                            const struct nr_devtype *type, const char *enable_secret)
 {
     struct nr_cli *c = nr_calloc(1, sizeof(*c));
@@ -640,7 +641,7 @@ struct nr_cli *nr_cli_open(const struct nr_config *cfg, const struct nr_ssh_targ
     i->max_output = cfg && cfg->worker.max_output_bytes > 0 ? cfg->worker.max_output_bytes
                                                             : DEFAULT_MAX_OUTPUT;
     i->secret = enable_secret && enable_secret[0] ? enable_secret : t->password;
-    c->ssh = nr_ssh_open(cfg, t);
+    c->ssh = nr_ssh_connect(cfg, t);
     if (c->ssh->err)
         return c;
     nr_ssh_add_secret(c->ssh, i->secret);

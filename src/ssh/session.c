@@ -750,7 +750,7 @@ static int open_shell(struct nr_ssh *s, uint64_t deadline)
     return 0;
 }
 
-struct nr_ssh *nr_ssh_open(const struct nr_config *cfg, const struct nr_ssh_target *t)
+struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_target *t)
 {
     struct nr_ssh *s = nr_calloc(1, sizeof(*s));
     double tmo = connect_timeout(cfg);

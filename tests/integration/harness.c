@@ -300,3 +300,56 @@ bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt
     free(q);
     return ok;
 }
+
+static char blackhole_ns[64];
+
+static void sh(const char *cmd)
+{
+    int rc = system(cmd);
+    ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
+}
+
+void nrt_blackhole_up(int extra)
+{
+    char cmd[1024];
+    int tag = (int)getpid() % 100000;
+
+    snprintf(blackhole_ns, sizeof(blackhole_ns), "nrt-bh-%d", (int)getpid());
+    snprintf(cmd, sizeof(cmd),
+             "ip netns add %1$s && ip link add nrtbh%2$d type veth peer name nrtbhp%2$d && "
+             "ip link set nrtbhp%2$d netns %1$s && ip addr add 10.199.3.1/24 dev nrtbh%2$d && "
+             "ip link set nrtbh%2$d up && "
+             "ip netns exec %1$s ip addr add " NRT_BLACKHOLE_IP "/24 dev nrtbhp%2$d && "
+             "ip netns exec %1$s ip link set nrtbhp%2$d up && "
+             "ip netns exec %1$s ip link set lo up && "
+             "ip netns exec %1$s sysctl -qw net.ipv4.icmp_echo_ignore_all=1",
+             blackhole_ns, tag);
+    sh(cmd);
+    for (int i = 0; i < extra && i < 250; i++) {
+        snprintf(cmd, sizeof(cmd), "ip netns exec %s ip addr add 10.199.3.%d/24 dev nrtbhp%d",
+                 blackhole_ns, 3 + i, tag);
+        sh(cmd);
+    }
+}
+
+void nrt_blackhole_down(void)
+{
+    char cmd[256];
+
+    if (blackhole_ns[0] == '\0')
+        return;
+    snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", blackhole_ns);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not delete netns %s\n", blackhole_ns);
+    blackhole_ns[0] = '\0';
+}
+
+void nrt_services(const char *verb)
+{
+    const char *script = getenv("NR_SERVICES"), *dir = getenv("NR_SCRATCH");
+    char cmd[1024];
+
+    ck_assert_msg(script && dir, "NR_SERVICES / NR_SCRATCH not set: run through scripts/test");
+    snprintf(cmd, sizeof(cmd), "%s %s %s >/dev/null", script, verb, dir);
+    sh(cmd);
+}

@@ -73,4 +73,18 @@ char *nrt_proc_stdout(const struct nrt_proc *p);
 bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* A network namespace made by the test, holding 10.199.3.2 (and, with
+ * extra > 0, 10.199.3.3 ... 10.199.3.(2+extra)) behind a veth pair: no
+ * listener, ICMP echo ignored, so nothing of it answers (probes time out,
+ * TCP is refused).  nrt_blackhole_down() removes it; safe to call when it
+ * is not up. */
+void nrt_blackhole_up(int extra);
+void nrt_blackhole_down(void);
+#define NRT_BLACKHOLE_IP "10.199.3.2"
+
+/* scripts/services (from NR_SERVICES) run on the test's scratch folder
+ * (NR_SCRATCH): nrt_services("pg-stop") stops PostgreSQL, "pg-start"
+ * starts it again on the same port; likewise redis-stop / redis-start. */
+void nrt_services(const char *verb);
+
 #endif /* NR_TEST_HARNESS_H */

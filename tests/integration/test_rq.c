@@ -536,6 +536,61 @@ START_TEST(test_abandoned_cleanup)
 }
 END_TEST
 
+/* A run held up (its job row locked in PostgreSQL): the worker shows busy
+ * with it, heartbeats move its deadline, a stop request takes no new job,
+ * and the stop waits for the run and records it. */
+START_TEST(test_busy_heartbeat_and_stop)
+{
+    long long job = add_job("rq-slow", 0);
+    char *a = py("print(enqueue(%lld).id)\n", job), key[128];
+
+    PQclear(nrt_sql(db, "BEGIN"));
+    PQclear(nrt_sql(db, "SELECT id FROM jobs WHERE id = %lld FOR UPDATE", job));
+    intake_up();
+    expect_status(a, "started", 30);
+    free(py("w = Worker.find_by_key('rq:worker:' + W, connection=r)\n"
+            "for _ in range(50):\n"
+            "    if w.get_state() == 'busy': break\n"
+            "    time.sleep(0.1); w.refresh()\n"
+            "check(w.get_state() == 'busy' and w.get_current_job_id() == '%s', w.get_state())\n", a));
+
+    snprintf(key, sizeof(key), "rq:job:%s", a);
+    char *hb1 = hget(key, "last_heartbeat");
+    char *sc1 = rstr_cmd("ZSCORE rq:wip:default %s", a);
+    ck_assert_ptr_nonnull(sc1);
+    sleep(16);                              /* one heartbeat period and a bit */
+    char *hb2 = hget(key, "last_heartbeat");
+    char *sc2 = rstr_cmd("ZSCORE rq:wip:default %s", a);
+    ck_assert_str_ne(hb1, hb2);
+    ck_assert_msg(atoll(sc2) >= atoll(sc1) + 14, "wip deadline %s -> %s", sc1, sc2);
+    ck_assert_int_gt(rint_cmd("TTL rq:worker:" WORKER), 470);
+    free(hb1); free(hb2); free(sc1); free(sc2);
+
+    /* stop requested: a job queued now is not taken */
+    nr_rq_intake_request_stop();
+    char *b = py("print(enqueue(%lld).id)\n", job);
+    sleep(3);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default"), 1);
+
+    /* the run goes on once the row is free; stop waits and records it */
+    PQclear(nrt_sql(db, "COMMIT"));
+    nr_rq_intake_stop();
+    intake_running = false;
+    snprintf(key, sizeof(key), "rq:job:%s", a);
+    char *st = hget(key, "status");
+    ck_assert_str_eq(st, "finished");
+    free(st);
+    snprintf(key, sizeof(key), "rq:job:%s", b);
+    st = hget(key, "status");
+    ck_assert_str_eq(st, "queued");
+    free(st);
+    free(py("check(W not in [w.name for w in Worker.all(connection=r)], 'dead')\n"
+            "check(q.job_ids == ['%s'], q.job_ids)\n", b));
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* `rq suspend` holds intake; `rq resume` lets it go on. */
 START_TEST(test_suspend)
 {
@@ -765,6 +820,7 @@ static Suite *rq_suite(void)
     tcase_add_test(tc, test_failures_with_reasons);
     tcase_add_test(tc, test_unsupported_features);
     tcase_add_test(tc, test_abandoned_cleanup);
+    tcase_add_test(tc, test_busy_heartbeat_and_stop);
     tcase_add_test(tc, test_suspend);
     tcase_add_test(tc, test_not_recorded);
     tcase_add_test(tc, test_redis_unreachable);

@@ -64,6 +64,9 @@ static const struct tdev devs[] = {
     { "refuse", "cisco_ios", "faults: [refuse_times=1000000]", NULL },
     { "slowban", "cisco_ios", "faults: [delay_banner_ms=30000]", NULL },
     { "hk", "cisco_ios", "host_key: per-device", NULL },
+    /* an old box: SHA-1 key exchange and MAC only */
+    { "legacy", "cisco_ios", "kex: diffie-hellman-group14-sha1, macs: hmac-sha1, "
+                             "ciphers: aes128-ctr", NULL },
     { "lat50", "cisco_ios", "latency_ms: 50, config_kb: 20", NULL },
     { "lat200", "cisco_ios", "latency_ms: 200, config_kb: 20", NULL },
     { "nolisten", "cisco_ios", NULL, NULL },     /* not served: port refuses */
@@ -433,7 +436,7 @@ static void paged_is_unpaged(const char *name, const char *pager_on)
     size_t an = 0, bn = 0, xn = 0;
 
     snprintf(host, sizeof(host), "h-%s", name);
-    c = nr_cli_open(&cfg, &t, type, ES);
+    c = nr_cli_connect(&cfg, &t, type, ES);
     ck_assert_msg(c->ssh->err == NR_SSH_OK, "%s: %s", name, c->ssh->errstr);
     ck_assert(c->privileged);
     ck_assert_str_eq(c->prompt, td->prompt);
@@ -670,6 +673,36 @@ START_TEST(host_keys)
 }
 END_TEST
 
+/* ---- legacy algorithms ---------------------------------------------------------- */
+
+START_TEST(legacy_algorithms)
+{
+    struct run r;
+    char *log;
+
+    test_begin("legacy", NULL);
+    ck_assert(!cfg.ssh.allow_legacy_kex);
+    backup("legacy", &r);
+    ck_assert(!r.res.success);
+    ck_assert_str_eq(r.cls, "protocol");
+    ck_assert_str_eq(r.stage, "connect");
+    run_clear(&r);
+    cfg.ssh.allow_legacy_kex = true;        /* ssh.legacy_kex / legacy_macs appended */
+    backup("legacy", &r);
+    ck_assert(r.res.success);
+    run_clear(&r);
+    backup("ios", &r);                      /* modern devices still get modern algorithms */
+    ck_assert(r.res.success);
+    run_clear(&r);
+    log = test_end();
+    ck_assert_ptr_nonnull(strstr(log, "Connected to 'h-legacy': kex diffie-hellman-group14-sha1, "
+                                      "cipher aes128-ctr"));
+    ck_assert_ptr_nonnull(strstr(log, "\"hmac\":\"hmac-sha1\""));
+    ck_assert_ptr_nonnull(strstr(log, "Connected to 'h-ios': kex curve25519-sha256"));
+    free(log);
+}
+END_TEST
+
 /* ---- command handler and credentials ------------------------------------------------ */
 
 START_TEST(command_handler)
@@ -738,16 +771,31 @@ START_TEST(credential_fallback)
     ck_assert(r.res.success);
     ck_assert_int_eq(dint(&r, "credential_id"), 9);
     ck_assert_int_eq(dint(&r, "credentials_tried"), 3);
+    /* every login answer goes to the run, for credentials.success_rate */
+    ck_assert_uint_eq(r.res.nattempts, 3);
+    ck_assert_int_eq(r.res.attempts[0].cred_id, 7);
+    ck_assert(!r.res.attempts[0].success);
+    ck_assert_int_eq(r.res.attempts[1].cred_id, 8);
+    ck_assert(!r.res.attempts[1].success);
+    ck_assert_int_eq(r.res.attempts[2].cred_id, 9);
+    ck_assert(r.res.attempts[2].success);
     run_clear(&r);
     /* worker.max_credential_attempts bounds the loop */
     cfg.worker.max_credential_attempts = 2;
     run_handler(nr_handler_config_backup, "ios", creds, 3, NULL, &r);
     ck_assert_str_eq(r.cls, "auth");
     ck_assert_int_eq(dint(&r, "credentials_tried"), 2);
+    ck_assert_uint_eq(r.res.nattempts, 2);
     run_clear(&r);
     /* a timeout does not move on to the next credential */
     run_handler(nr_handler_config_backup, "hang", creds + 2, 1, NULL, &r);
     ck_assert_int_eq(dint(&r, "credentials_tried"), 1);
+    ck_assert_uint_eq(r.res.nattempts, 1);        /* it did log in */
+    ck_assert(r.res.attempts[0].success);
+    run_clear(&r);
+    /* a device that never answered says nothing about the credential */
+    run_handler(nr_handler_config_backup, "nolisten", creds + 2, 1, NULL, &r);
+    ck_assert_uint_eq(r.res.nattempts, 0);
     run_clear(&r);
     /* no credentials at all */
     run_handler(nr_handler_config_backup, "ios", NULL, 0, NULL, &r);
@@ -794,6 +842,7 @@ static Suite *ssh_suite(void)
     tcase_add_test(tc, faults);
     tcase_add_test(tc, output_cap);
     tcase_add_test(tc, host_keys);
+    tcase_add_test(tc, legacy_algorithms);
     tcase_add_test(tc, command_handler);
     tcase_add_test(tc, credential_fallback);
     tcase_add_test(tc, round_trips);

@@ -21,7 +21,6 @@
 #include "harness.h"
 
 static PGconn *db;
-static char netns[64];
 static struct nrt_proc *running;    /* stopped by teardown if a test failed */
 
 static int listen_on(const char *ip, int port)
@@ -37,40 +36,6 @@ static int listen_on(const char *ip, int port)
     return fd;
 }
 
-static void sh(const char *cmd)
-{
-    int rc = system(cmd);
-    ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
-}
-
-/* A namespace holding 10.199.3.2: no listener, ICMP echo ignored. */
-static void blackhole_up(void)
-{
-    char cmd[1024];
-    snprintf(netns, sizeof(netns), "nrt-bh-%d", (int)getpid());
-    snprintf(cmd, sizeof(cmd),
-             "ip netns add %1$s && ip link add nrtbh%2$d type veth peer name nrtbhp%2$d && "
-             "ip link set nrtbhp%2$d netns %1$s && ip addr add 10.199.3.1/30 dev nrtbh%2$d && "
-             "ip link set nrtbh%2$d up && "
-             "ip netns exec %1$s ip addr add 10.199.3.2/30 dev nrtbhp%2$d && "
-             "ip netns exec %1$s ip link set nrtbhp%2$d up && "
-             "ip netns exec %1$s ip link set lo up && "
-             "ip netns exec %1$s sysctl -qw net.ipv4.icmp_echo_ignore_all=1",
-             netns, (int)getpid() % 100000);
-    sh(cmd);
-}
-
-static void blackhole_down(void)
-{
-    char cmd[256];
-    if (netns[0] == '\0')
-        return;
-    snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", netns);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not delete netns %s\n", netns);
-    netns[0] = '\0';
-}
-
 static void setup(void)
 {
     db = nrt_pg();
@@ -83,7 +48,7 @@ static void teardown(void)
     if (running)
         nrt_proc_stop(running, 5);
     running = NULL;
-    blackhole_down();
+    nrt_blackhole_down();
     PQfinish(db);
 }
 
@@ -155,14 +120,14 @@ static char *probe_status(long long job, long long dev, const char *probe)
 
 START_TEST(reachability_mix_end_to_end)
 {
-    blackhole_up();
+    nrt_blackhole_up(0);
     int l1 = listen_on("127.1.3.1", 22);
     int l2 = listen_on("127.1.3.2", 443);
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('lab', 'device') RETURNING id");
     long long d1 = add_device("edge-22", "127.1.3.1", tag);
     long long d2 = add_device("edge-443", "127.1.3.2", tag);
     long long d3 = add_device("edge-icmp", "127.1.3.3", tag);
-    long long d4 = add_device("edge-dark", "10.199.3.2", tag);
+    long long d4 = add_device("edge-dark", NRT_BLACKHOLE_IP, tag);
     long long job = add_job("reach-mix", "reachability", tag);
 
     char *spool = spool_env();

@@ -1,0 +1,287 @@
+/*
+ * test_resilience.c - nothing is lost: PostgreSQL stopped mid-run, SIGTERM
+ * during a run, two workers sharing the queue, a worker killed mid-run.
+ *
+ * Slow runs come from devices in a network namespace the test makes, whose
+ * probes wait for worker.connection_timeout.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static PGconn *db;
+static struct nrt_proc *workers[4];
+
+static void setup(void)
+{
+    db = nrt_pg();
+    nrt_db_reset(db);
+    nrt_redis_reset();
+}
+
+static void teardown(void)
+{
+    for (size_t i = 0; i < sizeof(workers) / sizeof(workers[0]); i++)
+        if (workers[i]) {
+            nrt_proc_stop(workers[i], 5);
+            workers[i] = NULL;
+        }
+    nrt_blackhole_down();
+    nrt_services("pg-start");
+    PQfinish(db);
+}
+
+static char *env_kv(const char *key, const char *val)
+{
+    char *s = NULL;
+    if (asprintf(&s, "%s=%s", key, val) < 0)
+        abort();
+    return s;
+}
+
+/* Start a worker with a private spool and the given extras. */
+static void start_worker(int slot, struct nrt_proc *w, const char *name, char *const more[])
+{
+    char *dir = nrt_tmpdir("spool");
+    char *extra[16];
+    size_t n = 0;
+
+    extra[n++] = env_kv("NETRAVEN_WORKER__SPOOL_DIR", dir);
+    extra[n++] = env_kv("NETRAVEN_WORKER__CONSUMER_NAME", name);
+    for (size_t i = 0; more && more[i] && n < 15; i++)
+        extra[n++] = more[i];
+    extra[n] = NULL;
+    char *argv[] = { (char *)nrt_worker_bin(), "run", NULL };
+    nrt_proc_start(w, argv, extra);
+    workers[slot] = w;
+    free(extra[0]);
+    free(extra[1]);
+    free(dir);
+}
+
+static void stop_ok(int slot, struct nrt_proc *w, double grace)
+{
+    nrt_proc_stop(w, grace);
+    workers[slot] = NULL;
+    ck_assert_msg(WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0,
+                  "worker did not exit 0 (status %d)", w->status);
+}
+
+/* A reachability job over `count` dark devices (10.199.3.2 ...). */
+static long long dark_job(const char *name, int count)
+{
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('%s', 'device') "
+                                    "RETURNING id", name);
+    PQclear(nrt_sql(db, "INSERT INTO devices (hostname, ip_address, device_type, port) "
+                        "SELECT format('%s-%%s', i), format('10.199.3.%%s', i + 2), 'cisco_ios', 22 "
+                        "FROM generate_series(0, %d) AS i", name, count - 1));
+    PQclear(nrt_sql(db, "INSERT INTO device_tag_association SELECT id, %lld FROM devices "
+                        "WHERE hostname LIKE '%s-%%'", tag, name));
+    long long job = nrt_sql_int(db, "INSERT INTO jobs (name, job_type, status, is_enabled, "
+                                    "schedule_type) VALUES ('%s', 'reachability', 'PENDING', true, "
+                                    "'onetime') RETURNING id", name);
+    PQclear(nrt_sql(db, "INSERT INTO job_tags VALUES (%lld, %lld)", job, tag));
+    return job;
+}
+
+static long long empty_job(int i)
+{
+    return nrt_sql_int(db, "INSERT INTO jobs (name, job_type, status, is_enabled, schedule_type) "
+                           "VALUES ('empty-%d', 'reachability', 'PENDING', true, 'onetime') "
+                           "RETURNING id", i);
+}
+
+static void enqueue(redisContext *rc, long long job)
+{
+    char payload[64];
+    snprintf(payload, sizeof(payload), "{\"job_id\": %lld}", job);
+    redisReply *r = redisCommand(rc, "XADD netraven:jobs * payload %s", payload);
+    ck_assert_msg(r && r->type == REDIS_REPLY_STRING, "XADD failed");
+    freeReplyObject(r);
+}
+
+/* "N of M log rows written" from the worker's last line. */
+static void stopped_counts(const char *out, long long *written, long long *routed)
+{
+    const char *p = strstr(out, "netraven-worker stopped: ");
+    ck_assert_msg(p != NULL, "no stop line in: %s", out);
+    ck_assert_int_eq(sscanf(p, "netraven-worker stopped: %lld of %lld", written, routed), 2);
+}
+
+START_TEST(postgres_stopped_mid_run)
+{
+    nrt_blackhole_up(19);
+    long long job = dark_job("pgdown", 20);
+    redisContext *rc = nrt_redis();
+    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=2", "NETRAVEN_WORKER__THREAD_POOL_SIZE=4",
+                     NULL };
+    struct nrt_proc w;
+
+    start_worker(0, &w, "pg-outage", more);
+    enqueue(rc, job);
+    ck_assert(nrt_wait_sql(db, "RUNNING", 30, "SELECT status FROM jobs WHERE id = %lld", job));
+    PQfinish(db);
+    nrt_services("pg-stop");
+    sleep(10);
+    nrt_services("pg-start");
+    db = nrt_pg();
+
+    ck_assert_msg(nrt_wait_sql(db, "COMPLETED_FAILURE", 90, "SELECT status FROM jobs WHERE id = %lld",
+                               job), "the run did not end after PostgreSQL came back");
+    /* one result per device, none twice */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 20);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT device_id) FROM job_results "
+                                     "WHERE job_id = %lld", job), 20);
+    stop_ok(0, &w, 60);
+
+    char *out = nrt_proc_stdout(&w);
+    long long written, routed;
+    stopped_counts(out, &written, &routed);
+    ck_assert_int_gt(routed, 60);
+    ck_assert_int_eq(written, routed);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs"), routed);
+    /* in order, none twice: one completion row per device */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                                     "message LIKE 'Task completed%%'", job), 20);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM (SELECT message, device_id FROM logs "
+                                     "GROUP BY message, device_id, timestamp HAVING count(*) > 1) d"), 0);
+    ck_assert_msg(strstr(out, "PostgreSQL unavailable"), "stdout says nothing of the outage");
+    free(out);
+    nrt_proc_clear(&w);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(sigterm_during_a_run)
+{
+    nrt_blackhole_up(9);
+    long long job = dark_job("term", 10);
+    redisContext *rc = nrt_redis();
+    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=2", "NETRAVEN_WORKER__THREAD_POOL_SIZE=5",
+                     NULL };
+    struct nrt_proc w;
+
+    start_worker(0, &w, "term", more);
+    enqueue(rc, job);
+    ck_assert(nrt_wait_sql(db, "RUNNING", 30, "SELECT status FROM jobs WHERE id = %lld", job));
+    kill(w.pid, SIGTERM);
+    ck_assert_msg(nrt_proc_wait(&w, 60), "worker did not stop after SIGTERM");
+    workers[0] = NULL;
+    ck_assert(WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0);
+
+    /* the run in flight finished within the grace time and was recorded */
+    char *st = nrt_sql_str(db, "SELECT status FROM jobs WHERE id = %lld", job);
+    ck_assert_str_eq(st, "COMPLETED_FAILURE");
+    free(st);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 10);
+    redisReply *r = redisCommand(rc, "XPENDING netraven:jobs netraven-workers");
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    char *out = nrt_proc_stdout(&w);
+    long long written, routed;
+    stopped_counts(out, &written, &routed);
+    ck_assert_int_eq(written, routed);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs"), routed);
+    free(out);
+    nrt_proc_clear(&w);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(two_workers_run_each_job_once)
+{
+    enum { JOBS = 200 };
+    redisContext *rc = nrt_redis();
+    struct nrt_proc a, b;
+
+    start_worker(0, &a, "worker-a", NULL);
+    start_worker(1, &b, "worker-b", NULL);
+    for (int i = 0; i < JOBS; i++)
+        enqueue(rc, empty_job(i));
+    ck_assert_msg(nrt_wait_sql(db, "200", 120, "SELECT count(*) FROM jobs WHERE status = "
+                               "'COMPLETED_NO_DEVICES'"), "not every job ran");
+    stop_ok(0, &a, 30);
+    stop_ok(1, &b, 30);
+    /* each run logs one "Executing job" row: exactly one per job */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE message LIKE 'Executing job%%'"),
+                     JOBS);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT job_id) FROM logs WHERE message "
+                                     "LIKE 'Executing job%%'"), JOBS);
+    /* both took a share */
+    char *oa = nrt_proc_stdout(&a), *ob = nrt_proc_stdout(&b);
+    ck_assert_msg(strstr(oa, "Executing job") && strstr(ob, "Executing job"),
+                  "one worker took every job");
+    free(oa);
+    free(ob);
+    nrt_proc_clear(&a);
+    nrt_proc_clear(&b);
+    redisFree(rc);
+}
+END_TEST
+
+START_TEST(worker_killed_mid_run)
+{
+    nrt_blackhole_up(9);
+    long long job = dark_job("killed", 10);
+    redisContext *rc = nrt_redis();
+    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=3", "NETRAVEN_WORKER__THREAD_POOL_SIZE=2",
+                     "NETRAVEN_WORKER__CLAIM_IDLE_SECONDS=2", NULL };
+    struct nrt_proc a, b;
+
+    start_worker(0, &a, "victim", more);
+    enqueue(rc, job);
+    ck_assert(nrt_wait_sql(db, "RUNNING", 30, "SELECT status FROM jobs WHERE id = %lld", job));
+    kill(a.pid, SIGKILL);
+    nrt_proc_wait(&a, 10);
+    workers[0] = NULL;
+
+    start_worker(1, &b, "survivor", more);
+    ck_assert_msg(nrt_wait_sql(db, "COMPLETED_FAILURE", 90, "SELECT status FROM jobs WHERE id = %lld",
+                               job), "the killed worker's run was not taken over");
+    redisReply *r = NULL;
+    for (int i = 0; i < 100; i++) {
+        freeReplyObject(r);
+        r = redisCommand(rc, "XPENDING netraven:jobs netraven-workers");
+        if (r->element[0]->integer == 0)
+            break;
+        usleep(100000);
+    }
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    /* the survivor's run wrote one result per device (the victim's partial
+     * results stay, as rows of the run it did not finish) */
+    ck_assert_int_ge(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 10);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM jobs WHERE status = 'RUNNING'"), 0);
+    stop_ok(1, &b, 30);
+    char *out = nrt_proc_stdout(&b);
+    ck_assert_msg(strstr(out, "taken over"), "survivor stdout: %s", out);
+    free(out);
+    nrt_proc_clear(&a);
+    nrt_proc_clear(&b);
+    redisFree(rc);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("resilience");
+    TCase *tc = tcase_create("resilience");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, postgres_stopped_mid_run);
+    tcase_add_test(tc, sigterm_during_a_run);
+    tcase_add_test(tc, two_workers_run_each_job_once);
+    tcase_add_test(tc, worker_killed_mid_run);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
