@@ -144,8 +144,11 @@ static bool devsim_try(int base)
 static void devsim_start(void)
 {
     suite_dir = nrt_tmpdir("ssh");
+    /* Ports below the ephemeral range (32768 on), where only listeners can
+     * collide: devsim exits when one of its ports is taken, and another
+     * range is tried. */
     for (int attempt = 0; attempt < 8; attempt++)
-        if (devsim_try(20000 + (int)((getpid() * 7919u + (unsigned)attempt * 104729u) % 40000)))
+        if (devsim_try(10000 + (int)((getpid() * 7919u + (unsigned)attempt * 104729u) % 22000)))
             return;
     ck_abort_msg("devsim did not start (built at %s?)", NR_BUILD_ROOT "/tools/devsim/devsim");
 }
