@@ -51,6 +51,10 @@ void nr_sleep_s(double seconds);
 /* Case-insensitive substring search (ASCII). */
 const char *nr_strcasestr(const char *hay, const char *needle);
 
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes available), 0 when
+ * it is not one (overlong forms, surrogates, beyond U+10FFFF) or is NUL. */
+size_t nr_utf8_seq(const unsigned char *s, size_t n);
+
 /* Make s (len bytes) valid UTF-8 text in place: every byte of an invalid
  * sequence, and every NUL, becomes '?'.  Returns how many bytes changed. */
 size_t nr_utf8_scrub(char *s, size_t len);

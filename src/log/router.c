@@ -170,32 +170,6 @@ void nr_sbuf_free(struct nr_sbuf *b)
 
 /* ================================================================= UTF-8 */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned cp;
-
-    if (c < 0x80)
-        return c ? 1 : 0;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
-
 bool nr_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -207,7 +181,7 @@ bool nr_utf8_valid(const char *s, size_t n)
             i++;
             continue;
         }
-        k = utf8_seq(p + i, n - i);
+        k = nr_utf8_seq(p + i, n - i);
         if (k == 0)
             return false;
         i += k;
@@ -223,7 +197,7 @@ char *nr_utf8_sanitize(const char *s, size_t n)
 
     nr_sbuf_reserve(&b, n);
     while (i < n) {
-        size_t k = utf8_seq(p + i, n - i);
+        size_t k = nr_utf8_seq(p + i, n - i);
         if (k == 0) {
             nr_sbuf_put(&b, "\xEF\xBF\xBD", 3);
             i++;

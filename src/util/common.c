@@ -105,8 +105,7 @@ const char *nr_strcasestr(const char *hay, const char *needle)
     return NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t nr_utf8_seq(const unsigned char *s, size_t n)
 {
     size_t need;
     unsigned cp;
@@ -145,7 +144,7 @@ size_t nr_utf8_scrub(char *s, size_t len)
     unsigned char *p = (unsigned char *)s;
 
     for (size_t i = 0; i < len;) {
-        size_t k = utf8_seq(p + i, len - i);
+        size_t k = nr_utf8_seq(p + i, len - i);
         if (k == 0) {
             p[i++] = '?';
             changed++;
