@@ -31,6 +31,7 @@
 #include "netraven/log.h"
 #include "netraven/pool.h"
 #include "netraven/queue.h"
+#include "netraven/rq.h"
 #include "netraven/run.h"
 #include "netraven/store.h"
 
@@ -369,7 +370,9 @@ static void intake_loop(struct daemon *d)
         }
     }
 
-    /* stop taking jobs; let runs in flight finish within the grace time */
+    /* stop taking jobs (both intakes); let runs in flight finish within the
+     * grace time */
+    nr_rq_intake_request_stop();
     NR_LOG(NR_EV_SYS_SHUTDOWN, 0, 0, NR_S("reason", g_stop == SIGINT ? "SIGINT" : "SIGTERM"),
            NR_I("in_flight", nr_runner_in_flight(d->runner)));
     uint64_t until = nr_mono_ns() + (uint64_t)d->cfg->worker.shutdown_grace_seconds * 1000000000ull;
@@ -414,6 +417,12 @@ static int cmd_run(const struct nr_config *cfg)
     NR_LOG(NR_EV_SYS_POOL_STARTED, 0, 0, NR_I("threads", nr_pool_threads(pool)),
            NR_I("max_jobs", cfg->worker.max_concurrent_jobs));
 
+    /* python-rq queues: a thread of their own, sharing the runner */
+    bool rq_started = nr_rq_intake_start(cfg, d.runner, d.consumer) == 0;
+    if (!rq_started)
+        NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "starting the RQ intake"),
+               NR_S("error", "cannot create the thread"));
+
     d.q = nr_queue_connect(cfg, d.consumer);
     if (d.q->err == 0) {
         char *masked = nr_config_mask_url(cfg->scheduler.redis_url);
@@ -421,6 +430,8 @@ static int cmd_run(const struct nr_config *cfg)
         free(masked);
     }
     intake_loop(&d);
+    if (rq_started)
+        nr_rq_intake_stop();      /* waits for RQ runs, marks the RQ worker dead */
 
     nr_runner_free(d.runner);     /* runs past the grace time finish here */
     d.runner = NULL;

@@ -63,6 +63,26 @@ enum nr_host_key_policy {
     NR_HOSTKEY_OFF,
 };
 
+/* The device types of netraven/devtypes.def that have timeouts of their
+ * own (worker.device_types.<name>.*); the "default" row has none. */
+enum nr_devtype_id {
+#define NR_DEVTYPE(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers) \
+    NR_DEVTYPE_##name,
+#define NR_DEVTYPE_FALLBACK(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, \
+                            pagers)
+#include "netraven/devtypes.def"
+#undef NR_DEVTYPE_FALLBACK
+#undef NR_DEVTYPE
+    NR_DEVTYPE_COUNT
+};
+
+/* Per device-type overrides of worker.connection_timeout and
+ * worker.command_timeout; NAN (YAML null, the default) means "not set". */
+struct nr_devtype_timeouts {
+    double connection_timeout;
+    double command_timeout;
+};
+
 struct nr_config {
     char *env;                      /* "dev", "prod", ... */
     char *config_dir;
@@ -94,7 +114,10 @@ struct nr_config {
         struct {
             int    failure_threshold;
             double reset_timeout;   /* seconds */
+            int    max_devices;     /* devices tracked at once (bound of its map) */
         } circuit_breaker;
+        /* worker.device_types.<name>.{connection,command}_timeout */
+        struct nr_devtype_timeouts device_types[NR_DEVTYPE_COUNT];
     } worker;
 
     struct {
@@ -144,6 +167,16 @@ struct nr_config {
  */
 int nr_config_load(struct nr_config *cfg, const char *config_dir,
                    char *const *envp, char **errstr);
+
+/*
+ * The connect and command timeouts (seconds) for a device type: its
+ * worker.device_types.<name>.* value where set, else worker.connection_timeout
+ * / worker.command_timeout.  id is a struct nr_devtype's id; NR_DEVTYPE_COUNT
+ * (the "default" row) or any other value out of range gets the worker-wide
+ * values.  Either output may be NULL.
+ */
+void nr_config_device_timeouts(const struct nr_config *cfg, int id, double *connect_s,
+                               double *command_s);
 
 /* Free everything cfg owns; cfg may then be loaded again. */
 void nr_config_clear(struct nr_config *cfg);

@@ -137,4 +137,29 @@ void nr_cred_set_free(struct nr_cred_set *set);
  */
 int nr_cred_record_attempt(struct nr_store *s, long long cred_id, bool success);
 
+/* ---- start-up check ------------------------------------------------------- */
+
+/* What nr_cred_check_keyring() found.  ids never hold a password, a
+ * token or the key: only credential ids. */
+struct nr_cred_key_check {
+    size_t encrypted;           /* passwords that are Fernet tokens (or try to be) */
+    size_t legacy;              /* plain passwords (legacy rows) */
+    size_t unopened;            /* tokens the keyring does not open: every token
+                                 * when no key is configured */
+    char   ids[NR_CRED_ERRLEN]; /* the unopened ones: "3, 5, 9", cut with
+                                 * ", ... (N more)" when long; "" when none */
+};
+
+/*
+ * Read every credential and try the keyring on each password, as a run
+ * would (nr_fernet_decrypt_password), so that a missing or wrong master
+ * key shows at start rather than at the first job: the caller logs
+ * SYS_CRED_KEY_MISSING (k has no key and encrypted > 0) or
+ * SYS_CRED_KEY_WRONG (unopened > 0).  Plaintexts are cleansed at once.
+ * Returns 0 with *out filled, or the store's negative code (s->errstr);
+ * *out is untouched on failure.
+ */
+int nr_cred_check_keyring(struct nr_store *s, const struct nr_cred_keyring *k,
+                          struct nr_cred_key_check *out);
+
 #endif /* NR_CRED_H */

@@ -11,6 +11,10 @@
  *     - "out" thread: stdout (human or JSON lines) and the optional file;
  *     - "db" thread: batches rows into the logs table with COPY; while
  *       PostgreSQL is away it keeps the rows and retries with backoff;
+ *       past half of its queue's bound it moves the oldest rows to a
+ *       spool file under worker.spool_dir, and writes them first (in
+ *       order, once) when PostgreSQL is back; rows still held at shutdown
+ *       are spooled and written after the next start;
  *     - "redis" thread: publishes session records (CONTRACT 3 channels).
  *   Emitting threads never wait on PostgreSQL, Redis or a slow stdout: a
  *   push takes one mutex for a few instructions.  A full queue drops the
@@ -123,8 +127,13 @@ void nr_log_shutdown(void);
 struct nr_log_stats {
     uint64_t emitted[NR_LOG_TYPE_COUNT];   /* records accepted per type */
     uint64_t db_routed;        /* records queued for the DB sink */
-    uint64_t db_written;       /* rows committed to logs */
-    uint64_t db_dropped;
+    uint64_t db_written;       /* of those, rows committed to logs (also
+                                  the ones that went through the spool) */
+    uint64_t db_dropped;       /* of those, rows given up (queue full and
+                                  no spool, rejected, spool unwritable) */
+    uint64_t db_spooled;       /* rows waiting in the spool file now */
+    uint64_t db_recovered;     /* rows an earlier run left in the spool,
+                                  committed by this one */
     uint64_t out_dropped;
     uint64_t redis_published;
     uint64_t redis_dropped;

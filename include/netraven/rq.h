@@ -29,7 +29,8 @@
  *        jobs abandoned by dead workers;
  *     3. when the runner has a free slot: BLPOP over the queues (1 s while
  *        runs are in flight, so completions are written promptly, else
- *        5 s: always far below the worker key's TTL), decode and check the
+ *        2 s, so a stop is seen soon: both far below the worker key's TTL;
+ *        before each, `rq suspend` is honoured), decode and check the
  *        job, mark it started, submit it; else wait on the runner's
  *        completion condition for up to 1 s.
  *   The runner's slots are shared with the native stream intake (main
@@ -46,9 +47,12 @@
  *                        job-level outcome, recorded in NetRaven's DB).
  *   NR_RUN_REJECTED      RQ failure with the reason (the job id is not in
  *                        the DB); never retried: a retry cannot help.
- *   NR_RUN_NOT_RECORDED  RQ failure with the reason (PostgreSQL failed), as
- *                        when Python's run_job raises; requeued instead when
- *                        the job has retries_left > 0, as RQ does.
+ *   NR_RUN_NOT_RECORDED  RQ failure with the reason (PostgreSQL refused a
+ *                        write of the run), as when Python's run_job raises;
+ *                        requeued instead when the job has retries_left > 0,
+ *                        as RQ does.  (While PostgreSQL is unreachable the
+ *                        runner waits for it: the RQ job stays started and
+ *                        heart-beaten meanwhile, never failed.)
  *   A job whose data does not decode, or that needs an RQ feature this
  *   module does not implement (dependents, callbacks, repeats, retry
  *   intervals), fails before it starts, with the reason, never retried.
@@ -222,9 +226,11 @@ int nr_rq_intake_start(const struct nr_config *cfg, struct nr_runner *runner,
 void nr_rq_intake_request_stop(void);
 
 /*
- * Stop the intake: no new jobs; wait up to worker.shutdown_grace_seconds
- * (counted from the first stop request) for this intake's runs in flight,
- * recording each outcome; register the worker's death; join the thread.
+ * Stop the intake: no new jobs; a job taken but not yet handed to the
+ * runner goes back to the front of its queue; wait up to
+ * worker.shutdown_grace_seconds (counted from the first stop request) for
+ * this intake's runs in flight, recording each outcome; register the
+ * worker's death; join the thread.
  * Runs still in flight after the grace time stay `started` in RQ: their
  * heartbeats stop, and the abandoned-job cleanup of a later worker
  * handles them.  Must be called before nr_runner_free().  No-op when no

@@ -10,7 +10,8 @@
  *   libssh's one-time initialisation and a mutex that serialises the
  *   check-and-append of the known_hosts file.
  *
- *   Stages and their clocks (seconds from the configuration):
+ *   Stages and their clocks (seconds from the configuration, or from the
+ *   target when it carries its device type's: worker.device_types.*):
  *     connect  TCP connect plus SSH handshake     worker.connection_timeout
  *     auth     none / password / keyboard-interactive, each step bounded
  *                                                 worker.connection_timeout
@@ -111,6 +112,11 @@ struct nr_ssh_target {
     long long   device_id;
     const char *username;
     const char *password;       /* SECRET */
+    long long   credential_id;  /* carried by the auth records; 0 = none */
+    /* Seconds; 0 means worker.connection_timeout / worker.command_timeout.
+     * Handlers pass the device type's (nr_config_device_timeouts). */
+    double      connect_timeout;
+    double      command_timeout;
 };
 
 #define NR_SSH_ERRLEN 256
@@ -189,7 +195,7 @@ void nr_ssh_free(struct nr_ssh *s);
 
 /* ---- device types --------------------------------------------------------- */
 
-/* One row of src/ssh/devtypes.def. */
+/* One row of netraven/devtypes.def. */
 struct nr_devtype {
     const char *name;           /* Netmiko device_type, "default" for the rest */
     const char *paging_off;     /* NULL: the type does not page (an empty line is sent) */
@@ -198,6 +204,8 @@ struct nr_devtype {
     char        priv_end;       /* last character of the privileged prompt; 0: one level */
     const char *enable_cmd;     /* NULL: never needed */
     const char *pagers;         /* '|'-separated pager prompts, matched ignoring case */
+    enum nr_devtype_id id;      /* its timeouts in cfg->worker.device_types;
+                                 * NR_DEVTYPE_COUNT for "default" */
 };
 
 /* The row for a device_type: exact name, then the name without a "_ssh"

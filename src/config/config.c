@@ -311,6 +311,23 @@ static const struct key *key_find(const char *name)
     return NULL;
 }
 
+/* Namespaces that only netraven-worker reads: a name below one of them
+ * that the table does not know is a mistake (a misspelt device type), not
+ * a key of another NetRaven service, so it is refused rather than ignored. */
+static const char *const owned_prefixes[] = { "worker.device_types." };
+
+/* NULL if name may be ignored; else why it is refused (static text). */
+static const char *owned_unknown(const char *name)
+{
+    for (size_t i = 0; i < NR_ARRAY_LEN(owned_prefixes); i++)
+        if (strncmp(name, owned_prefixes[i], strlen(owned_prefixes[i])) == 0)
+            return "not a key: worker.device_types takes <device type>.connection_timeout "
+                   "and <device type>.command_timeout for the types of the device-type "
+                   "table (cisco_ios, juniper_junos, paloalto_panos, ...; "
+                   "see check-config)";
+    return NULL;
+}
+
 static const struct key *key_find_alias(const char *var)
 {
     for (size_t i = 0; i < NR_ARRAY_LEN(keys); i++)
@@ -745,6 +762,10 @@ static int apply(struct nr_config *cfg, const struct key *k,
 
     if (v->list != NULL && !takes_list)
         return fail(errstr, o, k, "expected a single value, found a list");
+    if (v->null && k->type == CT_DOUBLE && (k->flags & NR_CK_OPTIONAL)) {
+        *(double *)field(cfg, k) = NAN;     /* unset */
+        return 0;
+    }
     if (v->null && (k->type == CT_INT || k->type == CT_LONG ||
                     k->type == CT_DOUBLE || k->type == CT_BOOL ||
                     k->type == CT_ENUM))
@@ -877,6 +898,10 @@ static int walk_node(struct walk *w, yaml_node_t *n, const char *path,
     if ((rc = walk_too_big(w, n, depth)) < 0)
         return rc;
 
+    if (k == NULL && n->type != YAML_MAPPING_NODE && owned_unknown(path) != NULL) {
+        const struct key unknown = { .name = path };
+        return fail(w->errstr, &o, &unknown, "%s", owned_unknown(path));
+    }
     switch (n->type) {
     case YAML_SCALAR_NODE: {
         if (k == NULL)
@@ -1116,6 +1141,11 @@ static int apply_env(struct nr_config *cfg, char *const *envp, char **errstr)
                        strcmp(var, "NETRAVEN_CONFIG_DIR") != 0) {
                 char *name = env_to_key(var + plen);
                 k = key_find(name);
+                if (k == NULL && owned_unknown(name) != NULL) {
+                    const struct origin o = { NULL, 0, var };
+                    const struct key unknown = { .name = name };
+                    rc = fail(errstr, &o, &unknown, "%s", owned_unknown(name));
+                }
                 free(name);
             }
             if (k != NULL) {
@@ -1237,6 +1267,20 @@ fail:
     return rc;
 }
 
+void nr_config_device_timeouts(const struct nr_config *cfg, int id, double *connect_s,
+                               double *command_s)
+{
+    const struct nr_devtype_timeouts *t =
+        id >= 0 && id < NR_DEVTYPE_COUNT ? &cfg->worker.device_types[id] : NULL;
+
+    if (connect_s)
+        *connect_s = t && !isnan(t->connection_timeout) ? t->connection_timeout
+                                                        : cfg->worker.connection_timeout;
+    if (command_s)
+        *command_s = t && !isnan(t->command_timeout) ? t->command_timeout
+                                                     : cfg->worker.command_timeout;
+}
+
 void nr_config_clear(struct nr_config *cfg)
 {
     if (cfg == NULL)
@@ -1326,6 +1370,10 @@ static void print_value(const struct nr_config *cfg, const struct key *k, FILE *
         fprintf(out, "%ld", *(const long *)p);
         break;
     case CT_DOUBLE:
+        if (isnan(*(const double *)p)) {
+            fputs("null", out);     /* an optional value left unset */
+            break;
+        }
         fmt_double(buf, *(const double *)p);
         fputs(buf, out);
         break;

@@ -435,3 +435,66 @@ int nr_cred_record_attempt(struct nr_store *s, long long cred_id, bool success)
     PQclear(r);
     return none ? NR_NOTFOUND : 0;
 }
+
+/* ---- start-up check ------------------------------------------------------- */
+
+/* Append ", id" to c->ids while it fits; count the rest. */
+static void cred_note_id(struct nr_cred_key_check *c, long long id, size_t *left_out)
+{
+    size_t len = strlen(c->ids);
+    char one[32];
+    int n = snprintf(one, sizeof(one), "%s%lld", len ? ", " : "", id);
+
+    /* keep room for ", ... (N more)" */
+    if (*left_out == 0 && len + (size_t)n + 32 < sizeof(c->ids))
+        memcpy(c->ids + len, one, (size_t)n + 1);
+    else
+        (*left_out)++;
+}
+
+int nr_cred_check_keyring(struct nr_store *s, const struct nr_cred_keyring *k,
+                          struct nr_cred_key_check *out)
+{
+    static const char sql[] = "SELECT id, password FROM credentials ORDER BY id";
+    const struct nr_fernet *f = k != NULL && k->has_key ? &k->fernet : NULL;
+    struct nr_cred_key_check c;
+    size_t more = 0;
+    PGresult *r;
+
+    if (s == NULL || out == NULL)
+        return NR_EINVAL;
+    memset(&c, 0, sizeof(c));
+    r = nr_store_query(s, "cred_check_keyring", sql, 0, NULL);
+    if (r == NULL)
+        return s->err < 0 ? s->err : NR_ERR;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *stored = PQgetisnull(r, i, 1) ? "" : PQgetvalue(r, i, 1);
+        char *plain = NULL, why[NR_SECRET_ERRLEN];
+        size_t plain_len = 0;
+        bool legacy = false;
+        long long id = 0;
+
+        cred_parse_ll(PQgetvalue(r, i, 0), &id);
+        if (nr_fernet_decrypt_password(f, stored, &plain, &plain_len, &legacy, why) == 0) {
+            nr_secret_free(plain, plain_len);
+            if (legacy) {
+                c.legacy++;
+                continue;
+            }
+            c.encrypted++;
+            continue;
+        }
+        c.encrypted++;
+        c.unopened++;
+        cred_note_id(&c, id, &more);
+    }
+    if (more > 0) {
+        size_t len = strlen(c.ids);
+        snprintf(c.ids + len, sizeof(c.ids) - len, ", ... (%zu more)", more);
+    }
+    for (int i = 0; i < PQntuples(r); i++)
+        OPENSSL_cleanse(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+    PQclear(r);
+    *out = c;
+    return 0;
+}

@@ -9,10 +9,13 @@
  * details on success:
  *   {"device_type": "cisco_ios", "hostname": "r1", "command": "show running-config",
  *    "bytes": 20480, "lines_redacted": 9, "duration_ms": 312.5,
- *    "credential_id": 3, "username": "netops", "credentials_tried": 1}
+ *    "credential_id": 3, "username": "netops", "credentials_tried": 1,
+ *    "logins": [{"credential_id": 3, "username": "netops", "result": "accepted"}]}
  * on failure the same keys that apply, plus
  *   {"error": "...", "class": "timeout", "stage": "prompt"}
- * (class and stage: nr_ssh_fail_name / nr_ssh_stage_name).
+ * (class and stage: nr_ssh_fail_name / nr_ssh_stage_name), and out->fail
+ * says what the failure means to the dispatcher (nr_handler_fail_kind).
+ * "logins" lists every credential tried and whether the device took it.
  *
  * Also here: what backup.c and command.c share (handlers_i.h).
  */
@@ -75,6 +78,48 @@ void nr_handler_details_failure(json_t *d, const struct nr_ssh *s)
     json_object_set_new(d, "stage", json_string(nr_ssh_stage_name(s->stage)));
 }
 
+enum nr_fail_kind nr_handler_fail_kind(const struct nr_ssh *s)
+{
+    switch (s->err) {
+    case NR_SSH_OK:
+        return NR_FAIL_NONE;
+    case NR_SSH_REFUSED:
+    case NR_SSH_UNREACHABLE:
+    case NR_SSH_TIMEOUT:
+        return NR_FAIL_TRANSIENT;
+    case NR_SSH_AUTH:
+        return NR_FAIL_AUTH;
+    case NR_SSH_PROTOCOL:
+        /* at connect: the handshake itself failed (no common algorithm),
+         * which asking again does not change; later: the session was lost */
+        return s->stage == NR_SSH_STAGE_CONNECT ? NR_FAIL_PERMANENT : NR_FAIL_TRANSIENT;
+    case NR_SSH_HOSTKEY:
+    case NR_SSH_OUTPUT_CAP:
+    case NR_SSH_FAIL_COUNT:
+        break;
+    }
+    return NR_FAIL_PERMANENT;
+}
+
+void nr_handler_details_logins(json_t *d, const struct nr_handler_ctx *ctx,
+                               const struct nr_result *out)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < out->nattempts; i++) {
+        const char *user = NULL;
+
+        for (size_t k = 0; k < ctx->ncreds; k++)
+            if (ctx->creds[k].id == out->attempts[i].cred_id)
+                user = ctx->creds[k].username;
+        json_array_append_new(a, json_pack("{s:I, s:o, s:s}",
+            "credential_id", (json_int_t)out->attempts[i].cred_id,
+            "username", nr_handler_jstr(user),
+            "result", out->attempts[i].success ? "accepted" : "refused"));
+    }
+    json_object_set_new(d, "logins", a);
+}
+
 struct nr_cli *nr_handler_cli_connect(const struct nr_handler_ctx *ctx,
                                       const struct nr_devtype *type, struct nr_result *out,
                                       const struct nr_credential **used, size_t *tried)
@@ -85,7 +130,9 @@ struct nr_cli *nr_handler_cli_connect(const struct nr_handler_ctx *ctx,
                                     ? cfg->ssh.enable_secret : NULL;
     size_t max = ctx->ncreds;
     struct nr_cli *c = NULL;
+    double connect_s, command_s;
 
+    nr_config_device_timeouts(cfg, (int)type->id, &connect_s, &command_s);
     if (cfg->worker.max_credential_attempts > 0 &&
         max > (size_t)cfg->worker.max_credential_attempts)
         max = (size_t)cfg->worker.max_credential_attempts;
@@ -99,9 +146,16 @@ struct nr_cli *nr_handler_cli_connect(const struct nr_handler_ctx *ctx,
             .device_id = dev->id,
             .username = cred->username,
             .password = cred->password,
+            .credential_id = cred->id,
+            .connect_timeout = connect_s,
+            .command_timeout = command_s,
         };
 
-        nr_cli_free(c);
+        nr_cli_free(c);     /* the refused session ends before the next begins */
+        NR_LOG(NR_EV_CONN_CREDENTIAL_TRY, t.job_id, dev->id,
+               NR_S("device_name", dev->hostname ? dev->hostname : dev->ip_address),
+               NR_I("credential_id", cred->id), NR_S("username", cred->username),
+               NR_I("attempt", k + 1), NR_I("max_attempts", max));
         c = nr_cli_connect(cfg, &t, type, enable_secret);
         *used = cred;
         *tried = k + 1;
@@ -151,6 +205,7 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
     const char *error = NULL, *class = "auth", *stage = "auth";
 
     json_object_set_new(d, "command", json_string(type->config_cmd));
+    out->fail = NR_FAIL_NONE;
     if (ctx->ncreds == 0) {
         error = "no credentials match this device";
         json_object_set_new(d, "error", json_string(error));
@@ -159,6 +214,7 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
     } else {
         c = nr_handler_cli_connect(ctx, type, out, &cred, &tried);
         json_object_set_new(d, "credentials_tried", json_integer((json_int_t)tried));
+        nr_handler_details_logins(d, ctx, out);
         if (!c->ssh->err && nr_cli_run(c, type->config_cmd, &raw, &raw_len, NULL) == 0 &&
             nr_redact(raw, raw_len, &ctx->cfg->worker.redaction_patterns, &config,
                       &config_len, &redacted) == 0 &&
@@ -170,6 +226,7 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
             error = c->ssh->errstr;
             class = nr_ssh_fail_name(c->ssh->err);
             stage = nr_ssh_stage_name(c->ssh->stage);
+            out->fail = nr_handler_fail_kind(c->ssh);
         } else {
             error = "could not redact or hash the configuration";
             class = "protocol";

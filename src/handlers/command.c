@@ -36,6 +36,8 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
     const char *error = NULL, *class = NULL, *stage = NULL;
     size_t tried = 0, ran = 0;
 
+    out->fail = NR_FAIL_NONE;
+
     if (cmds == NULL || cmds->n == 0) {
         error = "the job carries no commands (payload \"commands\")";
         class = "input";
@@ -52,6 +54,7 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
     } else {
         c = nr_handler_cli_connect(ctx, type, out, &cred, &tried);
         json_object_set_new(d, "credentials_tried", json_integer((json_int_t)tried));
+        nr_handler_details_logins(d, ctx, out);
         for (size_t k = 0; k < cmds->n && !c->ssh->err; k++) {
             char *raw = NULL, *red = NULL;
             size_t raw_len = 0, red_len = 0, nred = 0;
@@ -81,6 +84,7 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
             error = c->ssh->errstr;
             class = nr_ssh_fail_name(c->ssh->err);
             stage = nr_ssh_stage_name(c->ssh->stage);
+            out->fail = nr_handler_fail_kind(c->ssh);
         }
     }
     nr_handler_details_device(d, ctx, cred);

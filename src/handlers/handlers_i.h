@@ -18,6 +18,9 @@
  * Each credential that got an answer at login is appended to
  * out->attempts (success: logged in), for the run to record; one that
  * never got that far (refused connection, timeout, host key) is not.
+ * Each credential tried is a connection record (CONN_CREDENTIAL_TRY:
+ * credential id and username), and the session uses the timeouts of the
+ * device's type (worker.device_types.*, else worker.*).
  * Requires ctx->ncreds > 0.  Never NULL; check ->ssh->err; *used is the
  * credential of the returned session, *tried how many were tried.
  */
@@ -38,5 +41,16 @@ void nr_handler_details_device(json_t *d, const struct nr_handler_ctx *ctx,
 
 /* details.error / class / stage from a failed session. */
 void nr_handler_details_failure(json_t *d, const struct nr_ssh *s);
+
+/* What a failed session means to the dispatcher (handler.h): refused,
+ * unreachable, timeouts and a session lost after the handshake are
+ * transient; auth is auth; host key, a handshake that failed and the
+ * output cap are permanent.  NR_FAIL_NONE when s has no failure. */
+enum nr_fail_kind nr_handler_fail_kind(const struct nr_ssh *s);
+
+/* details.logins: each credential in out->attempts with its username and
+ * "accepted" / "refused" (never a password). */
+void nr_handler_details_logins(json_t *d, const struct nr_handler_ctx *ctx,
+                               const struct nr_result *out);
 
 #endif /* NR_HANDLERS_I_H */

@@ -3,11 +3,13 @@
 
 #include "netraven/handler.h"
 
+/* Reachability is not guarded: it is the probe of a device's health, so a
+ * breaker must not answer for it and its probes carry their own timeouts. */
 static const struct nr_handler_def handlers[] = {
-    { "reachability", "reachability_handler", nr_handler_reachability, false },
-    { "config_backup", "config_backup_handler", nr_handler_config_backup, true },
-    { "backup", "config_backup_handler", nr_handler_config_backup, true },
-    { "command", "command_handler", nr_handler_command, true },
+    { "reachability", "reachability_handler", nr_handler_reachability, false, false },
+    { "config_backup", "config_backup_handler", nr_handler_config_backup, true, true },
+    { "backup", "config_backup_handler", nr_handler_config_backup, true, true },
+    { "command", "command_handler", nr_handler_command, true, true },
 };
 
 const struct nr_handler_def *nr_handler_find(const char *job_type)

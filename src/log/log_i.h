@@ -69,6 +69,7 @@ struct nr_logq {
     atomic_uint_fast64_t pushed;    /* records ever accepted */
     atomic_uint_fast64_t done;      /* records the sink finished with */
     atomic_uint_fast64_t dropped;   /* refused (full, stopping) or given up */
+    size_t              high;       /* wake the consumer when n reaches it (0: no) */
     bool                stop;
     atomic_bool         running;    /* a thread consumes this queue */
 };
@@ -85,13 +86,20 @@ bool nr_logq_push(struct nr_logq *q, struct nr_log_rec *r);
  * timeout_s >= 0) the timeout passes; then take every queued record.
  * Returns the count (0: timeout, or stop with nothing queued) and sets
  * *batch to an array the consumer owns until it calls nr_logq_take again;
- * it must nr_logq_done() every record of a batch before that. */
+ * it must be finished with every record of a batch before that (written,
+ * spooled, or given up; nr_logq_done() counts the finished ones, which may
+ * come later for spooled records). */
 size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeout_s);
 /* Consumer: n records of the current batch are finished (written,
  * published, or given up and counted). */
 void nr_logq_done(struct nr_logq *q, size_t n);
 /* Consumer: sleep up to seconds, returning early (true) when stop is asked. */
 bool nr_logq_sleep(struct nr_logq *q, double seconds);
+/* Consumer: the same, but also returning (false) as soon as `high`
+ * records are queued (0: no such limit). */
+bool nr_logq_nap(struct nr_logq *q, double seconds, size_t high);
+/* Records queued right now. */
+size_t nr_logq_len(struct nr_logq *q);
 /* True once stop was asked. */
 bool nr_logq_stopping(struct nr_logq *q);
 
@@ -142,6 +150,75 @@ void nr_ts_format(struct nr_ts_cache *c, const struct timespec *ts, char out[NR_
  * job_id, device_id, source, message, meta), appended to b, no newline. */
 void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc);
 
+/* ---------------------------------------------------------------- spool */
+
+/* A logs row as text: what the DB sink writes and the spool keeps.  The
+ * strings belong to a record or to the spool's read buffer. */
+struct nr_log_row {
+    const char *ts;             /* ISO 8601 UTC */
+    const char *log_type;
+    const char *level;
+    long long   job_id;         /* 0: NULL */
+    long long   device_id;      /* 0: NULL */
+    const char *source;
+    const char *message;
+    const char *meta;           /* JSON object text */
+};
+
+/* The row of a record; ts is the caller's buffer for the timestamp. */
+void nr_log_row_of(const struct nr_log_rec *r, struct nr_ts_cache *tc, char ts[NR_ISO_TS_LEN],
+                   struct nr_log_row *w);
+
+/* The DB sink's spool file (spool.c has the format and the crash rules).
+ * Used by the "db" thread only, opened before it starts and closed after
+ * it ended. */
+struct nr_spool {
+    char       *dir;            /* worker.spool_dir; NULL: no spooling */
+    char       *path;           /* the file held (flock), NULL: none yet */
+    int         fd;             /* -1: none */
+    uint64_t    seq;            /* of the last header written */
+    uint64_t    epoch;
+    uint64_t    head;           /* first row not known committed */
+    uint64_t    tail;           /* where the next row goes */
+    uint64_t    rows;           /* rows in [head, tail) */
+    uint64_t    cut;            /* bytes of a damaged tail cut at open */
+    long long   pending_xid;    /* COMMIT of [head, pending_end) under way */
+    uint64_t    pending_end;
+    struct nr_sbuf wbuf;
+    char       *rbuf;
+    size_t      rcap;
+    struct nr_log_row *rowv;
+    size_t      rowcap;
+    char        error[256];     /* why the last call failed */
+};
+
+extern struct nr_spool nr_log_spool;
+
+/* Set sp up for dir (NULL or "": no spooling) and take over an existing
+ * spool file there, if one is free, with its rows and pending mark.  The
+ * file is created only by the first append.  Returns 0, or an error with
+ * sp->error set (sp is then usable; the next append tries again). */
+int  nr_spool_init(struct nr_spool *sp, const char *dir);
+/* Close the file (releasing it to the next process) and free. */
+void nr_spool_clear(struct nr_spool *sp);
+/* Append n records after the last row and fdatasync.  Returns 0, or an
+ * error (sp->error) with nothing appended. */
+int  nr_spool_append(struct nr_spool *sp, struct nr_log_rec *const *recs, size_t n,
+                     struct nr_ts_cache *tc);
+/* The oldest rows: up to max, or with limit != 0 exactly those before
+ * offset limit.  *rows (valid until the next read), *n (0: empty) and
+ * *end (offset after the last) are set on success.  NR_EIO: read error
+ * (retry later); NR_EINVAL: damaged data at head (sp->error). */
+int  nr_spool_read(struct nr_spool *sp, size_t max, uint64_t limit,
+                   const struct nr_log_row **rows, size_t *n, uint64_t *end);
+/* Record, synced, that the COMMIT of xid may take the rows before end. */
+int  nr_spool_mark(struct nr_spool *sp, long long xid, uint64_t end);
+/* The rows before end (rows of them) are committed: forget them; the
+ * file is emptied when nothing is left. */
+int  nr_spool_consume(struct nr_spool *sp, uint64_t end, uint64_t rows);
+/* Give up on a damaged file: move it aside (<path>.bad) and forget it. */
+int  nr_spool_discard(struct nr_spool *sp);
+
 /* ----------------------------------------------------- router <-> sinks */
 
 /* The settings the sink threads need, copied from the config at init so
@@ -151,6 +228,7 @@ struct nr_log_settings {
     char   *file;               /* NULL: no file sink */
     char   *db_url;             /* database.url as configured (secret) */
     int     db_batch_size;
+    char   *spool_dir;          /* worker.spool_dir; NULL: no spool */
     char   *redis_url;          /* scheduler.redis_url (may carry a password) */
     char   *channel_prefix;
 };
@@ -176,6 +254,9 @@ void *nr_log_redis_main(void *arg);
 /* Per-sink counters the sinks keep (atomics; read by nr_log_get_stats). */
 extern atomic_uint_fast64_t nr_log_db_written;
 extern atomic_uint_fast64_t nr_log_db_lost;      /* given up after queueing */
+extern atomic_uint_fast64_t nr_log_db_spooled;   /* rows in the spool now */
+extern atomic_uint_fast64_t nr_log_db_recovered; /* earlier runs' rows committed */
+extern atomic_uint_fast64_t nr_log_db_found;     /* earlier runs' rows at start */
 extern atomic_uint_fast64_t nr_log_redis_published;
 extern atomic_uint_fast64_t nr_log_redis_lost;   /* dropped after queueing */
 extern atomic_uint_fast64_t nr_log_file_errors;

@@ -44,6 +44,9 @@ struct nr_logq nr_log_q_redis;
 
 atomic_uint_fast64_t nr_log_db_written;
 atomic_uint_fast64_t nr_log_db_lost;
+atomic_uint_fast64_t nr_log_db_spooled;
+atomic_uint_fast64_t nr_log_db_recovered;
+atomic_uint_fast64_t nr_log_db_found;
 atomic_uint_fast64_t nr_log_redis_published;
 atomic_uint_fast64_t nr_log_redis_lost;
 atomic_uint_fast64_t nr_log_file_errors;
@@ -258,10 +261,11 @@ bool nr_logq_push(struct nr_logq *q, struct nr_log_rec *r)
         return false;
     }
     q->v[q->n++] = r;
-    first = q->n == 1;
+    first = q->n == 1 || q->n == q->high;
     atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
     pthread_mutex_unlock(&q->mu);
-    /* The consumer only sleeps on an empty queue. */
+    /* The consumer sleeps on an empty queue, or (nr_logq_nap) until the
+     * queue reaches its high-water mark. */
     if (first)
         pthread_cond_signal(&q->wake);
     return true;
@@ -315,19 +319,36 @@ void nr_logq_done(struct nr_logq *q, size_t n)
     pthread_mutex_unlock(&q->mu);
 }
 
-bool nr_logq_sleep(struct nr_logq *q, double seconds)
+bool nr_logq_nap(struct nr_logq *q, double seconds, size_t high)
 {
     struct timespec dl;
     bool stop;
 
     abs_deadline(&dl, seconds);
     pthread_mutex_lock(&q->mu);
-    while (!q->stop)
+    q->high = high;
+    while (!q->stop && (high == 0 || q->n < high))
         if (pthread_cond_timedwait(&q->wake, &q->mu, &dl) == ETIMEDOUT)
             break;
+    q->high = 0;
     stop = q->stop;
     pthread_mutex_unlock(&q->mu);
     return stop;
+}
+
+bool nr_logq_sleep(struct nr_logq *q, double seconds)
+{
+    return nr_logq_nap(q, seconds, 0);
+}
+
+size_t nr_logq_len(struct nr_logq *q)
+{
+    size_t n;
+
+    pthread_mutex_lock(&q->mu);
+    n = q->n;
+    pthread_mutex_unlock(&q->mu);
+    return n;
 }
 
 bool nr_logq_stopping(struct nr_logq *q)
@@ -822,6 +843,7 @@ static void settings_clear(struct nr_log_settings *s)
     free(s->db_url);
     free(s->redis_url);
     free(s->channel_prefix);
+    free(s->spool_dir);
     memset(s, 0, sizeof(*s));
 }
 
@@ -831,6 +853,9 @@ static void counters_reset(void)
         atomic_store(&nr_emitted[t], 0);
     atomic_store(&nr_log_db_written, 0);
     atomic_store(&nr_log_db_lost, 0);
+    atomic_store(&nr_log_db_spooled, 0);
+    atomic_store(&nr_log_db_recovered, 0);
+    atomic_store(&nr_log_db_found, 0);
     atomic_store(&nr_log_redis_published, 0);
     atomic_store(&nr_log_redis_lost, 0);
     atomic_store(&nr_log_file_errors, 0);
@@ -863,6 +888,7 @@ static void teardown(void)
     /* db and redis may still report into the out queue: stop them first. */
     stop_join(&nr_log_q_redis, nr_th_redis);
     stop_join(&nr_log_q_db, nr_th_db);
+    nr_spool_clear(&nr_log_spool);      /* after the only thread using it */
     nr_log_started = false;
     stop_join(&nr_log_q_out, nr_th_out);
     table_clear();
@@ -910,6 +936,8 @@ int nr_log_init(const struct nr_config *cfg)
                                           cfg->logging.redis.channel_prefix[0]
                                           ? cfg->logging.redis.channel_prefix
                                           : "netraven-logs");
+    if (cfg->worker.spool_dir && cfg->worker.spool_dir[0])
+        nr_log_set.spool_dir = nr_strdup(cfg->worker.spool_dir);
     nr_log_set.db_batch_size = cfg->logging.db_batch_size > 0
                                ? cfg->logging.db_batch_size : NR_LOG_DEFAULT_DB_BATCH;
     qcap = cfg->logging.queue_size > 0 ? (size_t)cfg->logging.queue_size : NR_LOG_DEFAULT_QUEUE;
@@ -920,6 +948,14 @@ int nr_log_init(const struct nr_config *cfg)
         tab[i] = route_event(cfg, &nr_events[i], avail);
         used |= tab[i];
     }
+
+    /* Rows an earlier run left in the spool are part of what
+     * nr_log_flush() waits for, so they are counted before the db thread
+     * (which reports what it found) starts.  An error here is reported by
+     * that thread; spooling is tried again when it is needed. */
+    nr_spool_init(&nr_log_spool, (used & NR_SINK_DB) ? nr_log_set.spool_dir : NULL);
+    atomic_store(&nr_log_db_found, nr_log_spool.rows);
+    atomic_store(&nr_log_db_spooled, nr_log_spool.rows);
 
     /* The table is live before the threads start: they emit too. */
     for (int i = 0; i < NR_EV_COUNT; i++)
@@ -953,6 +989,8 @@ int nr_log_flush(double timeout_s)
         target[i] = atomic_load_explicit(&qs[i]->pushed, memory_order_relaxed);
         pthread_mutex_unlock(&qs[i]->mu);
     }
+    /* the db sink also finishes the rows found in the spool at start */
+    target[0] += atomic_load(&nr_log_db_found);
     abs_deadline(&dl, timeout_s > 0 ? timeout_s : 0);
     for (int i = 0; i < 3; i++)
         if (qs[i]->running && !logq_wait_done(qs[i], target[i], &dl))
@@ -980,6 +1018,8 @@ void nr_log_get_stats(struct nr_log_stats *out)
     out->db_routed = atomic_load(&nr_log_q_db.pushed);
     out->db_written = atomic_load(&nr_log_db_written);
     out->db_dropped = atomic_load(&nr_log_q_db.dropped) + atomic_load(&nr_log_db_lost);
+    out->db_spooled = atomic_load(&nr_log_db_spooled);
+    out->db_recovered = atomic_load(&nr_log_db_recovered);
     out->out_dropped = atomic_load(&nr_log_q_out.dropped);
     out->redis_published = atomic_load(&nr_log_redis_published);
     out->redis_dropped = atomic_load(&nr_log_q_redis.dropped) + atomic_load(&nr_log_redis_lost);

@@ -479,6 +479,7 @@ static void *intake_main(void *arg)
     /* signals belong to the main thread */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_setname_np(pthread_self(), "rq-intake");
     in->backoff = BACKOFF_MIN_S;
 
     for (;;) {

@@ -329,35 +329,13 @@ static int memo_get(struct pk *pk, uint64_t idx)
 
 /* --------------------------------------------------------------- strings */
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+/* Strict UTF-8 (nr_utf8_seq: no overlong forms, surrogates or code points
+ * beyond U+10FFFF); NUL is a valid character of a Python str. */
 static bool utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        unsigned min, cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)      { k = 1; min = 0x80;    cp = c & 0x1f; }
-        else if (c >= 0xe0 && c <= 0xef) { k = 2; min = 0x800;   cp = c & 0x0f; }
-        else if (c >= 0xf0 && c <= 0xf4) { k = 3; min = 0x10000; cp = c & 0x07; }
-        else return false;
-        if (n - i - 1 < k)
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = s[i] == 0 ? 1 : nr_utf8_seq(s + i, n - i)) == 0)
             return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
     return true;
 }
 

@@ -3,25 +3,44 @@
  */
 #include "netraven/run.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "netraven/breaker.h"
 #include "netraven/cred.h"
 #include "netraven/handler.h"
 #include "netraven/log.h"
+#include "netraven/retry.h"
 #include "netraven/store.h"
 
 /* ---------------------------------------------------------------- a run */
 
 struct run;
 
+/*
+ * One device of a run.  For a guarded handler (handler.h) each execution
+ * of device_task is one attempt: the breaker is asked first, a transient
+ * failure is re-submitted to the pool with nr_pool_submit_after (the wait
+ * is in the pool's timer heap, not on a thread) up to
+ * worker.retry_attempts times, and only the final outcome reaches the run
+ * thread.  The task is touched by one thread at a time: the pool thread of
+ * the attempt under way, then (once on run->done) the run thread.
+ */
 struct run_task {
     struct run       *run;
     size_t            idx;          /* into run->devices */
-    struct nr_result  res;
+    struct nr_result  res;          /* the final result */
     struct run_task  *next;         /* on run->done once finished */
+
+    unsigned          tries;        /* attempts so far */
+    json_t           *attempts;     /* details.attempts: one object per attempt */
+    uint64_t          rng;          /* retry jitter */
+    struct nr_cred_attempt logins[NR_ARRAY_LEN(((struct nr_result *)0)->attempts)];
+    size_t            nlogins;      /* every attempt's logins, for the run to record */
 };
 
 struct run {
@@ -36,6 +55,7 @@ struct run {
     size_t                       ndev;
     struct run_task             *tasks;
     struct nr_cred_set          *creds;     /* when the handler needs them */
+    struct nr_breaker           *breaker;   /* the runner's, shared by every run */
 
     pthread_mutex_t  mu;
     pthread_cond_t   cv;
@@ -58,28 +78,20 @@ const char *nr_run_final_status(unsigned devices, unsigned succeeded)
     return NR_STATUS_PARTIAL_FAILURE;
 }
 
-/* Runs on a pool thread: the handler, then the hand-back to the run thread. */
-static void device_task(void *arg)
+static double mono_s(void)
 {
-    struct run_task *t = arg;
+    return (double)nr_mono_ns() / 1e9;
+}
+
+static double round_ms(uint64_t t0)
+{
+    return round((double)(nr_mono_ns() - t0) / 1e3) / 1e3;
+}
+
+/* Hand a finished task to the run thread. */
+static void task_done(struct run_task *t)
+{
     struct run *run = t->run;
-    const struct nr_device *dev = &run->devices[t->idx];
-    struct nr_handler_ctx ctx = {
-        .cfg = run->cfg, .job = &run->job, .device = dev, .payload = run->payload,
-    };
-
-    ctx.creds = nr_cred_set_get(run->creds, dev->id, &ctx.ncreds);
-
-    NR_LOG(NR_EV_HANDLE_DEVICE, run->job.id, dev->id,
-           NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
-    run->handler->fn(&ctx, &t->res);
-    if (t->res.details == NULL) {
-        NR_LOG(NR_EV_TASK_THREAD_ERROR, run->job.id, dev->id,
-               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
-               NR_S("error", "handler returned no result details"));
-        t->res.success = false;
-        t->res.details = json_pack("{s:s}", "error", "handler returned no result details");
-    }
 
     pthread_mutex_lock(&run->mu);
     if (run->done_tail)
@@ -89,6 +101,258 @@ static void device_task(void *arg)
     run->done_tail = t;
     pthread_cond_signal(&run->cv);
     pthread_mutex_unlock(&run->mu);
+}
+
+/* The result of an attempt the breaker refused: no connection was made. */
+static void circuit_open_result(struct run_task *t, const struct nr_breaker_info *bi,
+                                struct nr_result *out)
+{
+    struct run *run = t->run;
+    const struct nr_device *dev = &run->devices[t->idx];
+    char reason[160];
+
+    if (bi->state == NR_BREAKER_OPEN)
+        snprintf(reason, sizeof(reason), "%d consecutive connection failures; next trial in "
+                 "%.1f s", bi->failures, bi->retry_in);
+    else
+        snprintf(reason, sizeof(reason), "a trial connection is under way");
+    NR_LOG(NR_EV_BREAKER_REJECTED, run->job.id, dev->id, NR_S("device_name", dev->hostname),
+           NR_S("job_name", run->job.name), NR_S("reason", reason),
+           NR_S("state", nr_breaker_state_name(bi->state)), NR_I("failures", bi->failures),
+           NR_D("retry_in_s", round(bi->retry_in * 1e3) / 1e3));
+    memset(out, 0, sizeof(*out));
+    out->success = false;
+    out->fail = NR_FAIL_TRANSIENT;
+    out->details = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:o}",
+        "error", "circuit open: no connection attempted",
+        "class", "circuit open",
+        "stage", "dispatch",
+        "circuit", nr_breaker_state_name(bi->state),
+        "consecutive_failures", bi->failures,
+        "retry_in_s", round(bi->retry_in * 1e3) / 1e3,
+        "circuit_reason", json_string(reason));
+    if (dev->hostname)
+        json_object_set_new(out->details, "hostname", json_string(dev->hostname));
+}
+
+/* What an attempt's outcome means to the breaker. */
+static enum nr_breaker_outcome breaker_outcome(const struct nr_result *a)
+{
+    if (a->success)
+        return NR_BREAKER_ANSWERED;
+    switch (a->fail) {
+    case NR_FAIL_TRANSIENT:
+        return NR_BREAKER_FAILED;
+    case NR_FAIL_AUTH:
+    case NR_FAIL_PERMANENT:
+        return NR_BREAKER_ANSWERED;
+    case NR_FAIL_NONE:
+        break;
+    }
+    return NR_BREAKER_NO_OUTCOME;
+}
+
+/* Tell the breaker how the attempt went and log what that changed.
+ * Returns true when this attempt opened the breaker. */
+static bool breaker_report(struct run_task *t, bool trial, const struct nr_result *a)
+{
+    struct run *run = t->run;
+    const struct nr_device *dev = &run->devices[t->idx];
+    struct nr_breaker_info bi;
+    enum nr_breaker_transition tr;
+
+    tr = nr_breaker_record(run->breaker, dev->id, trial, breaker_outcome(a), mono_s(), &bi);
+    if (tr == NR_BREAKER_TO_OPEN) {
+        char reason[96];
+
+        if (trial)
+            snprintf(reason, sizeof(reason), "the trial connection failed");
+        else
+            snprintf(reason, sizeof(reason), "%d consecutive connection failures", bi.failures);
+        NR_LOG(NR_EV_BREAKER_OPENED, run->job.id, dev->id, NR_S("device_name", dev->hostname),
+               NR_S("job_name", run->job.name), NR_S("reason", reason),
+               NR_I("failures", bi.failures),
+               NR_D("reset_timeout_s", run->cfg->worker.circuit_breaker.reset_timeout));
+    } else if (tr == NR_BREAKER_TO_CLOSED) {
+        NR_LOG(NR_EV_BREAKER_CLOSED, run->job.id, dev->id, NR_S("device_name", dev->hostname),
+               NR_S("job_name", run->job.name), NR_B("trial", trial));
+    }
+    if (!bi.tracked) {
+        uint64_t n = nr_breaker_untracked(run->breaker);
+
+        if ((n & (n - 1)) == 0)     /* 1, 2, 4, ...: counted, reported, not spammed */
+            NR_LOG(NR_EV_SYS_BREAKER_FULL, 0, 0,
+                   NR_I("max_devices", run->cfg->worker.circuit_breaker.max_devices),
+                   NR_I("untracked", n));
+    }
+    return tr == NR_BREAKER_TO_OPEN;
+}
+
+/* details.attempts gets one object per attempt: its class ("ok" for
+ * the one that worked), stage, error and duration. */
+static json_t *attempt_entry(unsigned n, const struct nr_result *a, double ms)
+{
+    json_t *e = json_pack("{s:i}", "attempt", (int)n);
+    json_t *d = a->details;
+
+    if (a->success) {
+        json_object_set_new(e, "class", json_string("ok"));
+    } else {
+        static const char *const keys[] = { "class", "stage", "error" };
+
+        for (size_t i = 0; i < NR_ARRAY_LEN(keys); i++) {
+            json_t *v = json_object_get(d, keys[i]);
+            if (v)
+                json_object_set(e, keys[i], v);
+        }
+    }
+    json_object_set_new(e, "ms", json_real(ms));
+    return e;
+}
+
+static void keep_logins(struct run_task *t, const struct nr_result *a)
+{
+    for (size_t i = 0; i < a->nattempts && t->nlogins < NR_ARRAY_LEN(t->logins); i++)
+        t->logins[t->nlogins++] = a->attempts[i];
+}
+
+/* The final result: the last attempt's, with every attempt's logins and
+ * details.attempts.  Then to the run thread. */
+static void task_finish(struct run_task *t, struct nr_result *a)
+{
+    t->res = *a;
+    memcpy(t->res.attempts, t->logins, t->nlogins * sizeof(t->logins[0]));
+    t->res.nattempts = t->nlogins;
+    if (t->attempts) {
+        json_object_set_new(t->res.details, "attempts", t->attempts);
+        json_object_set_new(t->res.details, "retries",
+                            json_integer((json_int_t)(t->tries > 0 ? t->tries - 1 : 0)));
+        t->attempts = NULL;
+    }
+    task_done(t);
+}
+
+static void result_free(struct nr_result *a)
+{
+    json_decref(a->details);
+    free(a->config);
+    memset(a, 0, sizeof(*a));
+}
+
+/*
+ * Runs on a pool thread: one attempt (the breaker, the handler, the
+ * breaker again), then a retry in the pool's timer heap or the hand-back
+ * to the run thread.
+ */
+static void device_task(void *arg)
+{
+    struct run_task *t = arg;
+    struct run *run = t->run;
+    const struct nr_config *cfg = run->cfg;
+    const struct nr_device *dev = &run->devices[t->idx];
+    bool guarded = run->handler->guarded && run->breaker != NULL;
+    struct nr_handler_ctx ctx = {
+        .cfg = cfg, .job = &run->job, .device = dev, .payload = run->payload,
+    };
+    enum nr_breaker_verdict verdict = NR_BREAKER_ALLOW;
+    struct nr_result a;
+    uint64_t t0 = nr_mono_ns();
+    unsigned max_tries = 1 + (unsigned)(cfg->worker.retry_attempts > 0 ? cfg->worker.retry_attempts : 0);
+    bool opened = false;
+
+    memset(&a, 0, sizeof(a));
+    ctx.creds = nr_cred_set_get(run->creds, dev->id, &ctx.ncreds);
+    t->tries++;
+    if (guarded && t->attempts == NULL) {
+        t->attempts = json_array();
+        t->rng = nr_retry_seed((uint64_t)dev->id ^ ((uint64_t)run->job.id << 32) ^ t0);
+    }
+
+    if (guarded) {
+        struct nr_breaker_info bi;
+
+        verdict = nr_breaker_acquire(run->breaker, dev->id, mono_s(), &bi);
+        if (verdict == NR_BREAKER_TRIAL)
+            NR_LOG(NR_EV_BREAKER_HALF_OPEN, run->job.id, dev->id,
+                   NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
+                   NR_I("failures", bi.failures));
+        if (verdict == NR_BREAKER_REJECT) {
+            circuit_open_result(t, &bi, &a);
+            json_array_append_new(t->attempts, attempt_entry(t->tries, &a, round_ms(t0)));
+            task_finish(t, &a);
+            return;
+        }
+    }
+
+    NR_LOG(NR_EV_HANDLE_DEVICE, run->job.id, dev->id,
+           NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
+           NR_I("attempt", t->tries));
+    run->handler->fn(&ctx, &a);
+    if (a.details == NULL) {
+        NR_LOG(NR_EV_TASK_THREAD_ERROR, run->job.id, dev->id,
+               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
+               NR_S("error", "handler returned no result details"));
+        a.success = false;
+        a.fail = NR_FAIL_NONE;
+        a.details = json_pack("{s:s}", "error", "handler returned no result details");
+    }
+    keep_logins(t, &a);
+    if (!guarded) {
+        task_finish(t, &a);
+        return;
+    }
+    opened = breaker_report(t, verdict == NR_BREAKER_TRIAL, &a);
+    json_array_append_new(t->attempts, attempt_entry(t->tries, &a, round_ms(t0)));
+    if (a.success) {
+        task_finish(t, &a);
+        return;
+    }
+
+    const char *error = json_string_value(json_object_get(a.details, "error"));
+    const char *cls = json_string_value(json_object_get(a.details, "class"));
+    const char *stage = json_string_value(json_object_get(a.details, "stage"));
+
+    if (a.fail != NR_FAIL_TRANSIENT) {
+        char *why = nr_asprintf("%s at %s: %s", cls ? cls : "failure", stage ? stage : "?",
+                                error ? error : "");
+        NR_LOG(NR_EV_TASK_NON_RETRIABLE, run->job.id, dev->id,
+               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
+               NR_S("error", why), NR_S("class", cls), NR_S("stage", stage),
+               NR_I("attempt", t->tries));
+        free(why);
+        task_finish(t, &a);
+        return;
+    }
+
+    /* transient: again, later, unless the breaker just opened (the retry
+     * would only be refused), the retries are spent, or the worker stops */
+    const char *stop = opened ? "the circuit breaker opened"
+                       : t->tries >= max_tries ? NULL
+                       : atomic_load(run->closing) ? "the worker is shutting down" : NULL;
+    if (t->tries < max_tries && stop == NULL) {
+        double delay = nr_retry_delay(cfg->worker.retry_backoff, t->tries - 1, &t->rng);
+        json_t *last = json_array_get(t->attempts, json_array_size(t->attempts) - 1);
+
+        json_object_set_new(last, "retry_in_s", json_real(round(delay * 1e3) / 1e3));
+        NR_LOG(NR_EV_TASK_RETRY, run->job.id, dev->id, NR_S("device_name", dev->hostname),
+               NR_S("job_name", run->job.name), NR_D("delay_s", round(delay * 1e3) / 1e3),
+               NR_I("attempt", t->tries + 1), NR_I("max_attempts", max_tries),
+               NR_S("class", cls), NR_S("stage", stage), NR_S("error", error));
+        if (nr_pool_submit_after(run->pool, delay, device_task, t) == 0) {
+            result_free(&a);
+            return;
+        }
+        json_object_del(last, "retry_in_s");
+        stop = "the dispatcher pool is shutting down";
+    }
+    if (stop != NULL)
+        json_object_set_new(a.details, "retry_stopped", json_string(stop));
+    if (max_tries > 1)      /* with retries off, the handler's failure says it all */
+        NR_LOG(NR_EV_TASK_GAVE_UP, run->job.id, dev->id, NR_S("device_name", dev->hostname),
+               NR_S("job_name", run->job.name), NR_I("attempts", t->tries),
+               NR_S("error", error), NR_S("class", cls), NR_S("stage", stage),
+               NR_S("reason", stop ? stop : "retries spent"));
+    task_finish(t, &a);
 }
 
 /* Note the first failure to record and keep going: every task must still
@@ -324,11 +588,12 @@ static const char *resolve_and_dispatch(struct run *run, const struct nr_cred_ke
 /* One run, start to end.  *storep is the run thread's connection, made
  * here on first use and kept. */
 static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
-                        const struct nr_cred_keyring *keyring, const atomic_bool *closing,
-                        struct nr_store **storep, struct nr_run_request *req,
-                        struct nr_run_done *done)
+                        const struct nr_cred_keyring *keyring, struct nr_breaker *breaker,
+                        const atomic_bool *closing, struct nr_store **storep,
+                        struct nr_run_request *req, struct nr_run_done *done)
 {
-    struct run run = { .cfg = cfg, .pool = pool, .payload = &req->payload, .closing = closing };
+    struct run run = { .cfg = cfg, .pool = pool, .payload = &req->payload, .closing = closing,
+                       .breaker = breaker };
     long long jid = req->payload.job_id;
     const char *status = NULL;
     int rc;
@@ -429,6 +694,8 @@ struct nr_runner {
     const struct nr_config *cfg;
     struct nr_pool         *pool;
     struct nr_cred_keyring  keyring;    /* derived once; read-only after */
+    struct nr_breaker      *breaker;    /* per device, shared by every run */
+    atomic_bool             keys_checked;   /* the start-up check of the keyring ran */
     size_t                  slots;
 
     pthread_mutex_t mu;
@@ -447,11 +714,44 @@ struct nr_runner {
     size_t     nthreads;
 };
 
+/*
+ * Does the configured master key open the credentials' passwords?  Once
+ * per process, by the first run thread that has PostgreSQL (at start, or
+ * at its first run if PostgreSQL was away then), so that a missing or
+ * wrong key is a clear error when the worker starts rather than a
+ * surprise at the first job; those jobs still end
+ * FAILED_CREDENTIAL_RESOLUTION.  Only credential ids are logged.
+ */
+static void check_keys(struct nr_runner *r, struct nr_store **storep)
+{
+    struct nr_cred_key_check c;
+
+    if (atomic_load(&r->keys_checked))
+        return;
+    if (*storep == NULL)
+        *storep = nr_store_connect(r->cfg->database.url);
+    if ((*storep)->err || atomic_exchange(&r->keys_checked, true))
+        return;
+    if (nr_cred_check_keyring(*storep, &r->keyring, &c) < 0) {
+        atomic_store(&r->keys_checked, false);      /* try again at the next run */
+        return;
+    }
+    if (c.unopened > 0 && !r->keyring.has_key)
+        NR_LOG(NR_EV_SYS_CRED_KEY_MISSING, 0, 0, NR_I("count", c.unopened), NR_S("ids", c.ids));
+    else if (c.unopened > 0)
+        NR_LOG(NR_EV_SYS_CRED_KEY_WRONG, 0, 0, NR_I("count", c.unopened),
+               NR_I("encrypted", c.encrypted), NR_S("ids", c.ids));
+    else if (c.encrypted > 0)
+        NR_LOG(NR_EV_SYS_CRED_KEY_OK, 0, 0, NR_I("encrypted", c.encrypted),
+               NR_I("legacy", c.legacy));
+}
+
 static void *runner_main(void *arg)
 {
     struct nr_runner *r = arg;
     struct nr_store *store = NULL;
 
+    check_keys(r, &store);
     pthread_mutex_lock(&r->mu);
     for (;;) {
         while (r->rlen == 0 && !r->closing)
@@ -464,7 +764,9 @@ static void *runner_main(void *arg)
         pthread_mutex_unlock(&r->mu);
 
         struct done_node *n = nr_calloc(1, sizeof(*n));
-        run_execute(r->cfg, r->pool, &r->keyring, &r->stopping, &store, &req, &n->d);
+        check_keys(r, &store);
+        run_execute(r->cfg, r->pool, &r->keyring, r->breaker, &r->stopping, &store, &req,
+                    &n->d);
         n->d.entry_id = req.entry_id;
         n->d.source = req.source;
         nr_payload_clear(&req.payload);
@@ -497,6 +799,10 @@ struct nr_runner *nr_runner_new(const struct nr_config *cfg, struct nr_pool *poo
         NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "deriving the credential key"),
                NR_S("error", err));
     }
+    r->breaker = nr_breaker_new(cfg->worker.circuit_breaker.failure_threshold,
+                                cfg->worker.circuit_breaker.reset_timeout,
+                                cfg->worker.circuit_breaker.max_devices > 0
+                                    ? (size_t)cfg->worker.circuit_breaker.max_devices : 1);
     r->slots = cfg->worker.max_concurrent_jobs > 0 ? (size_t)cfg->worker.max_concurrent_jobs : 1;
     r->reqs = nr_calloc(r->slots, sizeof(*r->reqs));
     r->threads = nr_calloc(r->slots, sizeof(*r->threads));
@@ -609,6 +915,7 @@ void nr_runner_free(struct nr_runner *r)
     pthread_cond_destroy(&r->req_cv);
     pthread_cond_destroy(&r->done_cv);
     nr_cred_keyring_clear(&r->keyring);
+    nr_breaker_free(r->breaker);
     free(r->reqs);
     free(r->threads);
     free(r);

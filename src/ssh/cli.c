@@ -1,7 +1,7 @@
 /*
  * cli.c - the CLI engine: prompt learning, paging off, enable, commands
  * with pager answers and output framing, on top of one nr_ssh session;
- * and the device-type table it reads (devtypes.def).
+ * and the device-type table it reads (netraven/devtypes.def).
  *
  * Every wait is a read with a deadline (nr_ssh_recv); the engine decides
  * from the bytes alone when an exchange is over: the last line ends with
@@ -27,8 +27,14 @@
 
 static const struct nr_devtype devtypes[] = {
 #define NR_DEVTYPE(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers) \
-    { name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers },
-#include "devtypes.def"
+    { #name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers,          \
+      NR_DEVTYPE_##name },
+#define NR_DEVTYPE_FALLBACK(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, \
+                            pagers)                                                         \
+    { name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers,             \
+      NR_DEVTYPE_COUNT },
+#include "netraven/devtypes.def"
+#undef NR_DEVTYPE_FALLBACK
 #undef NR_DEVTYPE
 };
 
@@ -634,10 +640,12 @@ struct nr_cli *nr_cli_connect(const struct nr_config *cfg, const struct nr_ssh_t
 
     c->i = i;
     c->type = type ? type : nr_devtype_find(NULL);
-    i->connect_s = cfg && cfg->worker.connection_timeout > 0 ? cfg->worker.connection_timeout
-                                                             : 10.0;
-    i->command_s = cfg && cfg->worker.command_timeout > 0 ? cfg->worker.command_timeout
-                                                          : DEFAULT_COMMAND_S;
+    i->connect_s = t->connect_timeout > 0 ? t->connect_timeout
+                   : cfg && cfg->worker.connection_timeout > 0 ? cfg->worker.connection_timeout
+                                                               : 10.0;
+    i->command_s = t->command_timeout > 0 ? t->command_timeout
+                   : cfg && cfg->worker.command_timeout > 0 ? cfg->worker.command_timeout
+                                                            : DEFAULT_COMMAND_S;
     i->max_output = cfg && cfg->worker.max_output_bytes > 0 ? cfg->worker.max_output_bytes
                                                             : DEFAULT_MAX_OUTPUT;
     i->secret = enable_secret && enable_secret[0] ? enable_secret : t->password;

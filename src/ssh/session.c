@@ -142,10 +142,13 @@ static void set_ssh_timeout(struct nr_ssh *s, uint64_t deadline)
     ssh_options_set(s->i->sess, SSH_OPTIONS_TIMEOUT_USEC, &usec);
 }
 
-static double connect_timeout(const struct nr_config *cfg)
+/* The target's own timeout (its device type's), else the worker's. */
+static double connect_timeout(const struct nr_ssh *s)
 {
-    return cfg && cfg->worker.connection_timeout > 0 ? cfg->worker.connection_timeout
-                                                     : DEFAULT_CONNECT_S;
+    if (s->t.connect_timeout > 0)
+        return s->t.connect_timeout;
+    return s->cfg && s->cfg->worker.connection_timeout > 0 ? s->cfg->worker.connection_timeout
+                                                           : DEFAULT_CONNECT_S;
 }
 
 /* ---- failures ------------------------------------------------------------ */
@@ -451,7 +454,7 @@ static int tcp_connect(struct nr_ssh *s, uint64_t deadline)
     if (last == ETIMEDOUT)
         return nr_ssh_fail(s, NR_SSH_TIMEOUT, NR_SSH_STAGE_CONNECT,
                            "TCP connect to %s:%d timed out after %.3gs", s->t.host, s->t.port,
-                           connect_timeout(s->cfg));
+                           connect_timeout(s));
     return nr_ssh_fail(s, errno_class(last), NR_SSH_STAGE_CONNECT, "TCP connect to %s:%d: %s",
                        s->t.host, s->t.port, strerror(last));
 }
@@ -614,7 +617,7 @@ static int ssh_handshake(struct nr_ssh *s, uint64_t deadline)
                 nr_strcasestr(ssh_get_error(i->sess), "timeout"))
                 rc = nr_ssh_fail(s, NR_SSH_TIMEOUT, NR_SSH_STAGE_CONNECT,
                                  "SSH handshake with %s:%d: no answer within %.3gs",
-                                 s->t.host, s->t.port, connect_timeout(s->cfg));
+                                 s->t.host, s->t.port, connect_timeout(s));
             else if (ssh_get_serverbanner(i->sess) == NULL)
                 rc = nr_ssh_fail(s, NR_SSH_REFUSED, NR_SSH_STAGE_CONNECT,
                                  "%s:%d closed the connection before the SSH banner (%s)",
@@ -645,7 +648,7 @@ static void log_authenticating(struct nr_ssh *s, const char *method)
 {
     NR_LOG(NR_EV_CONN_AUTHENTICATING, s->t.job_id, s->t.device_id,
            NR_S("device_name", s->t.device_name), NR_S("username", s->t.username),
-           NR_S("method", method));
+           NR_I("credential_id", s->t.credential_id), NR_S("method", method));
 }
 
 /* Keyboard-interactive: prompts that echo and do not mention a password
@@ -721,7 +724,8 @@ static int authenticate(struct nr_ssh *s, uint64_t deadline)
 
             NR_LOG(NR_EV_CONN_AUTH_FAILED, s->t.job_id, s->t.device_id,
                    NR_S("device_name", s->t.device_name), NR_S("username", s->t.username),
-                   NR_S("method", method), NR_S("error", why));
+                   NR_I("credential_id", s->t.credential_id), NR_S("method", method),
+                   NR_S("error", why));
             return nr_ssh_fail(s, NR_SSH_AUTH, NR_SSH_STAGE_AUTH, "%s as %s (%s)", why,
                                s->t.username ? s->t.username : "?", method);
         }
@@ -729,7 +733,7 @@ static int authenticate(struct nr_ssh *s, uint64_t deadline)
     s->auth_method = method;
     NR_LOG(NR_EV_CONN_AUTHENTICATED, s->t.job_id, s->t.device_id,
            NR_S("device_name", s->t.device_name), NR_S("username", s->t.username),
-           NR_S("method", method));
+           NR_I("credential_id", s->t.credential_id), NR_S("method", method));
     return 0;
 }
 
@@ -753,10 +757,11 @@ static int open_shell(struct nr_ssh *s, uint64_t deadline)
 struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_target *t)
 {
     struct nr_ssh *s = nr_calloc(1, sizeof(*s));
-    double tmo = connect_timeout(cfg);
+    double tmo;
 
     s->cfg = cfg;
     s->t = *t;
+    tmo = connect_timeout(s);
     if (s->t.host == NULL)
         s->t.host = "";
     if (s->t.device_name == NULL || s->t.device_name[0] == '\0')

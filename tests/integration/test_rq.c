@@ -52,7 +52,8 @@ static void load_cfg(const char *db_url, const char *extra)
         abort();
     env[n++] = strdup("NETRAVEN_WORKER__CONSUMER_NAME=" WORKER);
     env[n++] = strdup("NETRAVEN_WORKER__CONNECTION_TIMEOUT=1");
-    env[n++] = strdup("NETRAVEN_WORKER__SHUTDOWN_GRACE_SECONDS=20");
+    if (extra == NULL || strstr(extra, "SHUTDOWN_GRACE") == NULL)
+        env[n++] = strdup("NETRAVEN_WORKER__SHUTDOWN_GRACE_SECONDS=20");
     env[n++] = strdup("NETRAVEN_WORKER__RETRY_ATTEMPTS=0");
     env[n++] = extra ? strdup(extra) : NULL;
     env[n] = NULL;
@@ -63,9 +64,9 @@ static void load_cfg(const char *db_url, const char *extra)
     cfg_loaded = true;
 }
 
-static void intake_up_with(const char *db_url)
+static void intake_up_with(const char *db_url, const char *extra_env)
 {
-    load_cfg(db_url, NULL);
+    load_cfg(db_url, extra_env);
     pool = nr_pool_new(4, 64);
     ck_assert_ptr_nonnull(pool);
     runner = nr_runner_new(&cfg, pool);
@@ -76,7 +77,7 @@ static void intake_up_with(const char *db_url)
     intake_running = true;
 }
 
-static void intake_up(void) { intake_up_with(nrt_db_url()); }
+static void intake_up(void) { intake_up_with(nrt_db_url(), NULL); }
 
 static void intake_down(void)
 {
@@ -102,6 +103,9 @@ static void setup(void)
 static void teardown(void)
 {
     intake_down();
+    /* test_not_recorded's trigger must never outlive it */
+    PQclear(PQexec(db, "DROP TRIGGER IF EXISTS nrt_refuse ON job_results"));
+    PQclear(PQexec(db, "DROP FUNCTION IF EXISTS nrt_refuse()"));
     if (cfg_loaded)
         nr_config_clear(&cfg);
     cfg_loaded = false;
@@ -608,17 +612,62 @@ START_TEST(test_suspend)
 }
 END_TEST
 
-/* PostgreSQL away: the run cannot be recorded, so RQ-wise the call raised
- * (as NetRaven's run_job does): failed with the reason. */
+/* A run whose results PostgreSQL refuses (a trigger raises) is not
+ * recorded: RQ-wise the call raised, so the job is retried while it has
+ * retries left, then fails with the reason. */
 START_TEST(test_not_recorded)
 {
-    char *id = py("print(enqueue(3).id)\n");
+    int l = listen_on("127.1.4.3", 22);
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('nr', 'device') RETURNING id");
+    add_device("rq-refused", "127.1.4.3", tag);
+    long long job = add_job("rq-not-recorded", tag);
+    PQclear(nrt_sql(db, "CREATE FUNCTION nrt_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'nrt: results refused'; END $$"));
+    PQclear(nrt_sql(db, "CREATE TRIGGER nrt_refuse BEFORE INSERT ON job_results "
+                        "FOR EACH ROW EXECUTE FUNCTION nrt_refuse()"));
+    char *id = py("print(enqueue(%lld, retry=Retry(max=1)).id)\n", job);
 
-    intake_up_with("postgresql://postgres@127.0.0.1:1/netraven?connect_timeout=2");
+    intake_up();
     expect_status(id, "failed", 60);
     free(py("job = fetch('%s')\n"
-            "check('PostgreSQL unavailable' in job.latest_result().exc_string,\n"
-            "      job.latest_result().exc_string)\n", id));
+            "check(job.retries_left == 0, job.retries_left)\n"
+            "check('nrt: results refused' in job.latest_result().exc_string,\n"
+            "      job.latest_result().exc_string)\n"
+            "check(len(job.results()) == 1, 'one failure: the retry was silent')\n", id));
+    free(id);
+    close(l);
+}
+END_TEST
+
+/* PostgreSQL away: the run waits for it (the runner's policy), so the RQ
+ * job stays started and heart-beaten, never failed; a stop past the grace
+ * time leaves it started for the abandoned-job cleanup. */
+START_TEST(test_db_away)
+{
+    char *id = py("print(enqueue(3).id)\n"), key[128];
+
+    intake_up_with("postgresql://postgres@127.0.0.1:1/netraven?connect_timeout=2",
+                   "NETRAVEN_WORKER__SHUTDOWN_GRACE_SECONDS=1");
+    expect_status(id, "started", 30);
+    ck_assert_msg(!wait_status(id, "failed", 3), "failed while the run waits");
+    free(py("check(StartedJobRegistry('default', connection=r).get_job_ids() == ['%s'], 'started')\n", id));
+    nr_rq_intake_stop();
+    intake_running = false;
+    snprintf(key, sizeof(key), "rq:job:%s", id);
+    char *st = hget(key, "status");
+    ck_assert_str_eq(st, "started");
+    free(st);
+    /* the cleanup of a later worker, once the deadline passed */
+    rint_cmd("ZADD rq:wip:default 1 %s", id);
+    struct nr_rq *rq = nr_rq_connect(&cfg, "nrt-later", NULL);
+    size_t failed = 0, requeued = 0;
+    ck_assert_int_eq(nr_rq_cleanup(rq, "default", &failed, &requeued), 0);
+    ck_assert_uint_eq(failed, 1);
+    ck_assert_uint_eq(requeued, 0);
+    nr_rq_free(rq);
+    free(py("job = fetch('%s')\n"
+            "check(job.get_status() == 'failed', job.get_status())\n"
+            "check(job.latest_result().exc_string == 'worker died (abandoned job)', 'reason')\n", id));
     free(id);
 }
 END_TEST
@@ -823,6 +872,7 @@ static Suite *rq_suite(void)
     tcase_add_test(tc, test_busy_heartbeat_and_stop);
     tcase_add_test(tc, test_suspend);
     tcase_add_test(tc, test_not_recorded);
+    tcase_add_test(tc, test_db_away);
     tcase_add_test(tc, test_redis_unreachable);
     suite_add_tcase(s, tc);
     return s;

@@ -397,6 +397,72 @@ START_TEST(file_logging_on_and_unwritable)
 }
 END_TEST
 
+/* Run a python-rq snippet with Debian's python3 (python3-rq); returns its
+ * stdout (malloc'd) and asserts it exited 0. */
+static char *python_rq(const char *script)
+{
+    char *dir = nrt_tmpdir("py"), *path = NULL, *cmd = NULL;
+    if (asprintf(&path, "%s/snippet.py", dir) < 0 ||
+        asprintf(&cmd, "NR_REDIS_URL='%s' /usr/bin/python3 %s 2>&1", nrt_redis_url(), path) < 0)
+        abort();
+    nrt_write_file(path, script);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    char *out = calloc(1, 65536);
+    size_t n = fread(out, 1, 65535, f);
+    out[n] = '\0';
+    int st = pclose(f);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "python failed: %s", out);
+    free(path);
+    free(cmd);
+    free(dir);
+    return out;
+}
+
+START_TEST(python_rq_job_through_the_daemon)
+{
+    long long job = add_job("from-the-api", "reachability", 0);
+    char *spool = spool_env();
+    char *extra[] = { spool, NULL };
+    struct nrt_proc w;
+    char script[2048];
+
+    start_worker(&w, extra);
+    /* as NetRaven's API does it, then as its UI reads it back */
+    snprintf(script, sizeof(script),
+             "import os, time\n"
+             "from redis import Redis\n"
+             "from rq import Queue\n"
+             "from rq.job import Job\n"
+             "r = Redis.from_url(os.environ['NR_REDIS_URL'])\n"
+             "q = Queue('default', connection=r)\n"
+             "good = q.enqueue('netraven.worker.runner.run_job', %lld)\n"
+             "evil = q.enqueue('os.system', 'true')\n"
+             "for _ in range(300):\n"
+             "    s = [Job.fetch(j.id, connection=r).get_status() for j in (good, evil)]\n"
+             "    if s[0] in ('finished', 'failed') and s[1] in ('finished', 'failed'):\n"
+             "        break\n"
+             "    time.sleep(0.1)\n"
+             "print('good', s[0])\n"
+             "print('evil', s[1])\n"
+             "print('reason', Job.fetch(evil.id, connection=r).exc_info)\n",
+             job);
+    char *out = python_rq(script);
+    ck_assert_msg(strstr(out, "good finished"), "python said: %s", out);
+    ck_assert_msg(strstr(out, "evil failed"), "python said: %s", out);
+    ck_assert_msg(strstr(out, "os.system"), "no reason naming the function: %s", out);
+    free(out);
+    char *st = nrt_sql_str(db, "SELECT status FROM jobs WHERE id = %lld", job);
+    ck_assert_str_eq(st, "COMPLETED_NO_DEVICES");
+    free(st);
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                           "message LIKE 'Executing job%%'", job));
+    stop_worker_ok(&w);
+    nrt_proc_clear(&w);
+    free(spool);
+}
+END_TEST
+
 START_TEST(check_config_refuses_bad_values_and_masks_secrets)
 {
     char *argv[] = { (char *)nrt_worker_bin(), "check-config", NULL };
@@ -439,6 +505,7 @@ int main(void)
     tcase_add_test(tc, bad_entries_go_to_dead_letters);
     tcase_add_test(tc, entry_of_a_dead_worker_is_taken_over);
     tcase_add_test(tc, file_logging_on_and_unwritable);
+    tcase_add_test(tc, python_rq_job_through_the_daemon);
     tcase_add_test(tc, check_config_refuses_bad_values_and_masks_secrets);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -122,6 +122,87 @@ static char *print_to_string(const struct nr_config *c)
 
 /* ------------------------------------------------------------------ */
 
+/* worker.device_types.<type>.{connection,command}_timeout: one pair of keys
+ * per row of the device-type table, unset by default (the worker-wide
+ * values apply), set from YAML and the environment, validated, printed,
+ * and a name the table does not know refused. */
+START_TEST(test_device_types)
+{
+    static const char *const names[] = {
+#define NR_DEVTYPE(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers) #name,
+#define NR_DEVTYPE_FALLBACK(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers)
+#include "netraven/devtypes.def"
+#undef NR_DEVTYPE_FALLBACK
+#undef NR_DEVTYPE
+    };
+    struct nr_config c;
+    char *err, *out, want[160];
+    double conn, cmd;
+
+    ck_assert_uint_eq(NR_ARRAY_LEN(names), NR_DEVTYPE_COUNT);
+    put("default.yaml", "worker:\n  connection_timeout: 7\n  command_timeout: 20\n"
+                        "  device_types:\n"
+                        "    juniper_junos: {connection_timeout: 30, command_timeout: 120}\n"
+                        "    paloalto_panos:\n      command_timeout: 90\n"
+                        "    cisco_ios: {connection_timeout: null}\n");
+    ck_assert_int_eq(LOAD(&c, &err, "NETRAVEN_WORKER__DEVICE_TYPES__JUNIPER_JUNOS__COMMAND_TIMEOUT=150",
+                          "NETRAVEN_WORKER__DEVICE_TYPES__LINUX__CONNECTION_TIMEOUT=2.5"), 0);
+    nr_config_device_timeouts(&c, NR_DEVTYPE_juniper_junos, &conn, &cmd);
+    ck_assert_double_eq(conn, 30);
+    ck_assert_double_eq(cmd, 150);                  /* the environment wins */
+    nr_config_device_timeouts(&c, NR_DEVTYPE_paloalto_panos, &conn, &cmd);
+    ck_assert_double_eq(conn, 7);                   /* unset: worker.connection_timeout */
+    ck_assert_double_eq(cmd, 90);
+    nr_config_device_timeouts(&c, NR_DEVTYPE_linux, &conn, NULL);
+    ck_assert_double_eq(conn, 2.5);
+    nr_config_device_timeouts(&c, NR_DEVTYPE_cisco_ios, &conn, &cmd);
+    ck_assert_double_eq(conn, 7);
+    ck_assert_double_eq(cmd, 20);
+    /* the "default" row and nonsense ids get the worker-wide values */
+    nr_config_device_timeouts(&c, NR_DEVTYPE_COUNT, &conn, &cmd);
+    ck_assert(conn == 7 && cmd == 20);
+    nr_config_device_timeouts(&c, -1, NULL, &cmd);
+    ck_assert_double_eq(cmd, 20);
+
+    out = print_to_string(&c);
+    for (size_t i = 0; i < NR_ARRAY_LEN(names); i++) {
+        snprintf(want, sizeof want, "\nworker.device_types.%s.connection_timeout: ", names[i]);
+        ck_assert_msg(strstr(out, want), "%s not printed", want + 1);
+        snprintf(want, sizeof want, "\nworker.device_types.%s.command_timeout: ", names[i]);
+        ck_assert_msg(strstr(out, want), "%s not printed", want + 1);
+    }
+    ck_assert_ptr_nonnull(strstr(out, "\nworker.device_types.juniper_junos.command_timeout: 150\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nworker.device_types.cisco_ios.connection_timeout: null\n"));
+    ck_assert_ptr_null(strstr(out, "worker.device_types.default."));
+    free(out);
+    nr_config_clear(&c);
+
+    /* bounds, type, and names the table does not know */
+    put("default.yaml", "worker:\n  device_types:\n    cisco_xr:\n      command_timeout: 0\n");
+    assert_err(LOAD_FAIL(NULL), in_dir("default.yaml:4: worker.device_types.cisco_xr."
+                                       "command_timeout: 0 is below the minimum 0.1"));
+    put("default.yaml", "worker:\n  device_types:\n    cisco_xr:\n      command_timeout: slow\n");
+    assert_err(LOAD_FAIL(NULL), in_dir("default.yaml:4: worker.device_types.cisco_xr."
+                                       "command_timeout: \"slow\" is not a number"));
+    put("default.yaml", "worker:\n  device_types:\n    juniper:\n      command_timeout: 60\n");
+    err = LOAD_FAIL(NULL);
+    ck_assert_msg(strstr(err, "default.yaml:4: worker.device_types.juniper.command_timeout: "
+                              "not a key") != NULL, "%s", err);
+    free(err);
+    put("default.yaml", "");
+    err = LOAD_FAIL("NETRAVEN_WORKER__DEVICE_TYPES__JUNOS__TIMEOUT=3");
+    ck_assert_msg(strstr(err, "NETRAVEN_WORKER__DEVICE_TYPES__JUNOS__TIMEOUT: "
+                              "worker.device_types.junos.timeout: not a key") != NULL, "%s", err);
+    free(err);
+    /* an empty variable unsets it again */
+    put("default.yaml", "worker:\n  device_types:\n    cisco_asa: {command_timeout: 45}\n");
+    ck_assert_int_eq(LOAD(&c, &err, "NETRAVEN_WORKER__DEVICE_TYPES__CISCO_ASA__COMMAND_TIMEOUT="), 0);
+    nr_config_device_timeouts(&c, NR_DEVTYPE_cisco_asa, NULL, &cmd);
+    ck_assert_double_eq(cmd, 30);
+    nr_config_clear(&c);
+}
+END_TEST
+
 START_TEST(test_defaults)
 {
     struct nr_config c;
@@ -424,7 +505,8 @@ START_TEST(test_print_masks_secrets)
         "worker.claim_idle_seconds", "worker.shutdown_grace_seconds",
         "worker.spool_dir", "worker.consumer_name", "worker.rq_queues",
         "worker.redaction.patterns", "worker.circuit_breaker.failure_threshold",
-        "worker.circuit_breaker.reset_timeout", "queue.stream", "queue.group",
+        "worker.circuit_breaker.reset_timeout", "worker.circuit_breaker.max_devices",
+        "queue.stream", "queue.group",
         "queue.dead_stream", "queue.block_ms", "logging.level",
         "logging.db_level", "logging.format", "logging.file",
         "logging.queue_size", "logging.db_batch_size", "logging.redis.enabled",
@@ -476,7 +558,8 @@ START_TEST(test_print_masks_secrets)
     }
     for (const char *p = out; *p; p++)
         lines += *p == '\n';
-    ck_assert_uint_eq(lines, 2 + sizeof keys / sizeof keys[0]);   /* 2 comment lines */
+    /* 2 comment lines, and two timeouts per device type (device_types test) */
+    ck_assert_uint_eq(lines, 2 + sizeof keys / sizeof keys[0] + 2 * NR_DEVTYPE_COUNT);
     free(out);
     nr_config_clear(&c);
 
@@ -890,6 +973,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_anchors_and_merge_keys);
     tcase_add_test(tc, test_level_and_type_names);
     tcase_add_test(tc, test_reload);
+    tcase_add_test(tc, test_device_types);
     suite_add_tcase(s, tc);
     return s;
 }

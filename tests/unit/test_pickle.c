@@ -516,6 +516,8 @@ START_TEST(test_caps_and_text)
     hex_bad("80 05 8c 02 c0 af 2e", "not valid UTF-8");
     hex_bad("80 05 8c 03 ed a0 80 2e", "not valid UTF-8");
     hex_bad("80 05 8c 04 f4 90 80 80 2e", "not valid UTF-8");
+    /* NUL is a character of a str (not a UTF-8 error), shown as '?' */
+    hex_bad("80 05 28 8c 01 00 4e 29 7d 74 2e", "job function '?' is not allowed");
     /* valid UTF-8 in the name is shown as '?' in the reason */
     hex_bad("80 05 28 8c 02 c3 a9 4e 29 7d 74 2e", "job function '?\?' is not allowed");
     /* MARK nesting beyond 64 */
