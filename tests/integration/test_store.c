@@ -478,6 +478,9 @@ START_TEST(test_schema_keys_and_indexes)
                                    " USING gin (to_tsvector(''english''::regconfig, config_data))" },
         { "users", "UNIQUE INDEX users_username_key ON %s.users USING btree (username)" },
         { "users", "UNIQUE INDEX users_email_key ON %s.users USING btree (email)" },
+        /* the worker's own (sql/002_worker_indexes.sql): the dedup lookup */
+        { "device_configurations", "INDEX ix_device_configurations_device_latest ON "
+          "%s.device_configurations USING btree (device_id, retrieved_at DESC, id DESC)" },
     };
     char *schema = nrt_sql_str(pg, "SELECT current_schema()");
 
