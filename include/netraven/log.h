@@ -116,8 +116,10 @@ void nr_log_session(long long job_id, long long device_id,
 /* Ask the file sink to reopen its file (SIGHUP).  Async-signal-safe. */
 void nr_log_reopen(void);
 
-/* Wait up to timeout_s for every queued record to be written by its sink.
- * Returns 0 when all were written, NR_ETIMEOUT otherwise. */
+/* Wait up to timeout_s for every queued record to be written by its sink
+ * (DB rows: committed, also those that went through the spool, and the
+ * rows an earlier run left in the spool).  Returns 0 when all were
+ * written, NR_ETIMEOUT otherwise. */
 int nr_log_flush(double timeout_s);
 
 /* Flush (bounded wait), stop the sink threads and free the router. */

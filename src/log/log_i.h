@@ -9,6 +9,11 @@
  *                    ──push──► db queue    ──► "db" thread    (COPY into logs)
  *                    ──push──► redis queue ──► "redis" thread (PUBLISH)
  *
+ *   The db thread also owns the spool (spool.c, <worker.spool_dir>/
+ *   logs.spool): rows PostgreSQL cannot take yet move there from the old
+ *   end of memory when the queue passes half its bound (nr_logq_nap wakes
+ *   it), and are written back first.  See sink_db.c.
+ *
  *   A record is rendered once and shared by the queues it went to; its
  *   reference count is the number of queues that accepted it, and the
  *   last sink to finish with it frees it.

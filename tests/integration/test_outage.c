@@ -428,6 +428,52 @@ START_TEST(spool_pending_commit_resolved)
 }
 END_TEST
 
+/* Two workers sharing worker.spool_dir each hold a file of their own (an
+ * flock); a later start takes over the first free file with rows. */
+START_TEST(spool_files_one_per_process)
+{
+    struct nr_spool a, b, c;
+    struct nr_ts_cache tc = { 0 };
+    const struct nr_kv kv[] = { NR_S("device_name", "r-out"), NR_S("job_name", "outage-job"),
+                                NR_I("seq", 7) };
+    struct nr_log_rec *r = nr_log_rec_new(NR_EV_TASK_COMPLETED, job_id, dev_id, kv, 3,
+                                          NR_SINK_DB);
+    const struct nr_log_row *rows;
+    size_t n;
+    uint64_t end;
+
+    ck_assert_int_eq(nr_spool_init(&a, spool_dir), 0);
+    ck_assert_ptr_null(a.path);                         /* nothing there yet */
+    ck_assert_int_eq(nr_spool_append(&a, &r, 1, &tc), 0);
+    ck_assert_int_eq(nr_spool_init(&b, spool_dir), 0);
+    ck_assert_ptr_null(b.path);                         /* logs.spool is a's */
+    ck_assert_int_eq(nr_spool_append(&b, &r, 1, &tc), 0);
+    ck_assert_int_eq(nr_spool_append(&b, &r, 1, &tc), 0);
+    ck_assert_ptr_nonnull(strstr(a.path, "/logs.spool"));
+    ck_assert_ptr_nonnull(strstr(b.path, "/logs.1.spool"));
+    nr_spool_clear(&a);
+
+    ck_assert_int_eq(nr_spool_init(&c, spool_dir), 0);  /* a's file, free again */
+    ck_assert_ptr_nonnull(strstr(c.path, "/logs.spool"));
+    ck_assert_uint_eq(c.rows, 1);
+    ck_assert_int_eq(nr_spool_read(&c, 10, 0, &rows, &n, &end), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(rows[0].message, "Task completed for device 'r-out' in job 'outage-job'");
+    ck_assert_str_eq(rows[0].meta, "{\"device_name\":\"r-out\",\"job_name\":\"outage-job\",\"seq\":7}");
+    ck_assert_str_eq(rows[0].log_type, "job");
+    ck_assert_str_eq(rows[0].source, "dispatcher");
+    ck_assert_int_eq(rows[0].job_id, job_id);
+    ck_assert_int_eq(rows[0].device_id, dev_id);
+    ck_assert_int_eq(nr_spool_consume(&c, end, n), 0);
+    ck_assert_uint_eq(c.rows, 0);
+    ck_assert_int_eq(file_size(c.path), 4096);
+    nr_spool_clear(&c);
+    ck_assert_uint_eq(b.rows, 2);
+    nr_spool_clear(&b);
+    nr_log_rec_unref(r);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- redis */
 
 static char *env_kv(const char *key, const char *val)
@@ -548,7 +594,7 @@ START_TEST(session_events_during_redis_outage)
     }
     ck_assert_int_eq(nr_log_flush(30), 0);          /* dropped records count as done */
     nr_log_get_stats(&st);
-    ck_assert_uint_lt(worst, 20 * 1000 * 1000);
+    ck_assert_uint_lt(worst, 50 * 1000 * 1000);
     ck_assert_uint_lt(total, 200 * 1000 * 1000);
     ck_assert_uint_eq(st.redis_published, 1);
     ck_assert_uint_eq(st.redis_dropped, N);
@@ -581,6 +627,7 @@ static Suite *outage_suite(void)
     tcase_add_test(tc, spool_survives_a_restart);
     tcase_add_test(tc, spool_unwritable_drops_are_counted);
     tcase_add_test(tc, spool_pending_commit_resolved);
+    tcase_add_test(tc, spool_files_one_per_process);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("redis");

@@ -13,9 +13,10 @@
  *       file, Redis pub/sub, job_results, device_configurations) scanned
  *       for passwords, tokens and the master key.
  *   no_credentials_and_master_keys
- *       no credential shares a tag: COMPLETED_NO_CREDENTIALS; a wrong
- *       master key and no master key: a clear error at start naming the
- *       credential ids, FAILED_CREDENTIAL_RESOLUTION with the reason.
+ *       no credential shares a tag: COMPLETED_NO_CREDENTIALS; the database
+ *       refusing the resolution, a wrong master key and no master key:
+ *       FAILED_CREDENTIAL_RESOLUTION with the reason, and for the keys a
+ *       clear error at start naming the credential ids.
  *   retries_by_class
  *       refused twice then served: success on the third attempt, the
  *       attempts in the details, the backoff from the heap; a device that
@@ -610,11 +611,25 @@ START_TEST(no_credentials_and_master_keys)
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld AND "
                                      "status = 'failure' AND details->>'error' LIKE "
                                      "'no credential shares a tag%%'", orphan_job), 1);
+
+    /* the database refuses the resolution (a statement error, not an
+     * outage, which a run waits out): FAILED_CREDENTIAL_RESOLUTION */
+    PQclear(nrt_sql(db, "ALTER TABLE credential_tag_association RENAME TO cta_away"));
+    run_expect(job, "FAILED_CREDENTIAL_RESOLUTION");
+    PQclear(nrt_sql(db, "ALTER TABLE cta_away RENAME TO credential_tag_association"));
+    d = details_of(job, dev, NULL);
+    ck_assert_msg(strstr(jstr(d, "error"), "credential_tag_association"), "error: %s",
+                  jstr(d, "error"));
+    json_decref(d);
+    /* and with the table back, the same job runs */
+    run_expect(job, "COMPLETED_SUCCESS");
     stop_worker_ok(&w);
     nrt_proc_clear(&w);
 
     /* a wrong master key: a clear error at start naming the ids, and the
-     * run fails its resolution with the reason */
+     * run fails its resolution with the reason (the worker stopped, so
+     * every row of the runs before is in `logs`) */
+    long long mark = nrt_sql_int(db, "SELECT coalesce(max(id), 0) FROM logs");
     char *wrong[] = { "NETRAVEN_ENCRYPTION_KEY=" MASTER2, NULL };
     start_worker(&w, "wrongkey", wrong);
     snprintf(want, sizeof(want), "does not open the passwords of 2 of 2 encrypted credentials");
@@ -624,6 +639,7 @@ START_TEST(no_credentials_and_master_keys)
     run_expect(job, "FAILED_CREDENTIAL_RESOLUTION");
     d = details_of(job, dev, &status);
     ck_assert_str_eq(status, "failure");
+    free(status);
     snprintf(want, sizeof(want), "credential %lld: cannot decrypt password", c1);
     ck_assert_msg(strstr(jstr(d, "error"), want) && strstr(jstr(d, "error"), "wrong encryption key"),
                   "error: %s", jstr(d, "error"));
@@ -633,7 +649,7 @@ START_TEST(no_credentials_and_master_keys)
                            "job ''keys'': credential %lld: cannot decrypt%%'", job, c1));
     /* nothing was attempted */
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
-                                     "log_type = 'connection'", job), 0);
+                                     "log_type = 'connection' AND id > %lld", job, mark), 0);
     stop_worker_ok(&w);
     text = nrt_proc_stdout(&w);
     ck_assert_ptr_nonnull(strstr(text, "[ERROR]") ? strstr(text, "[ERROR]") : strstr(text, "ERROR"));
@@ -684,6 +700,7 @@ START_TEST(retries_by_class)
     struct nrt_proc w;
     json_t *d, *a;
     double t0, took;
+    char *status;
 
     add_cred("admin", tokens[0], 10, "NULL", tag);
     job = add_job("retries", tag);
@@ -716,8 +733,10 @@ START_TEST(retries_by_class)
     ck_assert_ptr_nonnull(strstr(jstr(json_array_get(json_object_get(d, "attempts"), 0), "error"),
                                  "closed the connection"));
     json_decref(d);
-    ck_assert_str_eq(nrt_sql_str(db, "SELECT status FROM job_results WHERE job_id = %lld AND "
-                                     "device_id = %lld", job, flaky), "success");
+    status = nrt_sql_str(db, "SELECT status FROM job_results WHERE job_id = %lld AND "
+                             "device_id = %lld", job, flaky);
+    ck_assert_str_eq(status, "success");
+    free(status);
 
     /* disconnect mid-output: retried, then given up after 3 attempts */
     d = details_of(job, disc, NULL);
