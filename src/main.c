@@ -87,25 +87,6 @@ static char *heartbeat_path(const struct nr_config *cfg)
     return nr_asprintf("%s/heartbeat", cfg->worker.spool_dir);
 }
 
-static int mkdir_p(const char *path)
-{
-    char *p = nr_strdup(path);
-    int rc = 0;
-
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0750) < 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
-    }
-    if (mkdir(p, 0750) < 0 && errno != EEXIST)
-        rc = -1;
-    free(p);
-    return rc;
-}
-
 static void heartbeat(const char *path)
 {
     static time_t last;
@@ -324,7 +305,7 @@ static void intake_loop(struct daemon *d)
     char *hb = heartbeat_path(d->cfg);
     double backoff = 0.5;
 
-    if (mkdir_p(d->cfg->worker.spool_dir) < 0) {
+    if (nr_mkdir_p(d->cfg->worker.spool_dir, 0750) < 0) {
         NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "cannot create worker.spool_dir"),
                NR_S("error", strerror(errno)), NR_S("path", d->cfg->worker.spool_dir));
         free(hb);

@@ -48,6 +48,10 @@ void nr_iso_ts(const struct timespec *ts, char buf[NR_ISO_TS_LEN]);
 /* Sleep for seconds, resuming after signals. */
 void nr_sleep_s(double seconds);
 
+/* mkdir -p: create path and any missing parents with mode.  0, or -1 with
+ * errno set by the mkdir that failed. */
+int nr_mkdir_p(const char *path, unsigned mode);
+
 /* Case-insensitive substring search (ASCII). */
 const char *nr_strcasestr(const char *hay, const char *needle);
 

@@ -73,19 +73,13 @@ static void notice(struct out_state *st, enum nr_event ev, const struct nr_kv *k
 /* mkdir -p of path's parent folders; errors surface when open() fails. */
 static void make_parents(const char *path)
 {
-    char *p = nr_strdup(path);
+    char *dir = nr_strdup(path), *slash = strrchr(dir, '/');
 
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-            *s = '/';
-            break;
-        }
-        *s = '/';
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        (void)nr_mkdir_p(dir, 0755);
     }
-    free(p);
+    free(dir);
 }
 
 static void file_failed(struct out_state *st, const char *what, int err)

@@ -285,25 +285,6 @@ static char *slot_path(const char *dir, int slot)
     return slot ? nr_asprintf("%s/logs.%d.spool", dir, slot) : nr_asprintf("%s/logs.spool", dir);
 }
 
-static int mkdir_p(const char *path)
-{
-    char *p = nr_strdup(path);
-    int rc = 0;
-
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0750) < 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
-    }
-    if (mkdir(p, 0750) < 0 && errno != EEXIST)
-        rc = -1;
-    free(p);
-    return rc;
-}
-
 static void sync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -504,7 +485,7 @@ int nr_spool_append(struct nr_spool *sp, struct nr_log_rec *const *recs, size_t 
         return NR_EINVAL;
     }
     if (sp->fd < 0) {
-        if (mkdir_p(sp->dir) < 0) {
+        if (nr_mkdir_p(sp->dir, 0750) < 0) {
             set_err(sp, "cannot create", errno);
             return NR_EIO;
         }

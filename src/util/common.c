@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void oom(size_t n)
 {
@@ -91,6 +92,27 @@ void nr_sleep_s(double seconds)
     ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
         ;
+}
+
+int nr_mkdir_p(const char *path, unsigned mode)
+{
+    char *p = nr_strdup(path);
+    int rc = 0;
+
+    for (char *s = p + 1; *s && rc == 0; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, (mode_t)mode) < 0 && errno != EEXIST)
+            rc = -1;
+        *s = '/';
+    }
+    if (rc == 0 && mkdir(p, (mode_t)mode) < 0 && errno != EEXIST)
+        rc = -1;
+    int saved = errno;
+    free(p);
+    errno = saved;
+    return rc;
 }
 
 const char *nr_strcasestr(const char *hay, const char *needle)

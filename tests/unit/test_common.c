@@ -1,5 +1,8 @@
 /* test_common.c - the helpers every module shares. */
 #include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +69,31 @@ START_TEST(strlist_and_strcasestr)
 }
 END_TEST
 
+START_TEST(mkdir_p_makes_parents)
+{
+    char base[] = "/tmp/nr-mkdir-XXXXXX";
+    char path[256], file[300];
+    struct stat st;
+
+    ck_assert_ptr_nonnull(mkdtemp(base));
+    snprintf(path, sizeof(path), "%s/a/b/c", base);
+    ck_assert_int_eq(nr_mkdir_p(path, 0750), 0);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    ck_assert_int_eq(nr_mkdir_p(path, 0750), 0);          /* exists: fine */
+    snprintf(file, sizeof(file), "%s/a/plain", base);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/a/plain/below", base);
+    ck_assert_int_eq(nr_mkdir_p(path, 0750), -1);         /* a file in the way */
+    ck_assert_int_eq(errno, ENOTDIR);
+    char cmd[320];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("common");
@@ -74,6 +102,7 @@ int main(void)
     tcase_add_test(tc, utf8_seq_lengths);
     tcase_add_test(tc, iso_timestamp_format);
     tcase_add_test(tc, strlist_and_strcasestr);
+    tcase_add_test(tc, mkdir_p_makes_parents);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
