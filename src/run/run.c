@@ -257,7 +257,8 @@ static void device_task(void *arg)
     enum nr_breaker_verdict verdict = NR_BREAKER_ALLOW;
     struct nr_result a;
     uint64_t t0 = nr_mono_ns();
-    unsigned max_tries = 1 + (unsigned)(cfg->worker.retry_attempts > 0 ? cfg->worker.retry_attempts : 0);
+    unsigned max_tries = 1 + (unsigned)(cfg->worker.retry_attempts > 0
+                                            ? cfg->worker.retry_attempts : 0);
     bool opened = false;
 
     memset(&a, 0, sizeof(a));
