@@ -201,10 +201,18 @@ int nr_rq_suspended(struct nr_rq *rq);
  * are only removed from the registry.  Each id is handled under WATCH of
  * its job and the registry, so two workers cleaning at once never requeue
  * a job twice; an id whose transaction lost a race is left for the next
- * pass.  *failed / *requeued (may be NULL) count what was done.
- * 0 or NR_EIO.
+ * pass.  *failed / *requeued (may be NULL) count what was done.  When died
+ * is not NULL, the NetRaven job ids of the jobs failed here (decoded from
+ * their call; a call that does not decode is left out) are appended to it,
+ * so that the caller can end their `jobs` rows (the caller frees
+ * died->job_ids).  0 or NR_EIO.
  */
-int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *requeued);
+struct nr_rq_died {
+    long long *job_ids;
+    size_t     n;
+};
+int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *requeued,
+                  struct nr_rq_died *died);
 
 /* ------------------------------------------------------------ intake.c */
 

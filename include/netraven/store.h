@@ -66,6 +66,12 @@ void nr_job_clear(struct nr_job *j);
 int nr_store_job_start(struct nr_store *s, long long job_id);
 int nr_store_job_finish(struct nr_store *s, long long job_id, const char *status);
 
+/* A run whose worker died (an abandoned python-rq job): status
+ * FAILED_UNEXPECTED and completed_at now(), only while the row is still
+ * RUNNING.  0 when the row was changed, NR_NOTFOUND when it was not
+ * RUNNING (or is gone), negative on failure. */
+int nr_store_job_abandon(struct nr_store *s, long long job_id);
+
 /* The devices of a job: its device_id if set, else every device sharing a
  * tag with it, ordered by id.  With only_ids/n_only set, the list is
  * restricted to those ids.  *out is a malloc'd array the caller frees with

@@ -27,6 +27,7 @@
 #include "netraven/log.h"
 #include "netraven/queue.h"
 #include "netraven/run.h"
+#include "netraven/store.h"
 
 #define HEARTBEAT_S       15.0      /* RQ.md: <= 30 s */
 #define CLEANUP_S         60.0
@@ -67,6 +68,8 @@ struct intake {
 
     struct held           **h;
     size_t                  nh, cap;
+
+    struct nr_store        *store;          /* for abandoned runs' job rows; lazy */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -157,11 +160,33 @@ static int heartbeat(struct intake *in)
     return rc;
 }
 
+/* A job RQ failed as abandoned had a run whose worker died: its `jobs`
+ * row must not stay RUNNING.  A row that is no longer RUNNING (another
+ * run finished it since) is left alone. */
+static void end_abandoned_runs(struct intake *in, const struct nr_rq_died *died)
+{
+    for (size_t i = 0; i < died->n; i++) {
+        if (in->store == NULL)
+            in->store = nr_store_connect(in->cfg->database.url);
+        int rc = nr_store_job_abandon(in->store, died->job_ids[i]);
+        if (rc < 0 && in->store->err == NR_EIO && nr_store_reset(in->store) == 0)
+            rc = nr_store_job_abandon(in->store, died->job_ids[i]);
+        if (rc == NR_OK)
+            NR_LOG(NR_EV_JOB_ABANDONED, died->job_ids[i], 0, NR_S("status", "FAILED_UNEXPECTED"));
+        else if (rc < 0)
+            NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "ending the job row of an abandoned RQ job"),
+                   NR_S("error", in->store->errstr), NR_I("job_id", died->job_ids[i]));
+    }
+}
+
 static void cleanup(struct intake *in)
 {
     for (size_t i = 0; i < in->rq->queues.n && redis_ok(in); i++) {
         size_t failed = 0, requeued = 0;
-        int rc = nr_rq_cleanup(in->rq, in->rq->queues.v[i], &failed, &requeued);
+        struct nr_rq_died died = { 0 };
+        int rc = nr_rq_cleanup(in->rq, in->rq->queues.v[i], &failed, &requeued, &died);
+        end_abandoned_runs(in, &died);
+        free(died.job_ids);
         if (failed + requeued > 0)
             NR_LOG(NR_EV_RQ_ABANDONED, 0, 0, NR_S("queue", in->rq->queues.v[i]),
                    NR_I("failed", failed), NR_I("requeued", requeued));
@@ -536,6 +561,7 @@ static void intake_free(struct intake *in)
         held_free(in->h[i]);
     free(in->h);
     nr_rq_free(in->rq);
+    nr_store_free(in->store);
     free(in->shown_job);
     free(in->worker);
     free(in);

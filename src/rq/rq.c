@@ -1212,7 +1212,7 @@ static char *member_job_id(struct rq_i *ri, const char *member)
 /* Handle one expired member under WATCH.  0 when it was handled or needs
  * nothing; NR_NOTFOUND when a race aborted it; NR_EINVAL / NR_EIO. */
 static int cleanup_one(struct rq_i *ri, const char *queue, const char *member,
-                       size_t *failed, size_t *requeued)
+                       size_t *failed, size_t *requeued, struct nr_rq_died *died)
 {
     struct nr_rq_job job = { 0 };
     struct cmd c = { 0 };
@@ -1263,6 +1263,13 @@ static int cleanup_one(struct rq_i *ri, const char *queue, const char *member,
         rc = transaction(ri, "failing an abandoned job", &b);
         if (rc == NR_OK && failed)
             (*failed)++;
+        long long jid;
+        char *why = NULL;
+        if (rc == NR_OK && died && nr_rq_job_check(&job, &jid, &why) == 0) {
+            died->job_ids = nr_realloc(died->job_ids, (died->n + 1) * sizeof(*died->job_ids));
+            died->job_ids[died->n++] = jid;
+        }
+        free(why);
     }
     nr_rq_job_clear(&job);
     batch_free(&b);
@@ -1280,7 +1287,8 @@ out:
     return rc;
 }
 
-int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *requeued)
+int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *requeued,
+                  struct nr_rq_died *died)
 {
     struct rq_i *ri;
     struct cmd c = { 0 };
@@ -1317,7 +1325,7 @@ int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *r
     for (size_t i = 0; i < n && rc != NR_EIO; i++) {
         int one = NR_NOTFOUND;
         for (int attempt = 0; attempt < CLEANUP_ATTEMPTS && one == NR_NOTFOUND; attempt++)
-            one = cleanup_one(ri, queue, members[i], failed, requeued);
+            one = cleanup_one(ri, queue, members[i], failed, requeued, died);
         if (one == NR_EIO)
             rc = NR_EIO;
         else if (one == NR_EINVAL && rc == NR_OK)

@@ -480,6 +480,25 @@ int nr_store_device_seen(struct nr_store *s, long long device_id)
                          1, params);
 }
 
+int nr_store_job_abandon(struct nr_store *s, long long job_id)
+{
+    char id[24];
+    const char *params[1] = { id };
+    PGresult *r;
+    int rc;
+
+    snprintf(id, sizeof(id), "%lld", job_id);
+    r = nr_store_query(s, "job_abandon",
+                       "UPDATE jobs SET status = 'FAILED_UNEXPECTED', completed_at = now()"
+                       " WHERE id = $1::bigint AND status = 'RUNNING' RETURNING id",
+                       1, params);
+    if (r == NULL)
+        return s->err;
+    rc = PQntuples(r) == 1 ? NR_OK : NR_NOTFOUND;
+    PQclear(r);
+    return rc;
+}
+
 int nr_store_config_save(struct nr_store *s, long long device_id, const char *config,
                          size_t config_len, const char *hash, const char *metadata_json)
 {

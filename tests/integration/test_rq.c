@@ -482,12 +482,15 @@ END_TEST
 START_TEST(test_abandoned_cleanup)
 {
     long long job = add_job("rq-abandoned", 0);
+    /* the run of x died with its worker: its jobs row was left RUNNING */
+    long long died = add_job("rq-died-running", 0);
+    PQclear(nrt_sql(db, "UPDATE jobs SET status = 'RUNNING', started_at = now() WHERE id = %lld", died));
     char *ids = py("def dead(j, score):\n"
                    "    r.lrem('rq:queue:default', 0, j.id)\n"
                    "    r.hset(j.key, mapping={'status': 'started', 'worker_name': 'dead-worker',\n"
                    "                           'started_at': '2020-01-01T00:00:00.000000Z'})\n"
                    "    r.zadd('rq:wip:default', {j.id: score})\n"
-                   "x = enqueue(%1$lld)\n"
+                   "x = enqueue(%2$lld)\n"
                    "dead(x, int(time.time()) - 10)\n"
                    "y = enqueue(%1$lld, retry=Retry(max=2))\n"
                    "dead(y, int(time.time()) - 10)\n"
@@ -497,13 +500,17 @@ START_TEST(test_abandoned_cleanup)
                    "live = enqueue(%1$lld)\n"
                    "dead(live, int(time.time()) + 3600)\n"
                    "r.zadd('rq:wip:default', {'no-such-job': 5})\n"
-                   "print(x.id, y.id, z.id, live.id)\n", job);
+                   "print(x.id, y.id, z.id, live.id)\n", job, died);
     char id[4][64];
     ck_assert_int_eq(sscanf(ids, "%63s %63s %63s %63s", id[0], id[1], id[2], id[3]), 4);
 
     intake_up();
     expect_status(id[0], "failed", 30);
     expect_status(id[1], "finished", 30);    /* requeued, then run by us */
+    /* the row the dead worker left RUNNING ends failed, and says why */
+    ck_assert(nrt_wait_sql(db, "FAILED_UNEXPECTED", 15, "SELECT status FROM jobs WHERE id = %lld", died));
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM jobs WHERE id = %lld AND completed_at "
+                                     "IS NOT NULL", died), 1);
 
     /* raw checks before any python-rq registry reader (they clean up too) */
     char key[128];
@@ -661,9 +668,14 @@ START_TEST(test_db_away)
     rint_cmd("ZADD rq:wip:default 1 %s", id);
     struct nr_rq *rq = nr_rq_connect(&cfg, "nrt-later", NULL);
     size_t failed = 0, requeued = 0;
-    ck_assert_int_eq(nr_rq_cleanup(rq, "default", &failed, &requeued), 0);
+    struct nr_rq_died died = { 0 };
+    ck_assert_int_eq(nr_rq_cleanup(rq, "default", &failed, &requeued, &died), 0);
     ck_assert_uint_eq(failed, 1);
     ck_assert_uint_eq(requeued, 0);
+    /* the NetRaven job id of the abandoned call, for its jobs row */
+    ck_assert_uint_eq(died.n, 1);
+    ck_assert_int_eq(died.job_ids[0], 3);
+    free(died.job_ids);
     nr_rq_free(rq);
     free(py("job = fetch('%s')\n"
             "check(job.get_status() == 'failed', job.get_status())\n"
