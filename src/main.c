@@ -369,6 +369,19 @@ static void intake_loop(struct daemon *d)
     free(hb);
 }
 
+/* The last line: DB-routed records against the rows written, what an
+ * operator (and the outage test) checks after PostgreSQL was away. */
+static void log_stopped(void)
+{
+    struct nr_log_stats st;
+
+    nr_log_flush(30);
+    nr_log_get_stats(&st);
+    NR_LOG(NR_EV_SYS_STOPPED, 0, 0, NR_I("db_routed", st.db_routed),
+           NR_I("db_written", st.db_written), NR_I("db_dropped", st.db_dropped));
+    nr_log_flush(5);
+}
+
 static int cmd_run(const struct nr_config *cfg)
 {
     struct daemon d = { .cfg = cfg };
@@ -412,9 +425,22 @@ static int cmd_run(const struct nr_config *cfg)
     }
     intake_loop(&d);
     if (rq_started)
-        nr_rq_intake_stop();      /* waits for RQ runs, marks the RQ worker dead */
+        nr_rq_intake_stop();      /* hands back RQ runs past the grace time */
 
-    nr_runner_free(d.runner);     /* runs past the grace time finish here */
+    /* Runs still in flight after the grace time are handed back: their
+     * stream entries stay pending (a live worker claims them after
+     * worker.claim_idle_seconds), their RQ jobs are back in their queue.
+     * Exit without waiting for them; only the log sinks are flushed. */
+    size_t left = nr_runner_in_flight(d.runner);
+    if (left > 0) {
+        NR_LOG(NR_EV_SYS_HANDED_BACK, 0, 0, NR_I("runs", left),
+               NR_I("grace_s", cfg->worker.shutdown_grace_seconds));
+        log_stopped();
+        fflush(stdout);
+        _exit(0);
+    }
+
+    nr_runner_free(d.runner);
     d.runner = NULL;
     nr_pool_free(pool);
     for (size_t i = 0; i < d.n_unacked; i++)
@@ -425,14 +451,7 @@ static int cmd_run(const struct nr_config *cfg)
     free(d.inflight);
     nr_queue_free(d.q);
     free(d.consumer);
-
-    /* the count of DB-routed records against the rows written: what an
-     * operator (and the outage test) checks after PostgreSQL was away */
-    struct nr_log_stats st;
-    nr_log_flush(30);
-    nr_log_get_stats(&st);
-    NR_LOG(NR_EV_SYS_STOPPED, 0, 0, NR_I("db_routed", st.db_routed),
-           NR_I("db_written", st.db_written), NR_I("db_dropped", st.db_dropped));
+    log_stopped();
     return 0;
 }
 

@@ -239,10 +239,11 @@ void nr_rq_intake_request_stop(void);
  * worker.shutdown_grace_seconds (counted from the first stop request) for
  * this intake's runs in flight, recording each outcome; register the
  * worker's death; join the thread.
- * Runs still in flight after the grace time stay `started` in RQ: their
- * heartbeats stop, and the abandoned-job cleanup of a later worker
- * handles them.  Must be called before nr_runner_free().  No-op when no
- * intake runs.
+ * Runs still in flight after the grace time are handed back: their jobs
+ * go back to the front of their queue (status queued, out of the started
+ * registry) for another worker, and their outcome here is never written.
+ * The daemon then exits without waiting for them.  Must be called before
+ * nr_runner_free().  No-op when no intake runs.
  */
 void nr_rq_intake_stop(void);
 

@@ -525,7 +525,7 @@ static void *intake_main(void *arg)
 
         if (stopping(in)) {
             /* done when nothing is left to write, or the grace is over
-             * (RUNNING jobs then stay started; see rq.h) */
+             * (RUNNING jobs are then handed back; see rq.h) */
             if (in->nh == 0 || (grace_over(in) && (count_state(in, H_RUNNING) == in->nh ||
                                                    !redis_ok(in))))
                 break;
@@ -545,13 +545,24 @@ static void *intake_main(void *arg)
         nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ, in->suspended ? WAIT_S * 2 : WAIT_S);
     }
 
-    size_t left = count_state(in, H_RUNNING);
+    /* hand back what is still running: another worker takes it, and this
+     * process will not write its outcome (it exits without waiting) */
+    size_t left = 0;
+    for (size_t i = 0; i < in->nh && redis_ok(in); i++) {
+        if (in->h[i]->state != H_RUNNING)
+            continue;
+        int rc = nr_rq_release(in->rq, &in->h[i]->job);
+        if (rc < 0)
+            note_failure(in, NULL, "handing a job back", rc);
+        else
+            left++;
+    }
     if (redis_ok(in)) {
         int rc = nr_rq_worker_death(in->rq);
         if (rc < 0)
             note_failure(in, NULL, "the worker's death", rc);
     }
-    NR_LOG(NR_EV_RQ_STOPPED, 0, 0, NR_I("left_started", left));
+    NR_LOG(NR_EV_RQ_STOPPED, 0, 0, NR_I("handed_back", left));
     return NULL;
 }
 

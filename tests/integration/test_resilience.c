@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "netraven/common.h"
 
 static PGconn *db;
+
 static struct nrt_proc *workers[4];
 
 static void setup(void)
@@ -194,6 +196,44 @@ START_TEST(sigterm_during_a_run)
 }
 END_TEST
 
+START_TEST(sigterm_past_the_grace_time_hands_back)
+{
+    nrt_blackhole_up(9);
+    long long job = dark_job("handback", 10);
+    redisContext *rc = nrt_redis();
+    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=2", "NETRAVEN_WORKER__THREAD_POOL_SIZE=1",
+                     "NETRAVEN_WORKER__SHUTDOWN_GRACE_SECONDS=1",
+                     "NETRAVEN_WORKER__CLAIM_IDLE_SECONDS=2", NULL };
+    struct nrt_proc a, b;
+
+    start_worker(0, &a, "leaving", more);
+    enqueue(rc, job);
+    ck_assert(nrt_wait_sql(db, "RUNNING", 30, "SELECT status FROM jobs WHERE id = %lld", job));
+    /* one thread, ten devices of 2 s each: the run needs about 20 s */
+    uint64_t t0 = nr_mono_ns();
+    kill(a.pid, SIGTERM);
+    ck_assert_msg(nrt_proc_wait(&a, 15), "worker did not leave after its grace time");
+    workers[0] = NULL;
+    ck_assert(WIFEXITED(a.status) && WEXITSTATUS(a.status) == 0);
+    ck_assert_msg(nr_mono_ns() - t0 < 10000000000ull, "exit took too long");
+    char *out = nrt_proc_stdout(&a);
+    ck_assert_msg(strstr(out, "1 runs still in flight after the 1 s grace time handed back"),
+                  "stdout: %s", out);
+    free(out);
+
+    /* the entry is still pending, and another worker runs it */
+    start_worker(1, &b, "taking-over", more);
+    ck_assert_msg(nrt_wait_sql(db, "COMPLETED_FAILURE", 90, "SELECT status FROM jobs WHERE id = %lld",
+                               job), "the handed-back run was not taken over");
+    ck_assert_int_ge(nrt_sql_int(db, "SELECT count(DISTINCT device_id) FROM job_results "
+                                     "WHERE job_id = %lld", job), 10);
+    stop_ok(1, &b, 60);
+    nrt_proc_clear(&a);
+    nrt_proc_clear(&b);
+    redisFree(rc);
+}
+END_TEST
+
 START_TEST(two_workers_run_each_job_once)
 {
     enum { JOBS = 200 };
@@ -276,6 +316,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, postgres_stopped_mid_run);
     tcase_add_test(tc, sigterm_during_a_run);
+    tcase_add_test(tc, sigterm_past_the_grace_time_hands_back);
     tcase_add_test(tc, two_workers_run_each_job_once);
     tcase_add_test(tc, worker_killed_mid_run);
     suite_add_tcase(s, tc);

@@ -648,7 +648,7 @@ END_TEST
 
 /* PostgreSQL away: the run waits for it (the runner's policy), so the RQ
  * job stays started and heart-beaten, never failed; a stop past the grace
- * time leaves it started for the abandoned-job cleanup. */
+ * time hands it back to its queue for another worker. */
 START_TEST(test_db_away)
 {
     char *id = py("print(enqueue(3).id)\n"), key[128];
@@ -662,9 +662,15 @@ START_TEST(test_db_away)
     intake_running = false;
     snprintf(key, sizeof(key), "rq:job:%s", id);
     char *st = hget(key, "status");
-    ck_assert_str_eq(st, "started");
+    ck_assert_str_eq(st, "queued");
     free(st);
-    /* the cleanup of a later worker, once the deadline passed */
+    ck_assert_ptr_null(rstr_cmd("ZSCORE rq:wip:default %s", id));
+    free(py("check(Queue('default', connection=r).job_ids[0] == '%s', 'back at the front')\n", id));
+
+    /* a dead worker's leftover of the same job: the cleanup fails it and
+     * names the NetRaven job, for its jobs row */
+    rint_cmd("LREM rq:queue:default 0 %s", id);
+    rint_cmd("HSET %s status started", key);
     rint_cmd("ZADD rq:wip:default 1 %s", id);
     struct nr_rq *rq = nr_rq_connect(&cfg, "nrt-later", NULL);
     size_t failed = 0, requeued = 0;
@@ -672,7 +678,6 @@ START_TEST(test_db_away)
     ck_assert_int_eq(nr_rq_cleanup(rq, "default", &failed, &requeued, &died), 0);
     ck_assert_uint_eq(failed, 1);
     ck_assert_uint_eq(requeued, 0);
-    /* the NetRaven job id of the abandoned call, for its jobs row */
     ck_assert_uint_eq(died.n, 1);
     ck_assert_int_eq(died.job_ids[0], 3);
     free(died.job_ids);
