@@ -143,6 +143,14 @@ struct nr_log_stats {
 };
 void nr_log_get_stats(struct nr_log_stats *out);
 
+/* How many records of a job bound for Redis (its session events) were
+ * dropped so far (publisher queue full, or Redis away), and forget the
+ * count.  The run calls it as it ends, to say so in the job log; drops
+ * that happen after that call (the publisher still draining) are counted
+ * only in the stats.  A bounded table: with more than 256 jobs dropping at
+ * once, the oldest counts may be lost. */
+uint64_t nr_log_session_drops_take(long long job_id);
+
 /* Render a template with kv into a malloc'd string (the router uses it;
  * exposed for tests). Unknown {names} stay as written. */
 char *nr_log_render(const char *tmpl, long long job_id, long long device_id,

@@ -264,6 +264,10 @@ extern atomic_uint_fast64_t nr_log_db_recovered; /* earlier runs' rows committed
 extern atomic_uint_fast64_t nr_log_db_found;     /* earlier runs' rows at start */
 extern atomic_uint_fast64_t nr_log_redis_published;
 extern atomic_uint_fast64_t nr_log_redis_lost;   /* dropped after queueing */
+
+/* Count n records of job_id that were bound for Redis and dropped (queue
+ * full, Redis away), for nr_log_session_drops_take().  Thread-safe. */
+void nr_log_count_drop(long long job_id, uint64_t n);
 extern atomic_uint_fast64_t nr_log_file_errors;
 
 /* SIGHUP flag: set by nr_log_reopen, consumed by the out thread. */

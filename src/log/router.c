@@ -718,6 +718,61 @@ struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long 
     return r;
 }
 
+/* ------------------------------------------------- session drops per job */
+
+#define NR_DROP_SLOTS 256
+#define NR_DROP_PROBE 16
+
+static pthread_mutex_t drop_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    long long job_id;           /* 0: free */
+    uint64_t  n;
+} drop_tab[NR_DROP_SLOTS];
+
+void nr_log_count_drop(long long job_id, uint64_t n)
+{
+    size_t home = (size_t)((unsigned long long)job_id * 0x9E3779B97F4A7C15ull >> 56) % NR_DROP_SLOTS;
+    size_t slot = home;
+
+    if (job_id <= 0 || n == 0)
+        return;
+    pthread_mutex_lock(&drop_mu);
+    for (size_t i = 0; i < NR_DROP_PROBE; i++) {
+        size_t k = (home + i) % NR_DROP_SLOTS;
+        if (drop_tab[k].job_id == job_id || drop_tab[k].job_id == 0) {
+            slot = k;
+            break;
+        }
+    }
+    if (drop_tab[slot].job_id != job_id) {     /* free, or full: reuse home */
+        drop_tab[slot].job_id = job_id;
+        drop_tab[slot].n = 0;
+    }
+    drop_tab[slot].n += n;
+    pthread_mutex_unlock(&drop_mu);
+}
+
+uint64_t nr_log_session_drops_take(long long job_id)
+{
+    size_t home = (size_t)((unsigned long long)job_id * 0x9E3779B97F4A7C15ull >> 56) % NR_DROP_SLOTS;
+    uint64_t n = 0;
+
+    if (job_id <= 0)
+        return 0;
+    pthread_mutex_lock(&drop_mu);
+    for (size_t i = 0; i < NR_DROP_PROBE; i++) {
+        size_t k = (home + i) % NR_DROP_SLOTS;
+        if (drop_tab[k].job_id == job_id) {
+            n = drop_tab[k].n;
+            drop_tab[k].job_id = 0;
+            drop_tab[k].n = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&drop_mu);
+    return n;
+}
+
 static void emit_to(enum nr_event ev, long long job_id, long long device_id,
                     const struct nr_kv *kv, size_t nkv, unsigned sinks)
 {
@@ -732,8 +787,10 @@ static void emit_to(enum nr_event ev, long long job_id, long long device_id,
         nr_log_rec_unref(r);
     if ((sinks & NR_SINK_DB) && !nr_logq_push(&nr_log_q_db, r))
         nr_log_rec_unref(r);
-    if ((sinks & NR_SINK_REDIS) && !nr_logq_push(&nr_log_q_redis, r))
+    if ((sinks & NR_SINK_REDIS) && !nr_logq_push(&nr_log_q_redis, r)) {
+        nr_log_count_drop(job_id, 1);
         nr_log_rec_unref(r);
+    }
 }
 
 /* ================================================================ routing */

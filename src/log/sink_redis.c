@@ -292,13 +292,18 @@ static void handle_batch(struct redis_state *st, struct nr_log_rec **recs, size_
         atomic_fetch_add(&nr_log_redis_published, p);
         if (p < k) {
             atomic_fetch_add(&nr_log_redis_lost, k - p);
+            for (size_t i = done + p; i < done + k; i++)
+                nr_log_count_drop(recs[i]->job_id, 1);
             done += k;
             break;
         }
         done += k;
     }
-    if (done < n)
+    if (done < n) {
         atomic_fetch_add(&nr_log_redis_lost, n - done);
+        for (size_t i = done; i < n; i++)
+            nr_log_count_drop(recs[i]->job_id, 1);
+    }
 }
 
 void *nr_log_redis_main(void *arg)

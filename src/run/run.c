@@ -658,6 +658,10 @@ static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
         }
     }
 
+    uint64_t lost = nr_log_session_drops_take(jid);
+    if (lost > 0)
+        NR_LOG(NR_EV_JOB_SESSION_DROPPED, jid, 0, NR_S("job_name", run.job.name),
+               NR_I("count", lost));
     if (STORE_TRY(&run, nr_store_job_finish(run.store, jid, status)) < 0)
         record_failure(&run, "writing the final status");
     NR_LOG(NR_EV_JOB_FINISHED, jid, 0, NR_S("job_name", run.job.name), NR_S("status", status),

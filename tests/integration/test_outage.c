@@ -598,6 +598,10 @@ START_TEST(session_events_during_redis_outage)
     ck_assert_uint_lt(total, 200 * 1000 * 1000);
     ck_assert_uint_eq(st.redis_published, 1);
     ck_assert_uint_eq(st.redis_dropped, N);
+    /* the job's own count, which its run reports in the job log */
+    ck_assert_uint_eq(nr_log_session_drops_take(job_id), N);
+    ck_assert_uint_eq(nr_log_session_drops_take(job_id), 0);
+    ck_assert_uint_eq(nr_log_session_drops_take(job_id + 1), 0);
 
     nrt_services("redis-start");
     t_end = nr_mono_ns() + 30ull * 1000 * 1000 * 1000;
