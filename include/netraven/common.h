@@ -55,6 +55,10 @@ int nr_mkdir_p(const char *path, unsigned mode);
 /* Case-insensitive substring search (ASCII). */
 const char *nr_strcasestr(const char *hay, const char *needle);
 
+/* The same over memory: needle (m bytes) in hay (n bytes, which may hold
+ * NUL bytes); NULL when absent or m is 0. */
+const char *nr_memcasemem(const char *hay, size_t n, const char *needle, size_t m);
+
 /* Length of the valid UTF-8 sequence at s (n > 0 bytes available), 0 when
  * it is not one (overlong forms, surrogates, beyond U+10FFFF) or is NUL. */
 size_t nr_utf8_seq(const unsigned char *s, size_t n);

@@ -87,28 +87,6 @@ const struct nr_devtype *nr_devtype_table(size_t *n)
     return devtypes;
 }
 
-/* ---- pure helpers ---------------------------------------------------------- */
-
-static int lower(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
-static const char *casemem(const char *hay, size_t n, const char *needle, size_t m)
-{
-    if (m == 0 || m > n)
-        return NULL;
-    for (size_t i = 0; i + m <= n; i++) {
-        size_t k = 0;
-
-        while (k < m && lower((unsigned char)hay[i + k]) == lower((unsigned char)needle[k]))
-            k++;
-        if (k == m)
-            return hay + i;
-    }
-    return NULL;
-}
-
 /* Offset just after the last '\n' of buf[0..len), 0 if none. */
 static size_t last_line(const char *buf, size_t len)
 {
@@ -173,7 +151,7 @@ long nr_cli_find_pager(const struct nr_devtype *type, const char *buf, size_t le
         return -1;
     for (p = type->pagers; *p;) {
         size_t m = strcspn(p, "|");
-        const char *hit = casemem(buf + ls, n, p, m);
+        const char *hit = nr_memcasemem(buf + ls, n, p, m);
 
         if (hit) {
             size_t cut = (size_t)(hit - buf);
@@ -196,8 +174,8 @@ bool nr_cli_secret_prompt(const char *buf, size_t len)
 
     if (n == 0 || l[n - 1] != ':')
         return false;
-    return casemem(l, n, "password", 8) || casemem(l, n, "secret", 6) ||
-           casemem(l, n, "passcode", 8);
+    return nr_memcasemem(l, n, "password", 8) || nr_memcasemem(l, n, "secret", 6) ||
+           nr_memcasemem(l, n, "passcode", 8);
 }
 
 /* The longest common suffix of two sightings of the prompt; garbage the

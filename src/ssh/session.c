@@ -185,35 +185,12 @@ static int fail_libssh(struct nr_ssh *s, enum nr_ssh_stage st, uint64_t deadline
     return nr_ssh_fail(s, NR_SSH_PROTOCOL, st, "%s: %s", what, e && *e ? e : "failed");
 }
 
-/* ---- session stream ------------------------------------------------------ */
-
-static int lower(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
-/* needle in hay, ASCII case-insensitive; hay may hold NUL bytes. */
-static const char *memcasemem(const char *hay, size_t n, const char *needle, size_t m)
-{
-    if (m == 0 || m > n)
-        return NULL;
-    for (size_t i = 0; i + m <= n; i++) {
-        size_t k = 0;
-
-        while (k < m && lower((unsigned char)hay[i + k]) == lower((unsigned char)needle[k]))
-            k++;
-        if (k == m)
-            return hay + i;
-    }
-    return NULL;
-}
-
 static bool has_pattern(const struct nr_ssh *s, const char *p, size_t n)
 {
     const struct nr_strlist *pat = &s->cfg->worker.redaction_patterns;
 
     for (size_t i = 0; i < pat->n; i++)
-        if (pat->v[i] && pat->v[i][0] && memcasemem(p, n, pat->v[i], strlen(pat->v[i])))
+        if (pat->v[i] && pat->v[i][0] && nr_memcasemem(p, n, pat->v[i], strlen(pat->v[i])))
             return true;
     return false;
 }

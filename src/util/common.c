@@ -115,16 +115,32 @@ int nr_mkdir_p(const char *path, unsigned mode)
     return rc;
 }
 
+static int ascii_lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+const char *nr_memcasemem(const char *hay, size_t n, const char *needle, size_t m)
+{
+    if (m == 0 || m > n)
+        return NULL;
+    for (size_t i = 0; i + m <= n; i++) {
+        size_t k = 0;
+
+        while (k < m && ascii_lower((unsigned char)hay[i + k]) ==
+                            ascii_lower((unsigned char)needle[k]))
+            k++;
+        if (k == m)
+            return hay + i;
+    }
+    return NULL;
+}
+
 const char *nr_strcasestr(const char *hay, const char *needle)
 {
-    size_t n = strlen(needle);
+    size_t m = strlen(needle);
 
-    if (n == 0)
-        return hay;
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return hay;
-    return NULL;
+    return m == 0 ? hay : nr_memcasemem(hay, strlen(hay), needle, m);
 }
 
 size_t nr_utf8_seq(const unsigned char *s, size_t n)

@@ -66,6 +66,11 @@ START_TEST(strlist_and_strcasestr)
     ck_assert_ptr_null(nr_strcasestr("enable", "secret"));
     const char *h = "abc";
     ck_assert_ptr_eq(nr_strcasestr(h, ""), h);
+
+    const char mem[] = { 'x', 0, 'P', 'a', 'S', 's', 'w', 'o', 'r', 'd', ':' };
+    ck_assert_ptr_eq(nr_memcasemem(mem, sizeof(mem), "password", 8), mem + 2);
+    ck_assert_ptr_null(nr_memcasemem(mem, 9, "password", 8));   /* cut short */
+    ck_assert_ptr_null(nr_memcasemem(mem, sizeof(mem), "", 0));
 }
 END_TEST
 
