@@ -50,11 +50,13 @@ USER netraven
 WORKDIR /var/lib/netraven
 VOLUME ["/var/lib/netraven/spool"]
 
-# Healthy while the worker's heartbeat in Redis is fresh.
+# Healthy while the daemon's heartbeat (<spool_dir>/heartbeat, written by its
+# intake loop) is less than 60 s old.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
   CMD ["/usr/local/bin/netraven-worker", "health"]
 
-# SIGTERM: stop taking jobs, finish what is in flight, flush logs, exit 0.
+# SIGTERM: stop taking jobs, finish what is in flight within
+# worker.shutdown_grace_seconds (then hand it back), flush logs, exit 0.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/netraven-worker"]
 CMD ["run"]
