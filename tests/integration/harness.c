@@ -353,3 +353,24 @@ void nrt_services(const char *verb)
     snprintf(cmd, sizeof(cmd), "%s %s %s >/dev/null", script, verb, dir);
     sh(cmd);
 }
+
+bool nrt_devsim_start(struct nrt_proc *p, const char *inventory, const char *state_dir)
+{
+    char *argv[] = { NR_BUILD_ROOT "/tools/devsim/devsim", "--state-dir", (char *)state_dir,
+                     "-i", (char *)inventory, "--login-timeout", "60", NULL };
+
+    nrt_proc_start(p, argv, NULL);
+    for (int k = 0; k < 500; k++) {
+        char *out = nrt_read_file(p->out_path);
+        bool ready = out && strstr(out, "devsim ready");
+
+        free(out);
+        if (ready)
+            return true;
+        if (nrt_proc_wait(p, 0.02))
+            break;
+    }
+    nrt_proc_stop(p, 1);
+    nrt_proc_clear(p);
+    return false;
+}

@@ -68,6 +68,13 @@ void nrt_proc_clear(struct nrt_proc *p);
 /* Captured stdout so far (malloc'd). */
 char *nrt_proc_stdout(const struct nrt_proc *p);
 
+/* Start devsim (the build's tools/devsim/devsim) on an inventory file with
+ * its state in state_dir, and wait until it says "devsim ready".  Returns
+ * true when it is ready; false (the process stopped and cleared) when it
+ * exited first, e.g. because one of its sockets was taken, so that the
+ * caller can try other ports. */
+bool nrt_devsim_start(struct nrt_proc *p, const char *inventory, const char *state_dir);
+
 /* Poll SQL until its first column equals want (string compare) or
  * timeout_s passes; returns true when it matched. */
 bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt, ...)

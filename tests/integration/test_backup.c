@@ -131,24 +131,10 @@ static bool devsim_try(unsigned net, int port)
                     devs[i].type, devs[i].ip, devs[i].yaml[0] ? ", " : "", devs[i].yaml);
     fclose(f);
 
-    char *argv[] = { NR_BUILD_ROOT "/tools/devsim/devsim", "--state-dir", state, "-i", inv,
-                     "--login-timeout", "60", NULL };
-    nrt_proc_start(&devsim, argv, NULL);
+    bool ready = nrt_devsim_start(&devsim, inv, state);
     free(inv);
     free(state);
-    for (int k = 0; k < 500; k++) {
-        char *out = nrt_read_file(devsim.out_path);
-        bool ready = out && strstr(out, "devsim ready");
-
-        free(out);
-        if (ready)
-            return true;
-        if (nrt_proc_wait(&devsim, 0.02))
-            break;
-    }
-    nrt_proc_stop(&devsim, 1);
-    nrt_proc_clear(&devsim);
-    return false;
+    return ready;
 }
 
 static void devsim_start(void)

@@ -122,24 +122,10 @@ static bool devsim_try(int port)
                 devs[i].name, devs[i].type, addr, devs[i].extra[0] ? ", " : "", devs[i].extra);
     }
     fclose(f);
-    char *argv[] = { NR_BUILD_ROOT "/tools/devsim/devsim", "--state-dir", state, "-i", inv,
-                     "--login-timeout", "60", NULL };
-    nrt_proc_start(&devsim, argv, NULL);
+    bool ready = nrt_devsim_start(&devsim, inv, state);
     free(inv);
     free(state);
-    for (int k = 0; k < 500; k++) {
-        char *out = nrt_read_file(devsim.out_path);
-        bool ready = out && strstr(out, "devsim ready");
-
-        free(out);
-        if (ready)
-            return true;
-        if (nrt_proc_wait(&devsim, 0.02))
-            break;
-    }
-    nrt_proc_stop(&devsim, 1);
-    nrt_proc_clear(&devsim);
-    return false;
+    return ready;
 }
 
 /* Debian's python3-cryptography, NetRaven's derivation: tokens of each

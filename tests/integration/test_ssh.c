@@ -94,7 +94,7 @@ static const struct tdev *tdev_of(const char *name)
 
 static bool devsim_try(int base)
 {
-    char *inv, *state, *argv[8];
+    char *inv, *state;
     FILE *f;
 
     base_port = base;
@@ -115,30 +115,10 @@ static bool devsim_try(int base)
                 devs[i].yaml);
     }
     fclose(f);
-    argv[0] = NR_BUILD_ROOT "/tools/devsim/devsim";
-    argv[1] = "--state-dir";
-    argv[2] = state;
-    argv[3] = "-i";
-    argv[4] = inv;
-    argv[5] = "--login-timeout";
-    argv[6] = "60";
-    argv[7] = NULL;
-    nrt_proc_start(&devsim, argv, NULL);
+    bool ready = nrt_devsim_start(&devsim, inv, state);
     free(inv);
     free(state);
-    for (int k = 0; k < 500; k++) {
-        char *out = nrt_read_file(devsim.out_path);
-        bool ready = out && strstr(out, "devsim ready");
-
-        free(out);
-        if (ready)
-            return true;
-        if (nrt_proc_wait(&devsim, 0.02))
-            break;
-    }
-    nrt_proc_stop(&devsim, 1);
-    nrt_proc_clear(&devsim);
-    return false;
+    return ready;
 }
 
 static void devsim_start(void)
