@@ -34,30 +34,11 @@ threads=${2:-100}
 rounds=${3:-3}
 port=${NR_BENCH_PORT:-22}
 
-"$root/scripts/deps"
-build="$root/build-bench"
-[[ -d $build ]] || meson setup "$build" "$root" --buildtype=release -Dtests=disabled >/dev/null
-ninja -C "$build" netraven-worker tools/devsim/devsim >/dev/null
-
-scratch=$(mktemp -d /tmp/nr-bench-backup.XXXXXX)
-chmod 755 "$scratch"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$root/scripts/services" stop "$scratch" >/dev/null 2>&1 || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT INT TERM
-
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 # devsim: 1,000 listeners plus the sessions; the worker: 100 sessions.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-"$root/scripts/services" start "$scratch" >/dev/null
-# shellcheck disable=SC1091
-source "$scratch/env"
-export NETRAVEN_CONFIG_DIR="$root/config"
-"$build/netraven-worker" migrate >/dev/null
+bench_setup backup netraven-worker tools/devsim/devsim
 
 verdicts=()
 pw='bench-Login.pw7'
@@ -72,10 +53,10 @@ start_devsim() {
   "$build/tools/devsim/devsim" --state-dir "$scratch/devsim" --pid-file "$scratch/$name.pid" \
     --user admin --password "$pw" --enable-secret "$es" --type cisco_ios --config-kb 20 \
     --vary address -q "$@" > "$scratch/$name.out" 2> "$scratch/$name.err" &
-  pids+=($!)
+  bench_pids+=($!)
   for _ in $(seq 300); do
     grep -q 'devsim ready' "$scratch/$name.out" && return 0
-    kill -0 "${pids[-1]}" 2>/dev/null || break
+    kill -0 "${bench_pids[-1]}" 2>/dev/null || break
     sleep 0.1
   done
   cat "$scratch/$name.err" >&2
@@ -86,7 +67,7 @@ common=(--listen 127.3.0.1 --port "$port" --count "$devices" --latency-ms 50 --n
 slow=(--listen 127.4.0.1 --port "$port" --count 1 --latency-ms 200 --name-prefix slow)
 start_devsim fleet "${common[@]}"
 start_devsim slow "${slow[@]}"
-devsim_pid=${pids[0]}
+devsim_pid=${bench_pids[0]}
 
 # the devices, from devsim's own list
 {
@@ -126,7 +107,7 @@ NETRAVEN_SECURITY__ENCRYPTION_KEY=$master NETRAVEN_SSH__ENABLE_SECRET=$es \
 NETRAVEN_WORKER__SPOOL_DIR="$scratch/spool" \
   "$build/netraven-worker" run > "$scratch/worker.log" 2>&1 &
 worker_pid=$!
-pids+=("$worker_pid")
+bench_pids+=("$worker_pid")
 for _ in $(seq 100); do grep -q 'Polling stream' "$scratch/worker.log" && break; sleep 0.1; done
 
 job=$(psql_q -c "SELECT id FROM jobs WHERE name = 'bench-backup'")

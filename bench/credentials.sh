@@ -48,28 +48,11 @@ latency=${6:-50}
 port=${NR_BENCH_PORT:-22}
 ((dead + second <= devices)) || { echo "DEAD + SECOND > DEVICES" >&2; exit 2; }
 
-"$root/scripts/deps"
-build=${NR_BENCH_BUILD:-$root/build-bench}
-[[ -d $build ]] || meson setup "$build" "$root" --buildtype=release -Dtests=disabled >/dev/null
-ninja -C "$build" netraven-worker tools/devsim/devsim >/dev/null
-
-scratch=$(mktemp -d /tmp/nr-bench-cred.XXXXXX)
-chmod 755 "$scratch"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$root/scripts/services" stop "$scratch" >/dev/null 2>&1 || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+# devsim: 1,000 listeners plus the sessions; the worker: 100 sessions.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-"$root/scripts/services" start "$scratch" >/dev/null
-# shellcheck disable=SC1091
-source "$scratch/env"
-export NETRAVEN_CONFIG_DIR="$root/config"
-"$build/netraven-worker" migrate >/dev/null
+bench_setup cred netraven-worker tools/devsim/devsim
 q() { psql -qAtX "$NR_TEST_DATABASE_URL" -v ON_ERROR_STOP=1 "$@"; }
 
 pw='bench-cred.Login7'
@@ -81,7 +64,7 @@ fleet=(--listen 127.5.0.1 --port "$port" --vary address --count "$devices" --typ
        --config-kb 16 --latency-ms "$latency" --name-prefix cb --user admin --password "$pw")
 "$build/tools/devsim/devsim" "${fleet[@]}" --state-dir "$scratch/devsim" -q \
   > "$scratch/devsim.out" 2> "$scratch/devsim.err" &
-pids+=($!)
+bench_pids+=($!)
 devsim_pid=$!
 for _ in $(seq 300); do
   grep -q 'devsim ready' "$scratch/devsim.out" && break
@@ -168,7 +151,7 @@ for scenario in healthy degraded; do
   NETRAVEN_SECURITY__ENCRYPTION_KEY=$master NETRAVEN_WORKER__SPOOL_DIR="$scratch/spool-$scenario" \
     "$build/netraven-worker" run > "$scratch/worker-$scenario.log" 2>&1 &
   wpid=$!
-  pids+=("$wpid")
+  bench_pids+=("$wpid")
   for _ in $(seq 100); do grep -q 'Polling stream' "$scratch/worker-$scenario.log" && break; sleep 0.1; done
   job=$(q -c "SELECT id FROM jobs WHERE name = 'bench-credentials'")
   want_ok=$devices

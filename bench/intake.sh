@@ -14,28 +14,11 @@ root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 jobs=${1:-10000}
 slots=${2:-4}
 
-"$root/scripts/deps"
-build="$root/build-bench"
-[[ -d $build ]] || meson setup "$build" "$root" --buildtype=release -Dtests=disabled >/dev/null
-ninja -C "$build" netraven-worker >/dev/null
-
-scratch=$(mktemp -d /tmp/nr-bench-intake.XXXXXX)
-chmod 755 "$scratch"
-worker=""
-cleanup() {
-  [[ -n $worker ]] && kill "$worker" 2>/dev/null && wait "$worker" 2>/dev/null
-  "$root/scripts/services" stop "$scratch" >/dev/null 2>&1 || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT INT TERM
-
-"$root/scripts/services" start "$scratch" >/dev/null
-# shellcheck disable=SC1091
-source "$scratch/env"
-export NETRAVEN_CONFIG_DIR="$root/config"
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+bench_setup intake netraven-worker
 export NETRAVEN_WORKER__SPOOL_DIR="$scratch/spool"
 export NETRAVEN_WORKER__MAX_CONCURRENT_JOBS=$slots
-"$build/netraven-worker" migrate >/dev/null
 psql -qAtX "$NR_TEST_DATABASE_URL" -c "INSERT INTO jobs (name, job_type, status, is_enabled,
   schedule_type) SELECT format('intake-%s', i), 'reachability', 'PENDING', true, 'onetime'
   FROM generate_series(1, 100) AS i" >/dev/null
@@ -44,9 +27,11 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
 
+worker=""
 start_worker() {
   "$build/netraven-worker" run > "$scratch/worker-$1.log" 2>&1 &
   worker=$!
+  bench_pids+=("$worker")
 }
 stop_worker() {
   kill "$worker"

@@ -16,27 +16,9 @@ devices=${1:-1000}
 threads=${2:-64}
 rounds=${3:-3}
 
-"$root/scripts/deps"
-build="$root/build-bench"
-[[ -d $build ]] || meson setup "$build" "$root" --buildtype=release -Dtests=disabled >/dev/null
-ninja -C "$build" netraven-worker >/dev/null
-
-scratch=$(mktemp -d /tmp/nr-bench-reach.XXXXXX)
-chmod 755 "$scratch"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$root/scripts/services" stop "$scratch" >/dev/null 2>&1 || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT INT TERM
-
-"$root/scripts/services" start "$scratch" >/dev/null
-# shellcheck disable=SC1091
-source "$scratch/env"
-export NETRAVEN_CONFIG_DIR="$root/config"
-"$build/netraven-worker" migrate >/dev/null
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
+bench_setup reach netraven-worker
 
 psql -qX "$NR_TEST_DATABASE_URL" -v ON_ERROR_STOP=1 -v n="$devices" >/dev/null <<'SQL'
 INSERT INTO tags (name, type) VALUES ('bench', 'device');
@@ -63,14 +45,14 @@ for i in range(0, n, 2):
 print("listening", len(socks), flush=True)
 time.sleep(3600)
 PY
-pids+=($!)
+bench_pids+=($!)
 for _ in $(seq 100); do grep -q listening "$scratch/listeners.log" && break; sleep 0.1; done
 grep -q listening "$scratch/listeners.log" || { cat "$scratch/listeners.log"; exit 1; }
 
 NETRAVEN_WORKER__THREAD_POOL_SIZE=$threads NETRAVEN_WORKER__CONNECTION_TIMEOUT=1 \
 NETRAVEN_WORKER__SPOOL_DIR="$scratch/spool" \
   "$build/netraven-worker" run > "$scratch/worker.log" 2>&1 &
-pids+=($!)
+bench_pids+=($!)
 sleep 0.5
 
 job=$(psql -qAtX "$NR_TEST_DATABASE_URL" -c "SELECT id FROM jobs WHERE name = 'bench-reachability'")
