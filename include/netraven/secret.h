@@ -162,4 +162,10 @@ void nr_secret_free(char *p, size_t n);
 int nr_redact(const char *text, size_t len, const struct nr_strlist *patterns,
               char **out, size_t *out_len, size_t *nlines_redacted);
 
+/* One line (a command typed on a device) as it may be shown in a log or a
+ * result: a malloc'd copy of line, or of NR_REDACTED_LINE when it contains
+ * one of patterns (case-insensitive), the rule nr_redact applies to every
+ * line of a config.  Caller frees. */
+char *nr_redact_line(const char *line, const struct nr_strlist *patterns);
+
 #endif /* NR_SECRET_H */

@@ -42,10 +42,9 @@ json_t *nr_handler_jstr(const char *s)
     j = json_string(s);
     if (j != NULL)
         return j;
+    /* not UTF-8 (device output, names): only the bad bytes become '?' */
     copy = nr_strdup(s);
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
+    nr_utf8_scrub(copy, strlen(copy));
     j = json_string(copy);
     free(copy);
     return j ? j : json_null();

@@ -59,9 +59,12 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
             char *raw = NULL, *red = NULL;
             size_t raw_len = 0, red_len = 0, nred = 0;
             double ms = 0;
+            /* shown redacted, like a config line: "username x secret y" */
+            char *cmd = nr_redact_line(cmds->v[k], &ctx->cfg->worker.redaction_patterns);
 
             if (nr_cli_run(c, cmds->v[k], &raw, &raw_len, &ms) < 0) {
-                json_object_set_new(d, "failed_command", nr_handler_jstr(cmds->v[k]));
+                json_object_set_new(d, "failed_command", nr_handler_jstr(cmd));
+                free(cmd);
                 break;
             }
             if (nr_redact(raw, raw_len, &ctx->cfg->worker.redaction_patterns, &red, &red_len,
@@ -69,7 +72,7 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
                 json_t *o = json_stringn(red, red_len);
 
                 json_array_append_new(outputs, json_pack("{s:o, s:o, s:I, s:f, s:I}",
-                    "command", nr_handler_jstr(cmds->v[k]),
+                    "command", nr_handler_jstr(cmd),
                     "output", o ? o : json_string(""),
                     "bytes", (json_int_t)red_len,
                     "ms", round(ms * 1e3) / 1e3,
@@ -78,6 +81,7 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
             }
             free(raw);
             free(red);
+            free(cmd);
         }
         if (c->ssh->err) {
             nr_handler_details_failure(d, c->ssh);

@@ -16,31 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handlers_i.h"
 #include "netraven/handler.h"
 #include "netraven/log.h"
 #include "netraven/probe.h"
 
 /* Used when the configuration carries no usable connection_timeout. */
 #define NR_REACH_DEFAULT_TIMEOUT_S 5.0
-
-/* A JSON string of s; bytes that would make it invalid UTF-8 (a name
- * from the database, a detail cut in the middle of a character) become
- * '?' rather than losing the whole value. */
-static json_t *json_text(const char *s)
-{
-    json_t *j = json_string(s);
-    char *copy;
-
-    if (j != NULL)
-        return j;
-    copy = nr_strdup(s);
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
 
 /* Milliseconds to the microsecond: more digits would be noise. */
 static json_t *json_ms(double ms)
@@ -53,7 +35,7 @@ static json_t *probe_json(const struct nr_probe_result *r)
     return json_pack("{s:s, s:o, s:o}",
                      "status", nr_probe_status_name(r->status),
                      "latency_ms", r->latency_ms >= 0 ? json_ms(r->latency_ms) : json_null(),
-                     "detail", json_text(r->detail));
+                     "detail", nr_handler_jstr(r->detail));
 }
 
 /* "icmp", "tcp_22" for the details; "icmp", "tcp/22" for the log line. */
@@ -105,7 +87,7 @@ void nr_handler_reachability(const struct nr_handler_ctx *ctx, struct nr_result 
     }
     details = json_pack("{s:b, s:o, s:o, s:o}",
                         "reachable", answered > 0,
-                        "ip", json_text(ip),
+                        "ip", nr_handler_jstr(ip),
                         "probes", probes,
                         "duration_ms", json_ms(duration_ms));
 

@@ -161,3 +161,11 @@ int nr_redact(const char *text, size_t len, const struct nr_strlist *patterns,
         *nlines_redacted = nred;
     return NR_OK;
 }
+
+char *nr_redact_line(const char *line, const struct nr_strlist *patterns)
+{
+    for (size_t i = 0; patterns != NULL && i < patterns->n; i++)
+        if (patterns->v[i][0] != '\0' && nr_strcasestr(line, patterns->v[i]) != NULL)
+            return nr_strdup(NR_REDACTED_LINE);
+    return nr_strdup(line);
+}

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "netraven/log.h"
+#include "netraven/secret.h"
 #include "netraven/ssh.h"
 
 #define CHUNK              32768
@@ -294,55 +295,6 @@ static size_t skip_escape(const char *raw, size_t len, size_t k)
     return k + 1;                       /* ESC and one byte */
 }
 
-/* Invalid UTF-8 bytes become '?', in place. */
-static void utf8_fix(char *s, size_t n)
-{
-    size_t k = 0;
-
-    while (k < n) {
-        unsigned char c = (unsigned char)s[k];
-        size_t need;
-        uint32_t cp, min;
-
-        if (c < 0x80) {
-            k++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            need = 1, cp = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            need = 2, cp = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-            need = 3, cp = c & 0x07, min = 0x10000;
-        else {
-            s[k++] = '?';
-            continue;
-        }
-        if (k + need >= n) {            /* cut short */
-            s[k++] = '?';
-            continue;
-        }
-        {
-            bool ok = true;
-
-            for (size_t j = 1; j <= need; j++) {
-                unsigned char d = (unsigned char)s[k + j];
-
-                if ((d & 0xc0) != 0x80) {
-                    ok = false;
-                    break;
-                }
-                cp = (cp << 6) | (d & 0x3f);
-            }
-            if (!ok || cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-                s[k++] = '?';
-                continue;
-            }
-        }
-        k += need + 1;
-    }
-}
-
 char *nr_cli_clean(const char *raw, size_t len, const char *command, const char *prompt,
                    size_t *out_len)
 {
@@ -373,7 +325,7 @@ char *nr_cli_clean(const char *raw, size_t len, const char *command, const char 
             o[n++] = (char)ch;
         }
     }
-    utf8_fix(o, n);
+    nr_utf8_scrub(o, n);
 
     /* The echo of the command (or the empty line of a device that does not
      * echo). */
@@ -497,21 +449,32 @@ static int send_line(struct nr_cli *c, const char *text, unsigned flags)
     return rc;
 }
 
+/* A command as logs may show it: redacted like a config line (a command
+ * such as "username x secret y" carries a secret). */
+static char *shown(const struct nr_cli *c, const char *command)
+{
+    return nr_redact_line(command, &c->ssh->cfg->worker.redaction_patterns);
+}
+
 static void log_command_sent(struct nr_cli *c, const char *command)
 {
     const struct nr_ssh_target *t = &c->ssh->t;
+    char *cmd = shown(c, command);
 
     NR_LOG(NR_EV_CONN_COMMAND_SENT, t->job_id, t->device_id,
-           NR_S("device_name", t->device_name), NR_S("command", command));
+           NR_S("device_name", t->device_name), NR_S("command", cmd));
+    free(cmd);
 }
 
 static void log_command_done(struct nr_cli *c, const char *command, size_t bytes, double ms)
 {
     const struct nr_ssh_target *t = &c->ssh->t;
+    char *cmd = shown(c, command);
 
     NR_LOG(NR_EV_CONN_COMMAND_DONE, t->job_id, t->device_id,
-           NR_S("device_name", t->device_name), NR_S("command", command),
+           NR_S("device_name", t->device_name), NR_S("command", cmd),
            NR_I("bytes", bytes), NR_D("ms", round(ms * 1e3) / 1e3));
+    free(cmd);
 }
 
 /* The greeting, until its last line looks like a prompt; then the
@@ -675,8 +638,10 @@ int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_le
             buf_truncate(c, (size_t)pager);
             if (nr_ssh_send(c->ssh, " ", 1, 0) < 0)
                 return NR_ERR;
+            char *cmd = shown(c, command);
             NR_LOG(NR_EV_SESSION_PAGER, c->ssh->t.job_id, c->ssh->t.device_id,
-                   NR_S("device_name", c->ssh->t.device_name), NR_S("command", command));
+                   NR_S("device_name", c->ssh->t.device_name), NR_S("command", cmd));
+            free(cmd);
             erase = true;
             erase_at = i->len;
             continue;

@@ -699,12 +699,13 @@ START_TEST(command_handler)
     nr_strlist_push(&p.commands, "show version");
     nr_strlist_push(&p.commands, "show running-config");
     nr_strlist_push(&p.commands, "show nonsense");
+    nr_strlist_push(&p.commands, "show Secret-keys");   /* shown redacted, like a config line */
     run_handler(nr_handler_command, "ios", &cred_ok, 1, &p, &r);
     ck_assert(r.res.success);
     ck_assert(r.res.device_seen);
     ck_assert_ptr_null(r.res.config);
     outs = json_object_get(r.res.details, "outputs");
-    ck_assert_uint_eq(json_array_size(outs), 3);
+    ck_assert_uint_eq(json_array_size(outs), 4);
     o = json_array_get(outs, 0);
     ck_assert_str_eq(json_string_value(json_object_get(o, "command")), "show version");
     ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(o, "output")),
@@ -718,6 +719,8 @@ START_TEST(command_handler)
     ck_assert_ptr_null(nr_strcasestr(json_string_value(json_object_get(o, "output")), "secret"));
     o = json_array_get(outs, 2);
     ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(o, "output")), "Invalid input"));
+    o = json_array_get(outs, 3);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "command")), "[REDACTED LINE]");
     run_clear(&r);
 
     /* a command that outlives its timeout: the outputs so far, and why */

@@ -757,6 +757,26 @@ START_TEST(five_megabytes_fast)
 }
 END_TEST
 
+START_TEST(redact_line_for_commands)
+{
+    struct nr_strlist pats = { 0 };
+    char *a, *b, *c;
+
+    nr_strlist_push(&pats, "password");
+    nr_strlist_push(&pats, "secret");
+    a = nr_redact_line("username ops SECRET 0 hunter2", &pats);
+    b = nr_redact_line("show running-config", &pats);
+    c = nr_redact_line("show running-config", NULL);
+    ck_assert_str_eq(a, NR_REDACTED_LINE);
+    ck_assert_str_eq(b, "show running-config");
+    ck_assert_str_eq(c, "show running-config");
+    free(a);
+    free(b);
+    free(c);
+    nr_strlist_clear(&pats);
+}
+END_TEST
+
 static Suite *secret_suite(void)
 {
     Suite *s = suite_create("secret");
@@ -788,6 +808,7 @@ static Suite *secret_suite(void)
     tcase_add_test(r, lines_do_not_join);
     tcase_add_test(r, empty_input_and_no_patterns);
     tcase_add_test(r, five_megabytes_fast);
+    tcase_add_test(r, redact_line_for_commands);
     suite_add_tcase(s, r);
     return s;
 }
