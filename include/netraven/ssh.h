@@ -159,6 +159,14 @@ struct nr_ssh {
  */
 struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_target *t);
 
+/* Where the session stream may cut a long unfinished line of len bytes:
+ * keep bytes (or the longest secret, if longer) before its end, moved back
+ * before any occurrence of a secret that would straddle the cut, so that
+ * every occurrence is masked whole.  0 when nothing can be sent yet.
+ * Pure; exposed for tests. */
+size_t nr_ssh_safe_cut(const char *buf, size_t len, const char *const *secrets, size_t nsecrets,
+                       size_t keep);
+
 /* Mask this secret too wherever it would appear in the session stream
  * (the enable secret).  Borrowed; NULL or "" ignored; up to 4. */
 void nr_ssh_add_secret(struct nr_ssh *s, const char *secret);

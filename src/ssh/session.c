@@ -258,6 +258,38 @@ static void rx_consume(struct nr_ssh_i *i, size_t n)
     i->rx_len -= n;
 }
 
+size_t nr_ssh_safe_cut(const char *buf, size_t len, const char *const *secrets, size_t nsecrets,
+                       size_t keep)
+{
+    size_t cut;
+    bool moved;
+
+    for (size_t k = 0; k < nsecrets; k++)
+        if (strlen(secrets[k]) > keep)
+            keep = strlen(secrets[k]);
+    if (len <= keep)
+        return 0;
+    cut = len - keep;
+    do {            /* moving the cut for one secret may expose another */
+        moved = false;
+        for (size_t k = 0; k < nsecrets; k++) {
+            size_t m = strlen(secrets[k]);
+            size_t from = cut >= m ? cut - m + 1 : 0;
+            const char *hit;
+
+            if (m == 0 || from >= cut)
+                continue;
+            /* an occurrence starting in (cut - m, cut) ends past the cut */
+            hit = memmem(buf + from, len - from, secrets[k], m);
+            if (hit != NULL && (size_t)(hit - buf) < cut) {
+                cut = (size_t)(hit - buf);
+                moved = true;
+            }
+        }
+    } while (moved && cut > 0);
+    return cut;
+}
+
 /* Forward the complete lines held; with force, the unfinished one too
  * (the device is waiting for input: it is a prompt). */
 static void rx_forward(struct nr_ssh *s, bool force)
@@ -289,7 +321,8 @@ static void rx_forward(struct nr_ssh *s, bool force)
         i->rx_drop_rest = true;
         i->rx_len = 0;
     } else {
-        size_t n = force ? i->rx_len : i->rx_len - STREAM_KEEP;
+        size_t n = force ? i->rx_len
+                         : nr_ssh_safe_cut(i->rx, i->rx_len, i->secrets, i->nsecrets, STREAM_KEEP);
 
         emit(s, "received", i->rx, n);
         rx_consume(i, n);

@@ -304,6 +304,35 @@ START_TEST(clean_survives_garbage)
 }
 END_TEST
 
+/* The session stream's cut of a long line never splits a secret, so that
+ * each occurrence is masked whole. */
+START_TEST(stream_cut_never_splits_a_secret)
+{
+    const char *secrets[] = { "hunter2-pw", "en4ble" };
+    char buf[200];
+
+    memset(buf, 'x', sizeof(buf));
+    /* no secret: STREAM_KEEP-style tail of 64 */
+    ck_assert_uint_eq(nr_ssh_safe_cut(buf, sizeof(buf), secrets, 2, 64), 136);
+    /* "hunter2-pw" across the plain cut at 136: the cut moves before it */
+    memcpy(buf + 130, "hunter2-pw", 10);
+    ck_assert_uint_eq(nr_ssh_safe_cut(buf, sizeof(buf), secrets, 2, 64), 130);
+    /* one ending exactly at the cut is whole on its side: no move */
+    memset(buf, 'x', sizeof(buf));
+    memcpy(buf + 130, "en4ble", 6);
+    ck_assert_uint_eq(nr_ssh_safe_cut(buf, sizeof(buf), secrets, 2, 64), 136);
+    /* moving the cut for one secret exposes another: it moves again */
+    const char *overlap[] = { "abcdef", "efghijklmn" };
+    memset(buf, 'x', sizeof(buf));
+    memcpy(buf + 129, "abcdefghijklmn", 14);     /* abcdef 129-134, efghijklmn 133-142 */
+    ck_assert_uint_eq(nr_ssh_safe_cut(buf, sizeof(buf), overlap, 2, 64), 129);
+    /* a secret longer than the tail widens it */
+    const char *longsec[] = { "0123456789abcdefghij" };
+    ck_assert_uint_eq(nr_ssh_safe_cut(buf, 30, longsec, 1, 5), 10);
+    ck_assert_uint_eq(nr_ssh_safe_cut(buf, 20, longsec, 1, 5), 0);
+}
+END_TEST
+
 START_TEST(names)
 {
     ck_assert_str_eq(nr_ssh_fail_name(NR_SSH_HOSTKEY), "host key");
@@ -337,6 +366,7 @@ static Suite *cli_suite(void)
     tcase_add_test(p, clean_strips_echo_and_prompt);
     tcase_add_test(p, clean_terminal_controls);
     tcase_add_test(p, clean_survives_garbage);
+    tcase_add_test(p, stream_cut_never_splits_a_secret);
     suite_add_tcase(s, p);
     return s;
 }
