@@ -205,6 +205,12 @@ char *nr_config_mask_url(const char *url)
                 sb_addn(&b, url, (size_t)(colon + 1 - url));
                 sb_adds(&b, "****");
                 rest = at;
+            } else if (strncmp(url, "redis", 5) == 0 || strncmp(url, "unix", 4) == 0) {
+                /* Redis clients read "redis://secret@host" as a password
+                 * with no user (libpq reads it as a user name): mask it */
+                sb_addn(&b, url, (size_t)(auth - url));
+                sb_adds(&b, "****");
+                rest = at;
             }
         }
     }

@@ -98,9 +98,8 @@ size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeou
 /* Consumer: n records of the current batch are finished (written,
  * published, or given up and counted). */
 void nr_logq_done(struct nr_logq *q, size_t n);
-/* Consumer: sleep up to seconds, returning early (true) when stop is asked. */
-bool nr_logq_sleep(struct nr_logq *q, double seconds);
-/* Consumer: the same, but also returning (false) as soon as `high`
+/* Consumer: sleep up to seconds, returning early (true) when stop is
+ * asked, and also returning (false) as soon as `high`
  * records are queued (0: no such limit). */
 bool nr_logq_nap(struct nr_logq *q, double seconds, size_t high);
 /* Records queued right now. */

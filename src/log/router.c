@@ -336,11 +336,6 @@ bool nr_logq_nap(struct nr_logq *q, double seconds, size_t high)
     return stop;
 }
 
-bool nr_logq_sleep(struct nr_logq *q, double seconds)
-{
-    return nr_logq_nap(q, seconds, 0);
-}
-
 size_t nr_logq_len(struct nr_logq *q)
 {
     size_t n;

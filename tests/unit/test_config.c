@@ -476,6 +476,9 @@ START_TEST(test_mask_url)
           "postgresql+psycopg2://netraven:****@db:5432/netraven" },
         { "redis://:s3cret@redis:6379/0", "redis://:****@redis:6379/0" },
         { "redis://redis:6379/0", "redis://redis:6379/0" },
+        /* a bare userinfo is a password to Redis clients */
+        { "redis://s3cret@redis:6379/0", "redis://****@redis:6379/0" },
+        { "rediss://s3cret@redis:6380", "rediss://****@redis:6380" },
         { "postgresql://user@h/db", "postgresql://user@h/db" },
         /* a password with unencoded '@' and '/' is masked whole */
         { "postgresql://u:p@ss/w0rd@h/db", "postgresql://u:****@h/db" },
