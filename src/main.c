@@ -178,8 +178,7 @@ static bool redis_ensure(struct daemon *d, double *backoff)
     }
     redis_down(d, *backoff);
     nap(*backoff);
-    if (*backoff < 10)
-        *backoff *= 2;
+    *backoff = *backoff * 2 < 10 ? *backoff * 2 : 10;   /* 0.5 s doubling to 10 s */
     return false;
 }
 
