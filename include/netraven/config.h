@@ -66,10 +66,9 @@ enum nr_host_key_policy {
 /* The device types of netraven/devtypes.def that have timeouts of their
  * own (worker.device_types.<name>.*); the "default" row has none. */
 enum nr_devtype_id {
-#define NR_DEVTYPE(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers) \
+#define NR_DEVTYPE(name, ...) \
     NR_DEVTYPE_##name,
-#define NR_DEVTYPE_FALLBACK(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, \
-                            pagers)
+#define NR_DEVTYPE_FALLBACK(name, ...)
 #include "netraven/devtypes.def"
 #undef NR_DEVTYPE_FALLBACK
 #undef NR_DEVTYPE
@@ -81,6 +80,7 @@ enum nr_devtype_id {
 struct nr_devtype_timeouts {
     double connection_timeout;
     double command_timeout;
+    bool   keep_volatile;           /* store volatile lines (default: removed) */
 };
 
 struct nr_config {
@@ -111,12 +111,13 @@ struct nr_config {
         char  *consumer_name;       /* stream consumer / RQ worker name; default host:pid */
         struct nr_strlist rq_queues;
         struct nr_strlist redaction_patterns;   /* worker.redaction.patterns */
+        char  *redaction_marker;    /* worker.redaction.marker, "{kind}" filled in */
         struct {
             int    failure_threshold;
             double reset_timeout;   /* seconds */
             int    max_devices;     /* devices tracked at once (bound of its map) */
         } circuit_breaker;
-        /* worker.device_types.<name>.{connection,command}_timeout */
+        /* worker.device_types.<name>.{connection,command}_timeout, keep_volatile */
         struct nr_devtype_timeouts device_types[NR_DEVTYPE_COUNT];
     } worker;
 

@@ -22,9 +22,19 @@
  *   nr_secret_free(pw, n);                 cleanses, then frees
  *   nr_fernet_clear(&f);                   at exit: cleanses the key
  *
- * Redaction (CONTRACT 2).  nr_redact() replaces every line that contains
- * one of the configured keywords (ASCII case-insensitive) by
- * "[REDACTED LINE]", keeping the line count and each line's ending.
+ * Redaction (CONTRACT 2).  A line of device output is replaced whole by
+ * the marker (worker.redaction.marker, "[REDACTED LINE] ({kind})") when it
+ * carries a keyword (worker.redaction.patterns, ASCII case-insensitive) or
+ * one of the session's own secrets (exact bytes): the login passwords
+ * tried on the device and the enable secret.  Line count and line endings
+ * are kept.  Caller's steps:
+ *   struct nr_redaction r;
+ *   nr_redaction_init(&r, cfg);
+ *   nr_redaction_add_secret(&r, cred->password, "login password");  each tried
+ *   nr_redaction_add_secret(&r, enable, "enable secret");
+ *   nr_redact(text, len, &r, &out, &out_len, &nlines);   or nr_redact_line()
+ * r owns nothing: the patterns, marker and secrets it points to must
+ * outlive its use, and nothing is released afterwards.
  *
  * Error messages of this module never contain a token, a key or a
  * plaintext, so they may be logged as they are.
@@ -139,33 +149,81 @@ void nr_secret_free(char *p, size_t n);
 
 /* ---- Redaction --------------------------------------------------------- */
 
+struct nr_config;
+
+/* NetRaven's marker.  The default template starts with it, so that a
+ * search for it still finds every redacted line. */
 #define NR_REDACTED_LINE "[REDACTED LINE]"
+
+/* worker.redaction.marker's default; "{kind}" is replaced by what the line
+ * held. */
+#define NR_REDACTION_MARKER_DEFAULT NR_REDACTED_LINE " ({kind})"
+
+/* The kinds the handlers give their secrets. */
+#define NR_KIND_LOGIN_PASSWORD "login password"
+#define NR_KIND_ENABLE_SECRET  "enable secret"
+
+#define NR_REDACT_MAX_SECRETS 8
+
+/* What a redaction removes: device-output lines that carry a keyword
+ * (worker.redaction.patterns, case-insensitive), and every line holding
+ * one of the session's own secrets (exact bytes): the login passwords
+ * tried on the device and the enable secret.  Filled by the calls below;
+ * read-only while nr_redact() runs, so one may serve several threads. */
+struct nr_redaction {
+    const struct nr_strlist *patterns;            /* borrowed; NULL: none */
+    const char *marker;                           /* template; "{kind}" is replaced by the
+                                                   * kind; single line; NULL: the default */
+    const char *secrets[NR_REDACT_MAX_SECRETS];   /* borrowed; NULL or "" never added */
+    const char *kinds[NR_REDACT_MAX_SECRETS];     /* "login password", "enable secret" */
+    size_t      nsecrets;
+};
+
+/* patterns and marker from cfg (worker.redaction.patterns /
+ * worker.redaction.marker), no secrets.  cfg may be NULL: no patterns, the
+ * default marker. */
+void nr_redaction_init(struct nr_redaction *r, const struct nr_config *cfg);
+
+/* Add a literal secret, matched as exact bytes, with the kind a redacted
+ * line reports for it (NULL: "secret").  Ignored when secret is NULL or
+ * "", when the same secret is already there (the first kind stays: a
+ * login password that is also the enable secret is reported as the login
+ * password), or when NR_REDACT_MAX_SECRETS are there.  Only the pointers
+ * are kept. */
+void nr_redaction_add_secret(struct nr_redaction *r, const char *secret, const char *kind);
 
 /*
  * Redact len bytes of text (NUL bytes allowed; text may be NULL when len
  * is 0).  A line ends at '\n'; "\r\n", "\n" and a missing final newline
  * are kept as they were; a '\r' just before the '\n' (or ending the text)
- * belongs to the line ending, is not searched and is kept.  A line is
- * replaced whole by NR_REDACTED_LINE when it contains any non-empty
- * pattern, compared ASCII case-insensitively (empty patterns are ignored:
- * they would match every line).  patterns may be NULL or empty: the text
- * is copied unchanged.
+ * belongs to the line ending, is not searched and is kept.
  *
- * One pass over the text; memory is the output buffer only, whatever the
- * number of lines.
+ * A line is replaced whole by the marker, "{kind}" filled in, when it
+ * holds one of r's secrets (kind: that secret's; with several, the first
+ * added) or else a non-empty pattern (kind: the leftmost keyword in the
+ * line, as configured, e.g. "community").  Patterns compare ASCII
+ * case-insensitively (empty ones are ignored: they would match every
+ * line); secrets compare as bytes, and a secret that spans a line break
+ * redacts every line it touches.  r may be NULL, or carry neither: the
+ * text is copied unchanged.
+ *
+ * One pass over the text for the patterns and one per secret (each secret
+ * is searched for once from where its previous occurrence was), so the
+ * cost is linear in len whatever the number of lines.
  *
  * Returns 0 with *out a malloc'd NUL-terminated buffer of *out_len bytes
- * (caller frees with free()) and *nlines_redacted the number of lines
- * replaced (may be NULL).  NR_EINVAL if text is NULL with len > 0 or out
- * is NULL; then nothing is written.
+ * (caller frees with free(); out_len may be NULL) and *nlines_redacted the
+ * number of lines replaced (may be NULL).  NR_EINVAL if text is NULL with
+ * len > 0 or out is NULL; then nothing is written.
  */
-int nr_redact(const char *text, size_t len, const struct nr_strlist *patterns,
+int nr_redact(const char *text, size_t len, const struct nr_redaction *r,
               char **out, size_t *out_len, size_t *nlines_redacted);
 
 /* One line (a command typed on a device) as it may be shown in a log or a
- * result: a malloc'd copy of line, or of NR_REDACTED_LINE when it contains
- * one of patterns (case-insensitive), the rule nr_redact applies to every
- * line of a config.  Caller frees. */
-char *nr_redact_line(const char *line, const struct nr_strlist *patterns);
+ * result: a malloc'd copy of the marker, its kind filled in as nr_redact()
+ * would, if line holds a pattern or a secret of r anywhere, else a copy of
+ * line.  Never returns the secret.  r may be NULL (a copy).  Caller frees
+ * with free(). */
+char *nr_redact_line(const char *line, const struct nr_redaction *r);
 
 #endif /* NR_SECRET_H */

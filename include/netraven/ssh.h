@@ -51,7 +51,7 @@
  *   struct nr_cli *c = nr_cli_connect(cfg, &t, type, enable_secret);
  *   if (c->ssh->err) { ... c->ssh->errstr, nr_ssh_fail_name(c->ssh->err),
  *                      nr_ssh_stage_name(c->ssh->stage) ... }
- *   else nr_cli_run(c, type->config_cmd, &out, &len, &ms); ... free(out);
+ *   else nr_cli_run(c, type->config_cmds[0], &out, &len, &ms); ... free(out);
  *   nr_cli_free(c);           always; logs CONN_DISCONNECTED
  *
  * Errors (STYLE 8): connect returns the object even when it failed; once
@@ -203,25 +203,48 @@ void nr_ssh_free(struct nr_ssh *s);
 
 /* ---- device types --------------------------------------------------------- */
 
-/* One row of netraven/devtypes.def. */
+/* One row of netraven/devtypes.def (which documents each field). */
+#define NR_DT_ENABLE_OPTIONAL 0x1u  /* a refused enable is not a failure */
+#define NR_DT_PROMPT_COUNTER  0x2u  /* digit runs in the prompt change by themselves */
+#define NR_DT_SHELL_LOGIN     0x4u  /* "User:" / "Password:" asked in the shell */
+
 struct nr_devtype {
-    const char *name;           /* Netmiko device_type, "default" for the rest */
-    const char *paging_off;     /* NULL: the type does not page (an empty line is sent) */
-    const char *config_cmd;     /* prints the running config (CONTRACT 2) */
-    const char *prompt_end;     /* characters a prompt may end with, e.g. ">#" */
-    char        priv_end;       /* last character of the privileged prompt; 0: one level */
-    const char *enable_cmd;     /* NULL: never needed */
-    const char *pagers;         /* '|'-separated pager prompts, matched ignoring case */
-    enum nr_devtype_id id;      /* its timeouts in cfg->worker.device_types;
-                                 * NR_DEVTYPE_COUNT for "default" */
+    const char *name;               /* Netmiko device_type, "default" for the rest */
+    const char *paging_off;         /* NULL: the type does not page (an empty line is sent) */
+    const char *const *config_cmds; /* print the configuration; NULL-terminated, >= 1 */
+    const char *prompt_end;         /* characters a prompt may end with, e.g. ">#" */
+    char        priv_end;           /* last character of the privileged prompt; 0: one level */
+    const char *enable_cmd;         /* NULL: never typed */
+    unsigned    flags;              /* NR_DT_* */
+    const char *const *pagers;      /* pager prompts, matched ignoring case; NULL: none */
+    const char *const *volatile_lines; /* fnmatch(3) patterns of whole lines; NULL: none */
+    const char *const *aliases;     /* other names of this row; NULL: none */
+    enum nr_devtype_id id;          /* its settings in cfg->worker.device_types;
+                                     * NR_DEVTYPE_COUNT for "default" */
 };
 
-/* The row for a device_type: exact name, then the name without a "_ssh"
- * or "_telnet" suffix, then "default".  Never NULL (NULL name: default). */
+/* The row for a device_type: exact name, then an alias, then the name
+ * without a "_ssh" or "_telnet" suffix (and its alias), then "default".
+ * Never NULL (NULL name: default). */
 const struct nr_devtype *nr_devtype_find(const char *name);
 
 /* The whole table (last row "default"); *n set to its length. */
 const struct nr_devtype *nr_devtype_table(size_t *n);
+
+/* The configuration commands of a row as one line for logs and results:
+ * "a; b" (malloc'd). */
+char *nr_devtype_commands(const struct nr_devtype *type);
+
+/*
+ * Remove the type's volatile lines from text[0..len) in place (text is a
+ * NUL-terminated string: text[len] is read and written back): every line
+ * (without its "\n", and a "\r" before it) that one of the row's patterns
+ * matches as a whole is dropped with its line end.  Returns the new length
+ * (text NUL-terminated there); *nremoved (may be NULL) gets the number of
+ * lines dropped.
+ */
+size_t nr_devtype_strip_volatile(const struct nr_devtype *type, char *text, size_t len,
+                                 size_t *nremoved);
 
 /* ---- CLI engine ----------------------------------------------------------- */
 
@@ -258,24 +281,47 @@ struct nr_cli *nr_cli_connect(const struct nr_config *cfg, const struct nr_ssh_t
  */
 int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_len, double *ms);
 
+/*
+ * The whole configuration: the type's config commands in turn (nr_cli_run
+ * each), their outputs one after the other, each ending in "\n" (an empty
+ * output adds nothing), then the type's volatile lines removed unless
+ * keep_volatile (worker.device_types.<type>.keep_volatile).  Returns 0
+ * with *out (malloc'd, NUL-terminated, *out_len bytes; unredacted: the
+ * caller redacts, and frees with nr_secret_free) and *nvolatile (may be
+ * NULL) the lines removed; on failure as nr_cli_run.
+ */
+int nr_cli_config(struct nr_cli *c, bool keep_volatile, char **out, size_t *out_len,
+                  size_t *nvolatile);
+
 /* nr_ssh_free() and the rest.  NULL is fine. */
 void nr_cli_free(struct nr_cli *c);
 
 /* ---- pure helpers of the engine (exposed for tests) ------------------- */
 
-/* Length of the prompt at the end of line[0..len) (trailing blanks
- * ignored): a run of prompt characters ending with one of type->prompt_end;
- * 0 if the line does not end like a prompt.  *start gets its offset. */
+/* Length of the prompt at the end of line[0..len): what a terminal shows
+ * of the line (after its last carriage return, blanks at either end
+ * ignored), ending with one of type->prompt_end, printable, shorter than
+ * NR_CLI_PROMPT_MAX; blanks may stand inside it ("FW-1 # ", "(node) [a: b]
+ * > ").  A lone prompt character counts only as a line of its own.  0 if
+ * the line does not end like a prompt.  *start gets its offset. */
 size_t nr_cli_prompt_token(const struct nr_devtype *type, const char *line, size_t len,
                            size_t *start);
 
-/* True if the last line of buf (after its last '\n') ends with prompt,
- * trailing blanks ignored. */
-bool nr_cli_ends_with_prompt(const char *buf, size_t len, const char *prompt);
+/* True if the last line of buf (after its last '\n') shows prompt at its
+ * end, blanks ignored; a one-character prompt must be the whole line.
+ * With NR_DT_PROMPT_COUNTER in type's flags, a run of digits in the
+ * prompt matches any run of digits. */
+bool nr_cli_ends_with_prompt(const struct nr_devtype *type, const char *buf, size_t len,
+                             const char *prompt);
 
-/* Offset of the last line of buf if it is one of the type's pager prompts,
- * else -1. */
-long nr_cli_find_pager(const struct nr_devtype *type, const char *buf, size_t len);
+/* Offset where a live pager prompt of the type starts in buf, looking at
+ * the last lines only and not before from (text already searched): the
+ * blanks before it included, its line end too when it stands on a line of
+ * its own.  *end (may be NULL) gets the offset just after it; the caller
+ * removes [offset, *end) and answers.  -1 when there is none, or when the
+ * last line shows prompt (NULL: not checked). */
+long nr_cli_find_pager(const struct nr_devtype *type, const char *buf, size_t len, size_t from,
+                       const char *prompt, size_t *end);
 
 /* True if the last line of buf asks for a password or secret. */
 bool nr_cli_secret_prompt(const char *buf, size_t len);
@@ -289,6 +335,15 @@ bool nr_cli_secret_prompt(const char *buf, size_t len);
  */
 bool nr_cli_learn(const struct nr_devtype *type, const char *buf, size_t len,
                   const char *command, char *prompt, size_t cap);
+
+/*
+ * Remove terminal escape sequences (CSI "ESC[...m", "ESC[?2004h", OSC
+ * titles, charset selections) and control bytes other than "\n", "\r",
+ * "\b" and "\t" from p[0..n) in place, as the bytes arrive: *state (0 at
+ * the start of a session) carries a sequence cut between two reads.
+ * Returns the number of bytes kept.
+ */
+size_t nr_cli_term_filter(int *state, char *p, size_t n);
 
 /*
  * Bytes of a pager's erase sequence at the start of p[0..n): "\b"xk " "xk

@@ -255,6 +255,12 @@ bad:
     return "is not a PostgreSQL URL (postgresql://user:password@host:port/dbname)";
 }
 
+/* A redaction marker replaces one line: it must not make two. */
+static const char *check_single_line(const char *v)
+{
+    return strpbrk(v, "\r\n") ? "is not a single line" : NULL;
+}
+
 static const char *check_redis_url(const char *v)
 {
     if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "rediss://", 9) == 0 ||
@@ -327,9 +333,9 @@ static const char *owned_unknown(const char *name)
 {
     for (size_t i = 0; i < NR_ARRAY_LEN(owned_prefixes); i++)
         if (strncmp(name, owned_prefixes[i], strlen(owned_prefixes[i])) == 0)
-            return "not a key: worker.device_types takes <device type>.connection_timeout "
-                   "and <device type>.command_timeout for the types of the device-type "
-                   "table (cisco_ios, juniper_junos, paloalto_panos, ...; "
+            return "not a key: worker.device_types takes <device type>.connection_timeout, "
+                   "<device type>.command_timeout and <device type>.keep_volatile for the "
+                   "types of the device-type table (cisco_ios, juniper_junos, fortinet, ...; "
                    "see check-config)";
     return NULL;
 }

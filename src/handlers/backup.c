@@ -2,7 +2,9 @@
  * backup.c - the "config_backup" job type, also registered as "backup"
  * (the jobs table's default job_type) (CONTRACT 2): log in, turn paging
  * off, print the running config with the device type's command, redact it
- * (worker.redaction.patterns), and hand it with its sha256 to the run
+ * (worker.redaction.patterns, and every line holding a password tried on
+ * the device or the enable secret: nr_handler_redaction), and hand it
+ * with its sha256 to the run
  * thread, which stores it unless the device's newest snapshot has the same
  * hash.
  *
@@ -170,6 +172,22 @@ struct nr_cli *nr_handler_cli_connect(const struct nr_handler_ctx *ctx,
     return c;
 }
 
+void nr_handler_redaction(const struct nr_handler_ctx *ctx, const struct nr_credential *used,
+                          size_t tried, struct nr_redaction *r)
+{
+    const char *enable = ctx->cfg->ssh.enable_secret;
+
+    nr_redaction_init(r, ctx->cfg);
+    if (used == NULL)
+        return;
+    /* the secrets most likely printed first, should the table be full */
+    nr_redaction_add_secret(r, used->password, NR_KIND_LOGIN_PASSWORD);
+    nr_redaction_add_secret(r, enable && enable[0] ? enable : used->password,
+                            NR_KIND_ENABLE_SECRET);
+    for (size_t k = 0; k < tried && k < ctx->ncreds; k++)
+        nr_redaction_add_secret(r, ctx->creds[k].password, NR_KIND_LOGIN_PASSWORD);
+}
+
 /* ---- config_backup ------------------------------------------------------------ */
 
 static int sha256_hex(const char *p, size_t n, char hex[65])
@@ -199,11 +217,17 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
     uint64_t t0 = nr_mono_ns();
     json_t *d = json_object();
     struct nr_cli *c = NULL;
+    struct nr_redaction red;
     char *raw = NULL, *config = NULL, hash[65];
-    size_t raw_len = 0, config_len = 0, redacted = 0, tried = 0;
+    size_t raw_len = 0, config_len = 0, redacted = 0, tried = 0, nvolatile = 0;
+    bool keep_volatile = type->id < NR_DEVTYPE_COUNT &&
+                         ctx->cfg->worker.device_types[type->id].keep_volatile;
     const char *error = NULL, *class = "auth", *stage = "auth";
 
-    json_object_set_new(d, "command", json_string(type->config_cmd));
+    char *commands = nr_devtype_commands(type);
+
+    json_object_set_new(d, "command", json_string(commands));
+    free(commands);
     out->fail = NR_FAIL_NONE;
     if (ctx->ncreds == 0) {
         error = "no credentials match this device";
@@ -214,12 +238,15 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
         c = nr_handler_cli_connect(ctx, type, out, &cred, &tried);
         json_object_set_new(d, "credentials_tried", json_integer((json_int_t)tried));
         nr_handler_details_logins(d, ctx, out);
-        if (!c->ssh->err && nr_cli_run(c, type->config_cmd, &raw, &raw_len, NULL) == 0 &&
-            nr_redact(raw, raw_len, &ctx->cfg->worker.redaction_patterns, &config,
-                      &config_len, &redacted) == 0 &&
+        /* patterns, every password tried here, the enable secret in use */
+        nr_handler_redaction(ctx, cred, tried, &red);
+        /* stored text, hash, bytes, lines_redacted: all of the redacted text */
+        if (!c->ssh->err && nr_cli_config(c, keep_volatile, &raw, &raw_len, &nvolatile) == 0 &&
+            nr_redact(raw, raw_len, &red, &config, &config_len, &redacted) == 0 &&
             sha256_hex(config, config_len, hash) == 0) {
             json_object_set_new(d, "bytes", json_integer((json_int_t)config_len));
             json_object_set_new(d, "lines_redacted", json_integer((json_int_t)redacted));
+            json_object_set_new(d, "volatile_lines_removed", json_integer((json_int_t)nvolatile));
         } else if (c->ssh->err) {
             nr_handler_details_failure(d, c->ssh);
             error = c->ssh->errstr;
@@ -236,7 +263,7 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
         }
     }
     nr_handler_details_device(d, ctx, cred);
-    free(raw);
+    nr_secret_free(raw, raw_len);           /* it may hold a secret in clear */
 
     if (error == NULL) {
         free(out->config);

@@ -3,7 +3,9 @@
  * (payload "commands": [...]) on the device's CLI, in order, in one
  * session, after paging off and enable as for a backup.
  *
- * Each output is redacted (worker.redaction.patterns) and bounded by
+ * Each output, and each command line as details show it, is redacted as a
+ * configuration is (nr_handler_redaction: worker.redaction.patterns, the
+ * passwords tried, the enable secret); outputs are bounded by
  * worker.max_output_bytes (beyond it the command fails, class "output
  * cap").  details:
  *   {"device_type": ..., "hostname": ..., "credential_id": 3, "username": ...,
@@ -33,6 +35,7 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
     uint64_t t0 = nr_mono_ns();
     json_t *d = json_object(), *outputs = json_array();
     struct nr_cli *c = NULL;
+    struct nr_redaction red;
     const char *error = NULL, *class = NULL, *stage = NULL;
     size_t tried = 0, ran = 0;
 
@@ -55,32 +58,33 @@ void nr_handler_command(const struct nr_handler_ctx *ctx, struct nr_result *out)
         c = nr_handler_cli_connect(ctx, type, out, &cred, &tried);
         json_object_set_new(d, "credentials_tried", json_integer((json_int_t)tried));
         nr_handler_details_logins(d, ctx, out);
+        nr_handler_redaction(ctx, cred, tried, &red);
         for (size_t k = 0; k < cmds->n && !c->ssh->err; k++) {
-            char *raw = NULL, *red = NULL;
-            size_t raw_len = 0, red_len = 0, nred = 0;
+            char *raw = NULL, *text = NULL;
+            size_t raw_len = 0, text_len = 0, nred = 0;
             double ms = 0;
-            /* shown redacted, like a config line: "username x secret y" */
-            char *cmd = nr_redact_line(cmds->v[k], &ctx->cfg->worker.redaction_patterns);
+            /* shown redacted, like a config line: "username x secret y",
+             * or a command that carries the login password */
+            char *cmd = nr_redact_line(cmds->v[k], &red);
 
             if (nr_cli_run(c, cmds->v[k], &raw, &raw_len, &ms) < 0) {
                 json_object_set_new(d, "failed_command", nr_handler_jstr(cmd));
                 free(cmd);
                 break;
             }
-            if (nr_redact(raw, raw_len, &ctx->cfg->worker.redaction_patterns, &red, &red_len,
-                          &nred) == 0) {
-                json_t *o = json_stringn(red, red_len);
+            if (nr_redact(raw, raw_len, &red, &text, &text_len, &nred) == 0) {
+                json_t *o = json_stringn(text, text_len);
 
                 json_array_append_new(outputs, json_pack("{s:o, s:o, s:I, s:f, s:I}",
                     "command", nr_handler_jstr(cmd),
                     "output", o ? o : json_string(""),
-                    "bytes", (json_int_t)red_len,
+                    "bytes", (json_int_t)text_len,
                     "ms", round(ms * 1e3) / 1e3,
                     "lines_redacted", (json_int_t)nred));
                 ran++;
             }
-            free(raw);
-            free(red);
+            nr_secret_free(raw, raw_len);   /* it may hold a secret in clear */
+            free(text);
             free(cmd);
         }
         if (c->ssh->err) {

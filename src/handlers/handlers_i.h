@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "netraven/handler.h"
+#include "netraven/secret.h"
 #include "netraven/ssh.h"
 
 /*
@@ -27,6 +28,18 @@
 struct nr_cli *nr_handler_cli_connect(const struct nr_handler_ctx *ctx,
                                       const struct nr_devtype *type, struct nr_result *out,
                                       const struct nr_credential **used, size_t *tried);
+
+/*
+ * The redaction of this session's output and commands (secret.h): the
+ * patterns and marker of ctx->cfg; the password of *used (kind "login
+ * password"); the enable secret in use, ssh.enable_secret when set, else
+ * that same password (kind "enable secret"; a duplicate keeps its first
+ * kind); then the passwords of the other credentials tried, ctx->creds[0,
+ * tried), while NR_REDACT_MAX_SECRETS allows.  used may be NULL (nothing
+ * tried: patterns only).  r points into ctx: it is valid while ctx is.
+ */
+void nr_handler_redaction(const struct nr_handler_ctx *ctx, const struct nr_credential *used,
+                          size_t tried, struct nr_redaction *r);
 
 /* A JSON string of s (NULL -> null); bytes that are not UTF-8 become '?'. */
 json_t *nr_handler_jstr(const char *s);

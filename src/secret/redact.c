@@ -1,28 +1,63 @@
-/* redact.c - replace the lines of device output that carry a keyword.
+/* redact.c - replace the lines of device output that carry a keyword or
+ * one of the session's secrets.
  *
- * One pass: each line is found with memchr, searched for the patterns, and
- * unredacted lines are copied in runs (one memcpy per run of kept lines,
- * not per line).  The patterns are folded to lower case once per call and
- * indexed by their first byte, so a position in the text costs one table
- * look-up unless some pattern could start there. */
+ * One pass: each line is found with memchr, checked for the secrets and
+ * searched for the patterns, and unredacted lines are copied in runs (one
+ * memcpy per run of kept lines, not per line).  The patterns are folded to
+ * lower case once per call and indexed by their first byte, so a position
+ * in the text costs one table look-up unless some pattern could start
+ * there.  Each secret is searched for in the whole text with memmem, once
+ * from the start and then from just after each occurrence, never again
+ * from each line: the next occurrence is remembered until the lines reach
+ * it, which keeps the cost linear however many lines lie between two. */
 #include "netraven/secret.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define MARK     NR_REDACTED_LINE
-#define MARK_LEN (sizeof(MARK) - 1)
+#include "netraven/config.h"
+
+#define KIND_FIELD     "{kind}"
+#define KIND_FIELD_LEN (sizeof(KIND_FIELD) - 1)
 
 static inline unsigned char fold(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
+/* ---- the redaction's contents ---------------------------------------------- */
+
+void nr_redaction_init(struct nr_redaction *r, const struct nr_config *cfg)
+{
+    memset(r, 0, sizeof(*r));
+    r->marker = NR_REDACTION_MARKER_DEFAULT;
+    if (cfg == NULL)
+        return;
+    r->patterns = &cfg->worker.redaction_patterns;
+    if (cfg->worker.redaction_marker != NULL && cfg->worker.redaction_marker[0] != '\0')
+        r->marker = cfg->worker.redaction_marker;
+}
+
+void nr_redaction_add_secret(struct nr_redaction *r, const char *secret, const char *kind)
+{
+    if (secret == NULL || secret[0] == '\0' || r->nsecrets >= NR_REDACT_MAX_SECRETS)
+        return;
+    for (size_t k = 0; k < r->nsecrets; k++)
+        if (strcmp(r->secrets[k], secret) == 0)
+            return;
+    r->secrets[r->nsecrets] = secret;
+    r->kinds[r->nsecrets] = kind ? kind : "secret";
+    r->nsecrets++;
+}
+
+/* ---- patterns ------------------------------------------------------------- */
+
 struct matcher {
     int                   head[256];  /* first pattern starting with byte, -1 none */
     int                  *next;       /* next pattern with the same first byte */
     unsigned char       **pat;        /* folded copies */
     size_t               *plen;
+    size_t                n;
     size_t                minlen;     /* shortest pattern; 0 when there are none */
 };
 
@@ -35,6 +70,7 @@ static void matcher_init(struct matcher *m, const struct nr_strlist *patterns)
         m->head[c] = -1;
     if (n == 0)
         return;
+    m->n = n;
     m->next = nr_calloc(n, sizeof(*m->next));
     m->pat = nr_calloc(n, sizeof(*m->pat));
     m->plen = nr_calloc(n, sizeof(*m->plen));
@@ -58,25 +94,24 @@ static void matcher_init(struct matcher *m, const struct nr_strlist *patterns)
     }
 }
 
-static void matcher_clear(struct matcher *m, const struct nr_strlist *patterns)
+static void matcher_clear(struct matcher *m)
 {
-    size_t n = patterns ? patterns->n : 0;
-
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < m->n; i++)
         free(m->pat[i]);
     free(m->pat);
     free(m->plen);
     free(m->next);
 }
 
-/* True if [s, e) contains a pattern. */
-static bool matcher_hit(const struct matcher *m, const unsigned char *s,
+/* The index of the leftmost pattern in [s, e) (at one position, the first
+ * configured), or -1. */
+static int matcher_find(const struct matcher *m, const unsigned char *s,
                         const unsigned char *e)
 {
     size_t len = (size_t)(e - s);
 
     if (m->minlen == 0 || len < m->minlen)
-        return false;
+        return -1;
     for (const unsigned char *p = s, *last = e - m->minlen; p <= last; p++) {
         for (int k = m->head[fold(*p)]; k >= 0; k = m->next[k]) {
             size_t pl = m->plen[k];
@@ -88,11 +123,13 @@ static bool matcher_hit(const struct matcher *m, const unsigned char *s,
             while (j < pl && fold(p[j]) == q[j])
                 j++;
             if (j == pl)
-                return true;
+                return k;
         }
     }
-    return false;
+    return -1;
 }
+
+/* ---- output ----------------------------------------------------------------- */
 
 struct obuf {
     char  *b;
@@ -101,8 +138,6 @@ struct obuf {
 
 static void obuf_add(struct obuf *o, const void *p, size_t n)
 {
-    if (n == 0)
-        return;
     if (o->cap - o->len < n + 1) {
         size_t cap = o->cap ? o->cap : 64;
         while (cap - o->len < n + 1)
@@ -110,40 +145,106 @@ static void obuf_add(struct obuf *o, const void *p, size_t n)
         o->b = nr_realloc(o->b, cap);
         o->cap = cap;
     }
+    if (n == 0)
+        return;
     memcpy(o->b + o->len, p, n);
     o->len += n;
 }
 
-int nr_redact(const char *text, size_t len, const struct nr_strlist *patterns,
+/* The marker with every "{kind}" replaced by kind.  A line break in either
+ * becomes a blank: a redacted line stays one line. */
+static void obuf_add_marker(struct obuf *o, const char *marker, const char *kind)
+{
+    size_t start = o->len;
+    const char *p = marker, *f;
+
+    while ((f = strstr(p, KIND_FIELD)) != NULL) {
+        obuf_add(o, p, (size_t)(f - p));
+        obuf_add(o, kind, strlen(kind));
+        p = f + KIND_FIELD_LEN;
+    }
+    obuf_add(o, p, strlen(p));
+    for (size_t i = start; i < o->len; i++)
+        if (o->b[i] == '\n' || o->b[i] == '\r')
+            o->b[i] = ' ';
+}
+
+static const char *marker_of(const struct nr_redaction *r)
+{
+    return r->marker != NULL && r->marker[0] != '\0' ? r->marker : NR_REDACTION_MARKER_DEFAULT;
+}
+
+/* ---- nr_redact ---------------------------------------------------------------- */
+
+/* One secret's search state over the text. */
+struct scan {
+    const unsigned char *s;
+    size_t               m;
+    const unsigned char *hit;   /* next occurrence not wholly before the
+                                 * current line; NULL: no more */
+    const char          *kind;
+};
+
+int nr_redact(const char *text, size_t len, const struct nr_redaction *r,
               char **out, size_t *out_len, size_t *nlines_redacted)
 {
     const unsigned char *t = (const unsigned char *)text;
     const unsigned char *end = t + len, *line, *keep;
+    struct scan sc[NR_REDACT_MAX_SECRETS];
+    size_t nsec = 0, live = 0, nred = 0;
     struct matcher m;
     struct obuf o = { 0 };
-    size_t nred = 0;
 
     if (out == NULL || (text == NULL && len > 0))
         return NR_EINVAL;
 
-    matcher_init(&m, patterns);
+    matcher_init(&m, r ? r->patterns : NULL);
+    for (size_t k = 0; r != NULL && k < r->nsecrets && k < NR_REDACT_MAX_SECRETS; k++) {
+        const char *s = r->secrets[k];
+
+        if (s == NULL || s[0] == '\0')
+            continue;
+        sc[nsec].s = (const unsigned char *)s;
+        sc[nsec].m = strlen(s);
+        sc[nsec].hit = len ? memmem(t, len, s, sc[nsec].m) : NULL;
+        sc[nsec].kind = r->kinds[k] ? r->kinds[k] : "secret";
+        live += sc[nsec].hit != NULL;
+        nsec++;
+    }
     /* Redaction usually shrinks the text; start at its size plus a little
      * so that the common case never reallocates. */
     o.cap = len + len / 64 + 64;
     o.b = nr_malloc(o.cap);
 
     keep = t;
-    for (line = t; m.minlen && line < end;) {
+    for (line = t; (m.minlen || live) && line < end;) {
         const unsigned char *nl = memchr(line, '\n', (size_t)(end - line));
         const unsigned char *ce = nl ? nl : end;   /* content end */
         const unsigned char *next = nl ? nl + 1 : end;
+        const char *kind = NULL;
+        int k;
 
         /* "\r\n" is kept whole; so is a '\r' that ends the text */
         if (ce > line && ce[-1] == '\r')
             ce--;
-        if (matcher_hit(&m, line, ce)) {
+        for (size_t i = 0; i < nsec; i++) {
+            struct scan *c = &sc[i];
+
+            while (c->hit != NULL && c->hit + c->m <= line) {
+                const unsigned char *from = c->hit + 1;
+
+                c->hit = memmem(from, (size_t)(end - from), c->s, c->m);
+                live -= c->hit == NULL;
+            }
+            /* it overlaps the line's content (it ends after its start) */
+            if (kind == NULL && c->hit != NULL && c->hit < ce)
+                kind = c->kind;
+        }
+        if (kind == NULL && (k = matcher_find(&m, line, ce)) >= 0)
+            kind = r->patterns->v[k];
+        if (kind != NULL) {
             obuf_add(&o, keep, (size_t)(line - keep));
-            obuf_add(&o, MARK, MARK_LEN);
+            obuf_add_marker(&o, marker_of(r), kind);
             obuf_add(&o, ce, (size_t)(next - ce));   /* the ending as it was */
             keep = next;
             nred++;
@@ -152,7 +253,7 @@ int nr_redact(const char *text, size_t len, const struct nr_strlist *patterns,
     }
     obuf_add(&o, keep, (size_t)(end - keep));
     o.b[o.len] = '\0';
-    matcher_clear(&m, patterns);
+    matcher_clear(&m);
 
     *out = o.b;
     if (out_len != NULL)
@@ -162,10 +263,33 @@ int nr_redact(const char *text, size_t len, const struct nr_strlist *patterns,
     return NR_OK;
 }
 
-char *nr_redact_line(const char *line, const struct nr_strlist *patterns)
+char *nr_redact_line(const char *line, const struct nr_redaction *r)
 {
-    for (size_t i = 0; patterns != NULL && i < patterns->n; i++)
-        if (patterns->v[i][0] != '\0' && nr_strcasestr(line, patterns->v[i]) != NULL)
-            return nr_strdup(NR_REDACTED_LINE);
-    return nr_strdup(line);
+    size_t n = strlen(line);
+    const char *kind = NULL;
+    struct obuf o = { 0 };
+
+    if (r == NULL)
+        return nr_strdup(line);
+    for (size_t k = 0; kind == NULL && k < r->nsecrets && k < NR_REDACT_MAX_SECRETS; k++) {
+        const char *s = r->secrets[k];
+
+        if (s != NULL && s[0] != '\0' && memmem(line, n, s, strlen(s)) != NULL)
+            kind = r->kinds[k] ? r->kinds[k] : "secret";
+    }
+    if (kind == NULL && r->patterns != NULL && r->patterns->n > 0) {
+        struct matcher m;
+        int k;
+
+        matcher_init(&m, r->patterns);
+        k = matcher_find(&m, (const unsigned char *)line, (const unsigned char *)line + n);
+        if (k >= 0)
+            kind = r->patterns->v[k];
+        matcher_clear(&m);
+    }
+    if (kind == NULL)
+        return nr_strdup(line);
+    obuf_add_marker(&o, marker_of(r), kind);
+    o.b[o.len] = '\0';
+    return o.b;
 }

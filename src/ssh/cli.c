@@ -1,11 +1,15 @@
 /*
  * cli.c - the CLI engine: prompt learning, paging off, enable, commands
- * with pager answers and output framing, on top of one nr_ssh session;
- * and the device-type table it reads (netraven/devtypes.def).
+ * with pager answers and output framing, on top of one nr_ssh session,
+ * driven by the device-type table (devtype.c, netraven/devtypes.def).
  *
  * Every wait is a read with a deadline (nr_ssh_recv); the engine decides
  * from the bytes alone when an exchange is over: the last line ends with
- * the learned prompt, asks for a secret, or is a pager prompt.  The parsing
+ * the learned prompt, asks for a secret, or is a pager prompt.  What real
+ * devices add around that is taken off as the bytes arrive: terminal
+ * escape sequences (colours, bracketed paste, cursor moves) and control
+ * bytes are dropped before anything is searched (term_filter), so prompts
+ * and pagers are recognised whatever a device wraps them in.  The parsing
  * helpers are pure functions, exported for the unit tests.
  */
 #include <ctype.h>
@@ -21,72 +25,10 @@
 #define CHUNK              32768
 #define DEFAULT_COMMAND_S  30.0
 #define DEFAULT_MAX_OUTPUT (8L * 1024 * 1024)
-#define PAGER_LINE_MAX     160      /* a longer last line is not a pager prompt */
+#define PAGER_LINE_MAX     160      /* longest pager prompt line */
+#define PAGER_LINES        4        /* lines searched for a pager prompt */
 #define LEARN_LINES        64       /* lines searched back for the command's echo */
-
-/* ---- the device-type table ---------------------------------------------- */
-
-static const struct nr_devtype devtypes[] = {
-#define NR_DEVTYPE(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers) \
-    { #name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers,          \
-      NR_DEVTYPE_##name },
-#define NR_DEVTYPE_FALLBACK(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, \
-                            pagers)                                                         \
-    { name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers,             \
-      NR_DEVTYPE_COUNT },
-#include "netraven/devtypes.def"
-#undef NR_DEVTYPE_FALLBACK
-#undef NR_DEVTYPE
-};
-
-/* Other names Netmiko accepts for a row. */
-static const struct { const char *alias, *name; } devtype_aliases[] = {
-    { "juniper", "juniper_junos" },
-    { "cisco_ios_xe", "cisco_xe" },
-    { "cisco_iosxe", "cisco_xe" },
-    { "cisco_iosxr", "cisco_xr" },
-    { "eos", "arista_eos" },
-    { "panos", "paloalto_panos" },
-};
-
-static const struct nr_devtype *devtype_exact(const char *name, size_t n)
-{
-    for (size_t i = 0; i < NR_ARRAY_LEN(devtypes); i++)
-        if (strlen(devtypes[i].name) == n && strncmp(devtypes[i].name, name, n) == 0)
-            return &devtypes[i];
-    for (size_t i = 0; i < NR_ARRAY_LEN(devtype_aliases); i++)
-        if (strlen(devtype_aliases[i].alias) == n &&
-            strncmp(devtype_aliases[i].alias, name, n) == 0)
-            return devtype_exact(devtype_aliases[i].name, strlen(devtype_aliases[i].name));
-    return NULL;
-}
-
-const struct nr_devtype *nr_devtype_find(const char *name)
-{
-    static const char *const suffixes[] = { "_ssh", "_telnet" };
-    const struct nr_devtype *t;
-    size_t n;
-
-    if (name == NULL)
-        return &devtypes[NR_ARRAY_LEN(devtypes) - 1];
-    n = strlen(name);
-    if ((t = devtype_exact(name, n)) != NULL)
-        return t;
-    for (size_t i = 0; i < NR_ARRAY_LEN(suffixes); i++) {
-        size_t m = strlen(suffixes[i]);
-
-        if (n > m && strcmp(name + n - m, suffixes[i]) == 0 &&
-            (t = devtype_exact(name, n - m)) != NULL)
-            return t;
-    }
-    return &devtypes[NR_ARRAY_LEN(devtypes) - 1];
-}
-
-const struct nr_devtype *nr_devtype_table(size_t *n)
-{
-    *n = NR_ARRAY_LEN(devtypes);
-    return devtypes;
-}
+#define GREETING_ANSWERS   6        /* questions answered before the first prompt */
 
 /* Offset just after the last '\n' of buf[0..len), 0 if none. */
 static size_t last_line(const char *buf, size_t len)
@@ -110,60 +52,145 @@ static bool is_end(const struct nr_devtype *type, int c)
     return c != '\0' && memchr(ends, c, strlen(ends)) != NULL;
 }
 
-/* Characters of a prompt other than its last: hostnames, paths, user@,
- * XR's RP/0/RSP0/CPU0:, (config), Huawei's <...>. */
-static bool prompt_char(int c)
+static bool counts(const struct nr_devtype *type)
 {
-    return isalnum(c) || (c != '\0' && strchr("-_.:/@~()[]{}<+*!,=|\\", c) != NULL);
+    return type && (type->flags & NR_DT_PROMPT_COUNTER);
+}
+
+/* What a terminal shows of line[0..len): the text after the last carriage
+ * return that sends the cursor back to the line start, without blanks at
+ * either end.  Returns its length; *start gets its offset. */
+static size_t visible(const char *line, size_t len, size_t *start)
+{
+    size_t n = rstrip_blank(line, len), s;
+    const char *cr = n ? memrchr(line, '\r', n) : NULL;
+
+    s = cr ? (size_t)(cr - line) + 1 : 0;
+    while (s < n && (line[s] == ' ' || line[s] == '\t'))
+        s++;
+    *start = s;
+    return n - s;
+}
+
+/*
+ * The common suffix of a[0..al) and b[0..bl): its length in a (and in b,
+ * via *kb).  With digits, a run of digits equals any other run of digits
+ * (a prompt whose counter moved on is the same prompt).
+ */
+static size_t common_suffix(const char *a, size_t al, const char *b, size_t bl, bool digits,
+                            size_t *kb)
+{
+    size_t i = al, j = bl;
+
+    while (i > 0 && j > 0) {
+        if (digits && isdigit((unsigned char)a[i - 1]) && isdigit((unsigned char)b[j - 1])) {
+            while (i > 0 && isdigit((unsigned char)a[i - 1]))
+                i--;
+            while (j > 0 && isdigit((unsigned char)b[j - 1]))
+                j--;
+            continue;
+        }
+        if (a[i - 1] != b[j - 1])
+            break;
+        i--;
+        j--;
+    }
+    if (kb)
+        *kb = bl - j;
+    return al - i;
 }
 
 size_t nr_cli_prompt_token(const struct nr_devtype *type, const char *line, size_t len,
                            size_t *start)
 {
-    size_t end = rstrip_blank(line, len), b;
+    size_t vs, n = visible(line, len, &vs), b, end;
 
-    if (end < 2 || !is_end(type, (unsigned char)line[end - 1]))
+    if (n == 0 || n >= NR_CLI_PROMPT_MAX || !is_end(type, (unsigned char)line[vs + n - 1]))
         return 0;
+    /* A prompt is printable text: bytes before it that are not (a device's
+     * garbage, a half-drawn line) are not part of it. */
+    end = vs + n;
     b = end - 1;
-    while (b > 0 && end - b < NR_CLI_PROMPT_MAX - 1 &&
-           prompt_char((unsigned char)line[b - 1]) && !is_end(type, (unsigned char)line[b - 1]))
+    while (b > vs && (unsigned char)line[b - 1] >= 0x20 && (unsigned char)line[b - 1] < 0x7f)
         b--;
-    if (end - b < 2)
+    while (b < end && line[b] == ' ')
+        b++;
+    /* A lone prompt character ("> ") is a prompt only as a line of its own. */
+    if (end - b < 2 && b != vs)
         return 0;
     if (start)
         *start = b;
     return end - b;
 }
 
-bool nr_cli_ends_with_prompt(const char *buf, size_t len, const char *prompt)
+/* True if the line l[0..n) shows prompt: it ends with it (text before it
+ * on the same line is a device's doing, not the prompt's), or, for a
+ * prompt of one character, it is nothing else. */
+static bool line_has_prompt(const struct nr_devtype *type, const char *l, size_t n,
+                            const char *prompt)
 {
-    size_t ls = last_line(buf, len), n = rstrip_blank(buf + ls, len - ls);
-    size_t m = prompt ? strlen(prompt) : 0;
+    size_t vs, vn = visible(l, n, &vs), m = prompt ? strlen(prompt) : 0, kb = 0;
 
-    return m > 0 && n >= m && memcmp(buf + ls + n - m, prompt, m) == 0;
+    if (m == 0 || vn == 0)
+        return false;
+    if (m == 1)
+        return vn == 1 && l[vs] == prompt[0];
+    return common_suffix(prompt, m, l + vs, vn, counts(type), &kb) == m;
 }
 
-long nr_cli_find_pager(const struct nr_devtype *type, const char *buf, size_t len)
+bool nr_cli_ends_with_prompt(const struct nr_devtype *type, const char *buf, size_t len,
+                             const char *prompt)
 {
-    size_t ls = last_line(buf, len), n = len - ls;
-    const char *p;
+    size_t ls = last_line(buf, len);
 
-    if (n == 0 || n > PAGER_LINE_MAX || type == NULL || type->pagers == NULL)
+    return line_has_prompt(type, buf + ls, len - ls, prompt);
+}
+
+long nr_cli_find_pager(const struct nr_devtype *type, const char *buf, size_t len, size_t from,
+                       const char *prompt, size_t *end)
+{
+    const char *nl = len ? memchr(buf, '\n', len) : NULL;
+    size_t first = nl ? (size_t)(nl - buf) + 1 : 0;    /* after the echo line */
+    size_t lo = len, ls = last_line(buf, len);
+
+    if (type == NULL || type->pagers == NULL || first == 0)
         return -1;
-    for (p = type->pagers; *p;) {
-        size_t m = strcspn(p, "|");
-        const char *hit = nr_memcasemem(buf + ls, n, p, m);
+    /* A pager that asks now stands in the last lines (a log line may come
+     * after it); never when the prompt is back. */
+    for (int k = 0; k < PAGER_LINES && lo > first; k++) {
+        nl = lo - 1 > first ? memrchr(buf + first, '\n', lo - 1 - first) : NULL;
+        lo = nl ? (size_t)(nl - buf) + 1 : first;
+    }
+    if (lo < from)
+        lo = from;
+    if (lo >= len || (prompt && *prompt && line_has_prompt(type, buf + ls, len - ls, prompt)))
+        return -1;
+    for (const char *const *p = type->pagers; *p; p++) {
+        size_t m = strlen(*p), cut, e;
+        const char *hit = nr_memcasemem(buf + lo, len - lo, *p, m);
 
-        if (hit) {
-            size_t cut = (size_t)(hit - buf);
+        if (hit == NULL)
+            continue;
+        cut = (size_t)(hit - buf);
+        e = cut + m;
+        /* the rest of its line: "42%)---", ", next page: Space, ..." */
+        while (e < len && buf[e] != '\n' && buf[e] != '\r' && e - cut < PAGER_LINE_MAX)
+            e++;
+        while (cut > first && (buf[cut - 1] == ' ' || buf[cut - 1] == '\r'))
+            cut--;
+        /* A pager on a line of its own takes its line end with it, so that
+         * a log line printed after it does not leave an empty line. */
+        if (buf[cut - 1] == '\n') {
+            size_t f = e;
 
-            while (cut > ls && (buf[cut - 1] == ' ' || buf[cut - 1] == '\r'))
-                cut--;
-            return (long)cut;
+            while (f < len && buf[f] == '\r')
+                f++;
+            if (f < len && buf[f] == '\n')
+                e = f + 1;
         }
-        p += m;
-        if (*p == '|')
-            p++;
+        if (end)
+            *end = e;
+        return (long)cut;
     }
     return -1;
 }
@@ -180,14 +207,15 @@ bool nr_cli_secret_prompt(const char *buf, size_t len)
 }
 
 /* The longest common suffix of two sightings of the prompt; garbage the
- * device printed before one of them does not survive it. */
-static bool agree(const char *a, size_t al, const char *b, size_t bl, char *prompt, size_t cap)
+ * device printed before one of them does not survive it (nor, where the
+ * prompt counts, its counter: the later sighting is kept). */
+static bool agree(const struct nr_devtype *type, const char *a, size_t al, const char *b,
+                  size_t bl, char *prompt, size_t cap)
 {
-    size_t k = 0;
+    size_t k = common_suffix(a, al, b, bl, counts(type), NULL);
 
-    while (k < al && k < bl && a[al - 1 - k] == b[bl - 1 - k])
-        k++;
-    if (k < 2 || k >= cap)
+    /* one character only when both sightings are that character alone */
+    if ((k < 2 && !(k == 1 && al == 1 && bl == 1)) || k >= cap)
         return false;
     memcpy(prompt, a + al - k, k);
     prompt[k] = '\0';
@@ -210,11 +238,11 @@ bool nr_cli_learn(const struct nr_devtype *type, const char *buf, size_t len,
 
         if (cl == 0) {
             pl = nr_cli_prompt_token(type, l, n, &ps);
-            return pl > 0 && agree(buf + ls + ts, tl, l + ps, pl, prompt, cap);
+            return pl > 0 && agree(type, buf + ls + ts, tl, l + ps, pl, prompt, cap);
         }
         if (n >= cl && memcmp(l + n - cl, command, cl) == 0) {
             pl = nr_cli_prompt_token(type, l, n - cl, &ps);
-            return pl > 0 && agree(buf + ls + ts, tl, l + ps, pl, prompt, cap);
+            return pl > 0 && agree(type, buf + ls + ts, tl, l + ps, pl, prompt, cap);
         }
         end = lb;
     }
@@ -361,6 +389,65 @@ char *nr_cli_clean(const char *raw, size_t len, const char *command, const char 
     return o;
 }
 
+/* term_filter states: what the bytes so far have opened. */
+enum { TERM_TEXT = 0, TERM_ESC, TERM_CSI, TERM_STRING, TERM_STRING_ESC, TERM_ONE };
+
+size_t nr_cli_term_filter(int *state, char *p, size_t n)
+{
+    size_t w = 0;
+
+    for (size_t r = 0; r < n; r++) {
+        unsigned char ch = (unsigned char)p[r];
+
+        switch (*state) {
+        case TERM_TEXT:
+            if (ch == 0x1b)
+                *state = TERM_ESC;
+            else if (ch >= 0x20 ? ch != 0x7f
+                                : ch == '\n' || ch == '\r' || ch == '\b' || ch == '\t')
+                p[w++] = (char)ch;
+            break;                      /* NUL, BEL and the other controls go */
+        case TERM_ESC:
+            if (ch == '[')
+                *state = TERM_CSI;
+            else if (ch == ']' || ch == 'P' || ch == '_' || ch == '^' || ch == 'X')
+                *state = TERM_STRING;   /* OSC, DCS, APC, PM, SOS: up to ST or BEL */
+            else if (ch >= 0x20 && ch <= 0x2f)
+                *state = TERM_ONE;      /* ESC ( B and the like: one more byte */
+            else
+                *state = TERM_TEXT;     /* ESC and one byte (ESC 7, ESC =, ...) */
+            break;
+        case TERM_CSI:                  /* parameters, intermediates, a final byte */
+            if (ch >= 0x40 && ch <= 0x7e)
+                *state = TERM_TEXT;
+            else if (ch < 0x20 || ch > 0x3f) {
+                *state = TERM_TEXT;     /* broken off: the byte is text again */
+                r--;
+            }
+            break;
+        case TERM_STRING:
+            if (ch == '\a')
+                *state = TERM_TEXT;
+            else if (ch == 0x1b)
+                *state = TERM_STRING_ESC;
+            else if (ch == '\n') {
+                *state = TERM_TEXT;     /* never swallow lines for an unended string */
+                r--;
+            }
+            break;
+        case TERM_STRING_ESC:
+            *state = TERM_TEXT;
+            if (ch != '\\')
+                r--;
+            break;
+        default:                        /* TERM_ONE */
+            *state = TERM_TEXT;
+            break;
+        }
+    }
+    return w;
+}
+
 /* ---- the engine ------------------------------------------------------------ */
 
 struct nr_cli_i {
@@ -370,6 +457,8 @@ struct nr_cli_i {
     long        max_output;
     double      connect_s, command_s;
     const char *secret;         /* enable secret (borrowed) */
+    int         term;           /* term_filter state, across reads */
+    struct nr_redaction red;    /* how commands are shown: patterns and both secrets */
 };
 
 static void buf_reset(struct nr_cli *c)
@@ -420,6 +509,7 @@ static int read_more(struct nr_cli *c, enum nr_ssh_stage st, double idle_s, uint
     }
     if (rc < 0)
         return rc;
+    got = nr_cli_term_filter(&i->term, i->buf + i->len, got);
     i->len += got;
     i->buf[i->len] = '\0';
     nl = memrchr(i->buf + old, '\n', got);
@@ -453,7 +543,7 @@ static int send_line(struct nr_cli *c, const char *text, unsigned flags)
  * such as "username x secret y" carries a secret). */
 static char *shown(const struct nr_cli *c, const char *command)
 {
-    return nr_redact_line(command, &c->ssh->cfg->worker.redaction_patterns);
+    return nr_redact_line(command, &c->i->red);
 }
 
 static void log_command_sent(struct nr_cli *c, const char *command)
@@ -477,6 +567,43 @@ static void log_command_done(struct nr_cli *c, const char *command, size_t bytes
     free(cmd);
 }
 
+/*
+ * Questions a device asks before its first prompt: "Press any key to
+ * continue" (ArubaOS-Switch, ProCurve), and, on a row with
+ * NR_DT_SHELL_LOGIN, a login of its own in the shell ("User:", then
+ * "Password:", after the SSH login: AireOS).  Each answer consumes what
+ * was read so far, so a question is answered once.  1 if it answered, 0
+ * if the last line asks nothing, negative on failure.
+ */
+static int greeting_answer(struct nr_cli *c, unsigned *answers)
+{
+    struct nr_cli_i *i = c->i;
+    const struct nr_ssh_target *t = &c->ssh->t;
+    const char *l = i->buf + i->line_start;
+    size_t n = rstrip_blank(l, i->len - i->line_start);
+    const char *text = NULL;
+    unsigned flags = 0;
+
+    if (n == 0 || *answers >= GREETING_ANSWERS)
+        return 0;
+    if (nr_memcasemem(l, n, "press any key", 13)) {
+        text = "";
+    } else if (c->type->flags & NR_DT_SHELL_LOGIN) {
+        if (nr_cli_secret_prompt(i->buf, i->len)) {
+            text = t->password ? t->password : "";
+            flags = NR_SSH_SECRET;
+        } else if (l[n - 1] == ':' &&
+                   (nr_memcasemem(l, n, "user", 4) || nr_memcasemem(l, n, "login", 5))) {
+            text = t->username ? t->username : "";
+        }
+    }
+    if (text == NULL)
+        return 0;
+    (*answers)++;
+    buf_reset(c);
+    return send_line(c, text, flags) < 0 ? -1 : 1;
+}
+
 /* The greeting, until its last line looks like a prompt; then the
  * paging-off command (or an empty line), until the prompt is seen both
  * before its echo and after its answer. */
@@ -486,14 +613,19 @@ static int learn_prompt(struct nr_cli *c)
     const char *cmd = c->type->paging_off ? c->type->paging_off : "";
     uint64_t t0 = nr_mono_ns();
     size_t greeting;
+    unsigned answers = 0;
     uint64_t t1;
 
     c->ssh->stage = NR_SSH_STAGE_PROMPT;
     buf_reset(c);
     while (nr_cli_prompt_token(c->type, i->buf + i->line_start, i->len - i->line_start,
-                               NULL) == 0)
-        if (read_more(c, NR_SSH_STAGE_PROMPT, i->connect_s, t0) < 0)
+                               NULL) == 0) {
+        int answered = greeting_answer(c, &answers);
+
+        if (answered < 0 || (!answered && read_more(c, NR_SSH_STAGE_PROMPT, i->connect_s,
+                                                    t0) < 0))
             return -1;
+    }
     greeting = i->len;
     t1 = nr_mono_ns();
     if (*cmd)
@@ -562,9 +694,14 @@ static int enable(struct nr_cli *c)
             return nr_ssh_fail(c->ssh, NR_SSH_AUTH, NR_SSH_STAGE_ENABLE,
                                "enable secret refused (asked again)");
     }
-    if (end != type->priv_end)
+    if (end != type->priv_end) {
+        /* A platform the table does not know may have no such level: its
+         * commands are tried where the prompt stands. */
+        if (type->flags & NR_DT_ENABLE_OPTIONAL)
+            return 0;
         return nr_ssh_fail(c->ssh, NR_SSH_AUTH, NR_SSH_STAGE_ENABLE,
                            "'%s' refused: the prompt stayed %s%c", type->enable_cmd, base, end);
+    }
     c->prompt[bl] = end;
     c->privileged = true;
     NR_LOG(NR_EV_CONN_PRIVILEGED, c->ssh->t.job_id, c->ssh->t.device_id,
@@ -590,6 +727,9 @@ struct nr_cli *nr_cli_connect(const struct nr_config *cfg, const struct nr_ssh_t
     i->max_output = cfg && cfg->worker.max_output_bytes > 0 ? cfg->worker.max_output_bytes
                                                             : DEFAULT_MAX_OUTPUT;
     i->secret = enable_secret && enable_secret[0] ? enable_secret : t->password;
+    nr_redaction_init(&i->red, cfg);
+    nr_redaction_add_secret(&i->red, t->password, NR_KIND_LOGIN_PASSWORD);
+    nr_redaction_add_secret(&i->red, i->secret, NR_KIND_ENABLE_SECRET);
     c->ssh = nr_ssh_connect(cfg, t);
     if (c->ssh->err)
         return c;
@@ -605,7 +745,7 @@ int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_le
     struct nr_cli_i *i = c->i;
     uint64_t t0 = nr_mono_ns();
     bool erase = false;
-    size_t erase_at = 0, n;
+    size_t erase_at = 0, scan_from = 0, n;
     char *text;
     double took;
 
@@ -617,7 +757,9 @@ int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_le
     if (send_line(c, command, 0) < 0)
         return NR_ERR;
     for (;;) {
+        size_t pend = 0;
         long pager;
+        bool paged = false;
 
         if (read_more(c, NR_SSH_STAGE_COMMAND, i->command_s, t0) < 0)
             return c->ssh->err == NR_SSH_TIMEOUT ? NR_ETIMEOUT : NR_ERR;
@@ -633,12 +775,22 @@ int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_le
             }
             erase = false;
         }
-        pager = i->line_start > 0 ? nr_cli_find_pager(c->type, i->buf, i->len) : -1;
-        if (pager >= 0) {
-            buf_truncate(c, (size_t)pager);
+        /* Every pager prompt in the last lines goes (a device that printed
+         * a log line after its pager may draw the pager again); one key
+         * answers them. */
+        while ((pager = nr_cli_find_pager(c->type, i->buf, i->len, scan_from, c->prompt,
+                                          &pend)) >= 0) {
+            memmove(i->buf + pager, i->buf + pend, i->len - pend);
+            buf_truncate(c, i->len - (pend - (size_t)pager));
+            scan_from = (size_t)pager;
+            paged = true;
+        }
+        if (paged) {
+            char *cmd;
+
             if (nr_ssh_send(c->ssh, " ", 1, 0) < 0)
                 return NR_ERR;
-            char *cmd = shown(c, command);
+            cmd = shown(c, command);
             NR_LOG(NR_EV_SESSION_PAGER, c->ssh->t.job_id, c->ssh->t.device_id,
                    NR_S("device_name", c->ssh->t.device_name), NR_S("command", cmd));
             free(cmd);
@@ -646,7 +798,10 @@ int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_le
             erase_at = i->len;
             continue;
         }
-        if (i->line_start > 0 && nr_cli_ends_with_prompt(i->buf, i->len, c->prompt) &&
+        /* A pager prompt may still be arriving: search its length again. */
+        if (i->len > scan_from + PAGER_LINE_MAX)
+            scan_from = i->len - PAGER_LINE_MAX;
+        if (i->line_start > 0 && nr_cli_ends_with_prompt(c->type, i->buf, i->len, c->prompt) &&
             !nr_ssh_pending(c->ssh))
             break;
     }
@@ -657,6 +812,39 @@ int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_le
     *out_len = n;
     if (ms)
         *ms = took;
+    return 0;
+}
+
+int nr_cli_config(struct nr_cli *c, bool keep_volatile, char **out, size_t *out_len,
+                  size_t *nvolatile)
+{
+    char *all = NULL, *part;
+    size_t len = 0, n, removed = 0;
+    int rc;
+
+    for (const char *const *cmd = c->type->config_cmds; *cmd; cmd++) {
+        if ((rc = nr_cli_run(c, *cmd, &part, &n, NULL)) < 0) {
+            nr_secret_free(all, len);
+            return rc;
+        }
+        if (n > 0) {
+            all = nr_realloc(all, len + n + 2);
+            memcpy(all + len, part, n);
+            len += n;
+            if (all[len - 1] != '\n')
+                all[len++] = '\n';
+            all[len] = '\0';
+        }
+        nr_secret_free(part, n);
+    }
+    if (all == NULL)
+        all = nr_strdup("");
+    if (!keep_volatile)
+        len = nr_devtype_strip_volatile(c->type, all, len, &removed);
+    *out = all;
+    *out_len = len;
+    if (nvolatile)
+        *nvolatile = removed;
     return 0;
 }
 

@@ -55,6 +55,7 @@ struct nr_ssh_i {
     int          fd;            /* ours until ssh_connect(), then libssh's */
     bool         fd_given;
     bool         tcp_up;        /* a TCP connection was made: log the disconnect */
+    struct nr_redaction red;    /* the stream's line redaction (patterns) */
     const char  *secrets[MAX_SECRETS];
     size_t       nsecrets;
 
@@ -235,7 +236,7 @@ static void emit(struct nr_ssh *s, const char *dir, const char *data, size_t n)
 
     if (n == 0)
         return;
-    if (nr_redact(data, n, &s->cfg->worker.redaction_patterns, &red, &rlen, NULL) < 0)
+    if (nr_redact(data, n, &s->i->red, &red, &rlen, NULL) < 0)
         return;
     mask_secrets(s, &red, &rlen);
     nr_log_session(s->t.job_id, s->t.device_id, dir, red, rlen);
@@ -781,6 +782,7 @@ struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_t
     s->i = nr_calloc(1, sizeof(*s->i));
     s->i->fd = -1;
     s->i->stream = nr_log_enabled(NR_EV_SESSION_DATA);
+    nr_redaction_init(&s->i->red, cfg);
     nr_ssh_add_secret(s, t->password);
     pthread_once(&libssh_once, libssh_init);
 

@@ -306,7 +306,7 @@ static void check_backup(const char *name, const struct run *r, const struct run
     ck_assert_ptr_nonnull(cfgtext);
     ck_assert_uint_eq(strlen(cfgtext), r->res.config_len);
     ck_assert_int_eq(dint(r, "bytes"), (long long)r->res.config_len);
-    ck_assert_str_eq(dstr(r, "command"), type->config_cmd);
+    ck_assert_str_eq(dstr(r, "command"), type->config_cmds[0]);
     ck_assert_str_eq(dstr(r, "device_type"), td->type);
     ck_assert_str_eq(dstr(r, "username"), "admin");
     ck_assert_int_eq(dint(r, "credential_id"), 1);
@@ -322,7 +322,7 @@ static void check_backup(const char *name, const struct run *r, const struct run
     ck_assert_msg(nr_strcasestr(cfgtext, "secret") == NULL, "%s: a secret line", name);
     ck_assert_int_gt(dint(r, "lines_redacted"), 0);
     /* framing: no echo, no prompt */
-    ck_assert_msg(strncmp(cfgtext, type->config_cmd, strlen(type->config_cmd)) != 0,
+    ck_assert_msg(strncmp(cfgtext, type->config_cmds[0], strlen(type->config_cmds[0])) != 0,
                   "%s: the echo was kept", name);
     if (td->prompt)
         ck_assert_msg(strstr(cfgtext, td->prompt) == NULL, "%s: the prompt %s was kept", name,
@@ -423,9 +423,9 @@ static void paged_is_unpaged(const char *name, const char *pager_on)
     ck_assert_msg(c->ssh->err == NR_SSH_OK, "%s: %s", name, c->ssh->errstr);
     ck_assert(c->privileged);
     ck_assert_str_eq(c->prompt, td->prompt);
-    ck_assert_int_eq(nr_cli_run(c, type->config_cmd, &a, &an, NULL), 0);
+    ck_assert_int_eq(nr_cli_run(c, type->config_cmds[0], &a, &an, NULL), 0);
     ck_assert_int_eq(nr_cli_run(c, pager_on, &x, &xn, NULL), 0);
-    ck_assert_int_eq(nr_cli_run(c, type->config_cmd, &b, &bn, NULL), 0);
+    ck_assert_int_eq(nr_cli_run(c, type->config_cmds[0], &b, &bn, NULL), 0);
     ck_assert_msg(an == bn && memcmp(a, b, an) == 0, "%s: paged output differs", name);
     ck_assert_uint_gt(an, 3000);
     nr_cli_free(c);

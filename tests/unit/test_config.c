@@ -129,8 +129,8 @@ static char *print_to_string(const struct nr_config *c)
 START_TEST(test_device_types)
 {
     static const char *const names[] = {
-#define NR_DEVTYPE(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers) #name,
-#define NR_DEVTYPE_FALLBACK(name, paging_off, config_cmd, prompt_end, priv_end, enable_cmd, pagers)
+#define NR_DEVTYPE(name, ...) #name,
+#define NR_DEVTYPE_FALLBACK(name, ...)
 #include "netraven/devtypes.def"
 #undef NR_DEVTYPE_FALLBACK
 #undef NR_DEVTYPE
@@ -233,9 +233,11 @@ START_TEST(test_defaults)
     ck_assert_str_eq(c.worker.rq_queues.v[0], "default");
     ck_assert_str_eq(c.worker.rq_queues.v[1], "high");
     ck_assert_str_eq(c.worker.rq_queues.v[2], "low");
-    ck_assert_uint_eq(c.worker.redaction_patterns.n, 2);
+    ck_assert_uint_eq(c.worker.redaction_patterns.n, 3);
     ck_assert_str_eq(c.worker.redaction_patterns.v[0], "password");
     ck_assert_str_eq(c.worker.redaction_patterns.v[1], "secret");
+    ck_assert_str_eq(c.worker.redaction_patterns.v[2], "community");
+    ck_assert_str_eq(c.worker.redaction_marker, "[REDACTED LINE] ({kind})");
     ck_assert_int_eq(c.worker.circuit_breaker.failure_threshold, 5);
     ck_assert_double_eq(c.worker.circuit_breaker.reset_timeout, 60);
 
@@ -288,7 +290,10 @@ START_TEST(test_shipped_files)
     ck_assert_int_eq(c.worker.thread_pool_size, 5);
     ck_assert_int_eq(c.logging.level, NR_LOG_INFO);
     ck_assert_int_eq(c.logging.format, NR_LOG_FORMAT_HUMAN);
-    ck_assert_uint_eq(c.worker.redaction_patterns.n, 2);
+    /* communities are redacted in every environment */
+    ck_assert_uint_eq(c.worker.redaction_patterns.n, 3);
+    ck_assert_str_eq(c.worker.redaction_patterns.v[2], "community");
+    ck_assert_str_eq(c.worker.redaction_marker, "[REDACTED LINE] ({kind})");
     ck_assert_ptr_null(c.logging.file);
     ck_assert_str_eq(c.ssh.legacy_kex, "diffie-hellman-group14-sha1,diffie-hellman-group1-sha1");
     url = nr_config_libpq_url(c.database.url);
@@ -507,7 +512,8 @@ START_TEST(test_print_masks_secrets)
         "worker.max_credential_attempts", "worker.max_output_bytes",
         "worker.claim_idle_seconds", "worker.shutdown_grace_seconds",
         "worker.spool_dir", "worker.consumer_name", "worker.rq_queues",
-        "worker.redaction.patterns", "worker.circuit_breaker.failure_threshold",
+        "worker.redaction.patterns", "worker.redaction.marker",
+        "worker.circuit_breaker.failure_threshold",
         "worker.circuit_breaker.reset_timeout", "worker.circuit_breaker.max_devices",
         "queue.stream", "queue.group",
         "queue.dead_stream", "queue.block_ms", "logging.level",
@@ -561,8 +567,8 @@ START_TEST(test_print_masks_secrets)
     }
     for (const char *p = out; *p; p++)
         lines += *p == '\n';
-    /* 2 comment lines, and two timeouts per device type (device_types test) */
-    ck_assert_uint_eq(lines, 2 + sizeof keys / sizeof keys[0] + 2 * NR_DEVTYPE_COUNT);
+    /* 2 comment lines, and two timeouts and keep_volatile per device type */
+    ck_assert_uint_eq(lines, 2 + sizeof keys / sizeof keys[0] + 3 * NR_DEVTYPE_COUNT);
     free(out);
     nr_config_clear(&c);
 
@@ -622,6 +628,15 @@ START_TEST(test_errors_env)
         "(redis://[:password@]host:port/db)");
     assert_err(LOAD_FAIL("NETRAVEN_ENV=../etc"),
         "NETRAVEN_ENV: \"../etc\" is not an environment name (letters, digits, '-' and '_')");
+    /* a redaction marker replaces one line with one line */
+    assert_err(LOAD_FAIL("NETRAVEN_WORKER__REDACTION__MARKER="),
+        "NETRAVEN_WORKER__REDACTION__MARKER: worker.redaction.marker: must not be empty");
+    {
+        char *e = LOAD_FAIL("NETRAVEN_WORKER__REDACTION__MARKER=[REDACTED]\r\n({kind})");
+        ck_assert_msg(strstr(e, "NETRAVEN_WORKER__REDACTION__MARKER: worker.redaction.marker: ")
+                      == e && strstr(e, "is not a single line") != NULL, "%s", e);
+        free(e);
+    }
 
     /* a URL's password never reaches the message */
     assert_err(LOAD_FAIL("NETRAVEN_DATABASE__URL=mysql://root:TopSecret@db/nr"),

@@ -49,6 +49,20 @@ START_TEST(every_config_key_is_in_the_readme)
         char *colon = strchr(line, ':');
         ck_assert_ptr_nonnull(colon);
         *colon = '\0';
+        /* worker.device_types.<type>.<key>: the key once, with <type>, and
+         * the type in the device-type table */
+        if (strncmp(line, "worker.device_types.", 20) == 0) {
+            char *type = line + 20, *dot = strrchr(type, '.'), generic[160];
+
+            ck_assert_ptr_nonnull(dot);
+            snprintf(generic, sizeof generic, "worker.device_types.<type>%s", dot);
+            ck_assert_msg(documented(readme, generic), "README.md does not document %s", generic);
+            *dot = '\0';
+            ck_assert_msg(documented(readme, type),
+                          "README.md's device-type table lacks %s", type);
+            keys++;
+            continue;
+        }
         ck_assert_msg(documented(readme, line), "README.md does not document config key %s", line);
         keys++;
     }

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "netraven/config.h"
 #include "netraven/secret.h"
 
 /* Debian's interpreter: it has python3-cryptography; the one on PATH may not. */
@@ -545,6 +546,14 @@ END_TEST
 /* a string literal and its length, NUL bytes included */
 #define LIT(s) s, sizeof(s) - 1
 
+/* the default marker for a kind */
+#define RL(kind) "[REDACTED LINE] (" kind ")"
+
+/* Secrets of the tests: a login password and an enable secret that a
+ * device prints in descriptions, on lines without any keyword. */
+#define LOGIN_PW  "Hunter2-login"
+#define ENABLE_PW "En4ble-S3cr3t!"
+
 static struct nr_strlist pats(const char *a, const char *b, const char *c)
 {
     struct nr_strlist l = { 0 };
@@ -552,6 +561,26 @@ static struct nr_strlist pats(const char *a, const char *b, const char *c)
     if (b) nr_strlist_push(&l, b);
     if (c) nr_strlist_push(&l, c);
     return l;
+}
+
+/* A redaction with patterns p (may be NULL), the default marker, no secrets. */
+static struct nr_redaction rd(const struct nr_strlist *p)
+{
+    struct nr_redaction r;
+
+    nr_redaction_init(&r, NULL);
+    r.patterns = p;
+    return r;
+}
+
+/* The same with the two test secrets. */
+static struct nr_redaction rd_secrets(const struct nr_strlist *p)
+{
+    struct nr_redaction r = rd(p);
+
+    nr_redaction_add_secret(&r, LOGIN_PW, NR_KIND_LOGIN_PASSWORD);
+    nr_redaction_add_secret(&r, ENABLE_PW, NR_KIND_ENABLE_SECRET);
+    return r;
 }
 
 static const char IOS[] =
@@ -567,31 +596,41 @@ static const char IOS[] =
     " Password cisco\n"
     "end\n";
 
+/* IOS with the patterns password and secret */
 static const char IOS_DEFAULT[] =
     "!\n"
     "version 15.2\n"
     "hostname edge-r1\n"
-    "[REDACTED LINE]\n"
-    "[REDACTED LINE]\n"
+    RL("secret") "\n"
+    RL("password") "\n"
     "snmp-server community s3cr3t RO\n"
     "interface GigabitEthernet0/0\n"
     " ip address 192.0.2.1 255.255.255.0\n"
     "line vty 0 4\n"
-    "[REDACTED LINE]\n"
+    RL("password") "\n"
     "end\n";
 
-static void redact_ok(const char *in, size_t len, const struct nr_strlist *p,
-                      const char *want, size_t want_len, size_t want_lines)
+static void redact_r(const char *in, size_t len, const struct nr_redaction *r,
+                     const char *want, size_t want_len, size_t want_lines)
 {
     char *out = NULL;
     size_t n = 0, lines = 0;
 
-    ck_assert_int_eq(nr_redact(in, len, p, &out, &n, &lines), 0);
-    ck_assert_uint_eq(n, want_len);
-    ck_assert_mem_eq(out, want, want_len);
+    ck_assert_int_eq(nr_redact(in, len, r, &out, &n, &lines), 0);
+    ck_assert_msg(n == want_len && memcmp(out, want, want_len) == 0,
+                  "got [%.*s]\nwant [%.*s]", (int)n, out, (int)want_len, want);
     ck_assert_int_eq(out[n], '\0');
     ck_assert_uint_eq(lines, want_lines);
     free(out);
+}
+
+/* With patterns p only, the default marker. */
+static void redact_ok(const char *in, size_t len, const struct nr_strlist *p,
+                      const char *want, size_t want_len, size_t want_lines)
+{
+    struct nr_redaction r = rd(p);
+
+    redact_r(in, len, &r, want, want_len, want_lines);
 }
 
 static size_t count(const char *s, size_t n, char c)
@@ -631,12 +670,12 @@ START_TEST(prod_patterns_add_community)
     struct nr_strlist p = pats("password", "secret", "community");
     char *want = strdup(IOS_DEFAULT);
     char *at = strstr(want, "snmp-server community s3cr3t RO\n");
-    char out[sizeof(IOS_DEFAULT)];
+    char out[sizeof(IOS_DEFAULT) + 64];
 
     /* same as default, with the snmp line redacted too */
     size_t head = (size_t)(at - want);
     memcpy(out, want, head);
-    strcpy(out + head, "[REDACTED LINE]\n");
+    strcpy(out + head, RL("community") "\n");
     strcat(out, at + strlen("snmp-server community s3cr3t RO\n"));
     redact_ok(IOS, strlen(IOS), &p, out, strlen(out), 4);
     free(want);
@@ -647,6 +686,7 @@ END_TEST
 START_TEST(crlf_endings_are_kept)
 {
     struct nr_strlist p = pats("password", "secret", NULL);
+    struct nr_redaction r = rd_secrets(&p);
     char *in = crlf(IOS), *want = crlf(IOS_DEFAULT);
 
     redact_ok(in, strlen(in), &p, want, strlen(want), 3);
@@ -655,7 +695,11 @@ START_TEST(crlf_endings_are_kept)
 
     /* mixed endings, each kept as it was */
     redact_ok(LIT("a\r\nsecret 1\r\nb\nsecret 2\nsecret 3\r\n"), &p,
-              LIT("a\r\n[REDACTED LINE]\r\nb\n[REDACTED LINE]\n[REDACTED LINE]\r\n"), 3);
+              LIT("a\r\n" RL("secret") "\r\nb\n" RL("secret") "\n" RL("secret") "\r\n"), 3);
+    /* the same for secrets; "\r\r\n": the first '\r' is the line's */
+    redact_r(LIT("a\r\n description " LOGIN_PW "\r\nb\n" ENABLE_PW "\r\r\nc\r"), &r,
+             LIT("a\r\n" RL("login password") "\r\nb\n" RL("enable secret") "\r\nc\r"), 2);
+    redact_r(LIT("x " ENABLE_PW "\r"), &r, LIT(RL("enable secret") "\r"), 1);
     nr_strlist_clear(&p);
 }
 END_TEST
@@ -664,7 +708,8 @@ START_TEST(case_insensitive)
 {
     struct nr_strlist p = pats("PassWord", "secret", NULL);
     const char in[] = "x PASSWORD y\nenable SeCrEt 0 z\nnothing\npassw0rd\nSECRE\n";
-    const char want[] = "[REDACTED LINE]\n[REDACTED LINE]\nnothing\npassw0rd\nSECRE\n";
+    /* the kind is the keyword as configured */
+    const char want[] = RL("PassWord") "\n" RL("secret") "\nnothing\npassw0rd\nSECRE\n";
 
     redact_ok(in, strlen(in), &p, want, strlen(want), 2);
     nr_strlist_clear(&p);
@@ -676,11 +721,11 @@ START_TEST(last_line_without_newline)
     struct nr_strlist p = pats("password", "secret", NULL);
 
     redact_ok(LIT("hostname r1\nenable secret 5 x"), &p,
-              LIT("hostname r1\n[REDACTED LINE]"), 1);
+              LIT("hostname r1\n" RL("secret")), 1);
     redact_ok(LIT("hostname r1\nenable secret 5 x\r"), &p,
-              LIT("hostname r1\n[REDACTED LINE]\r"), 1);
+              LIT("hostname r1\n" RL("secret") "\r"), 1);
     redact_ok(LIT("secret"), &p,
-              LIT("[REDACTED LINE]"), 1);
+              LIT(RL("secret")), 1);
     redact_ok(LIT("hostname r1"), &p,
               LIT("hostname r1"), 0);
     nr_strlist_clear(&p);
@@ -696,7 +741,7 @@ START_TEST(lines_do_not_join)
               LIT("pass\nword\nsec\r\nret\n"), 0);
     /* the same pattern many times, overlapping prefixes, line at the end */
     redact_ok(LIT("sssssecret\n\n\npasspassword"), &p,
-              LIT("[REDACTED LINE]\n\n\n[REDACTED LINE]"), 2);
+              LIT(RL("secret") "\n\n\n" RL("password")), 2);
     nr_strlist_clear(&p);
 }
 END_TEST
@@ -706,6 +751,7 @@ START_TEST(empty_input_and_no_patterns)
     struct nr_strlist p = pats("password", NULL, NULL);
     struct nr_strlist none = { 0 };
     struct nr_strlist blank = pats("", NULL, NULL);
+    struct nr_redaction r = rd(&p);
     char *out = (char *)"untouched";
 
     redact_ok(LIT(""), &p,
@@ -715,15 +761,16 @@ START_TEST(empty_input_and_no_patterns)
               LIT("\n\n"), 0);
     redact_ok(IOS, strlen(IOS), &none, IOS, strlen(IOS), 0);
     redact_ok(IOS, strlen(IOS), NULL, IOS, strlen(IOS), 0);
+    redact_r(IOS, strlen(IOS), NULL, IOS, strlen(IOS), 0);     /* no redaction at all */
     /* an empty pattern would match everything: it is ignored */
     redact_ok(IOS, strlen(IOS), &blank, IOS, strlen(IOS), 0);
     /* NUL bytes are text like any other */
     redact_ok(LIT("a\0b\npa\0ssword\nx\0password\n"), &p,
-              LIT("a\0b\npa\0ssword\n[REDACTED LINE]\n"), 1);
+              LIT("a\0b\npa\0ssword\n" RL("password") "\n"), 1);
 
-    ck_assert_int_eq(nr_redact(NULL, 3, &p, &out, NULL, NULL), NR_EINVAL);
+    ck_assert_int_eq(nr_redact(NULL, 3, &r, &out, NULL, NULL), NR_EINVAL);
     ck_assert_str_eq(out, "untouched");
-    ck_assert_int_eq(nr_redact("x", 1, &p, NULL, NULL, NULL), NR_EINVAL);
+    ck_assert_int_eq(nr_redact("x", 1, &r, NULL, NULL, NULL), NR_EINVAL);
     nr_strlist_clear(&p);
     nr_strlist_clear(&blank);
 }
@@ -732,6 +779,7 @@ END_TEST
 START_TEST(five_megabytes_fast)
 {
     struct nr_strlist p = pats("password", "secret", "community");
+    struct nr_redaction r = rd(&p);
     size_t unit = strlen(IOS), reps = 5 * 1024 * 1024 / unit + 1, len = unit * reps;
     char *in = malloc(len + 1), *out = NULL;
     size_t n = 0, lines = 0;
@@ -742,7 +790,7 @@ START_TEST(five_megabytes_fast)
     in[len] = '\0';
 
     t0 = nr_mono_ns();
-    ck_assert_int_eq(nr_redact(in, len, &p, &out, &n, &lines), 0);
+    ck_assert_int_eq(nr_redact(in, len, &r, &out, &n, &lines), 0);
     t1 = nr_mono_ns();
 
     ck_assert_uint_eq(lines, 4 * reps);
@@ -760,20 +808,370 @@ END_TEST
 START_TEST(redact_line_for_commands)
 {
     struct nr_strlist pats = { 0 };
+    struct nr_redaction r;
     char *a, *b, *c;
 
     nr_strlist_push(&pats, "password");
     nr_strlist_push(&pats, "secret");
-    a = nr_redact_line("username ops SECRET 0 hunter2", &pats);
-    b = nr_redact_line("show running-config", &pats);
+    r = rd(&pats);
+    a = nr_redact_line("username ops SECRET 0 hunter2", &r);
+    b = nr_redact_line("show running-config", &r);
     c = nr_redact_line("show running-config", NULL);
-    ck_assert_str_eq(a, NR_REDACTED_LINE);
+    ck_assert_str_eq(a, RL("secret"));
     ck_assert_str_eq(b, "show running-config");
     ck_assert_str_eq(c, "show running-config");
     free(a);
     free(b);
     free(c);
     nr_strlist_clear(&pats);
+}
+END_TEST
+
+/* ---- redaction of the session's own secrets ------------------------------ */
+
+/* What a device printing its secrets looks like (devsim leak_secrets). */
+static const char LEAKY[] =
+    "hostname edge-r1\n"
+    "enable secret 5 $1$mERr$hx5rVt7rPNoS4wqbXKX7m0\n"
+    "interface GigabitEthernet0/1\n"
+    " description uplink " LOGIN_PW " (do not touch)\n"
+    " ip address 192.0.2.1 255.255.255.0\n"
+    "interface GigabitEthernet0/2\n"
+    " description " ENABLE_PW "\n"
+    "banner motd ^Cwelcome^C\n"
+    "snmp-server community Publ1c-RO RO\n"
+    "username ops password 0 " LOGIN_PW "\n"
+    "end\n";
+
+static const char LEAKY_REDACTED[] =
+    "hostname edge-r1\n"
+    RL("secret") "\n"
+    "interface GigabitEthernet0/1\n"
+    RL("login password") "\n"
+    " ip address 192.0.2.1 255.255.255.0\n"
+    "interface GigabitEthernet0/2\n"
+    RL("enable secret") "\n"
+    "banner motd ^Cwelcome^C\n"
+    RL("community") "\n"
+    RL("login password") "\n"    /* a secret's kind wins over a keyword's */
+    "end\n";
+
+START_TEST(kinds_in_the_marker)
+{
+    struct nr_strlist p = pats("password", "secret", "community");
+    struct nr_redaction r = rd_secrets(&p);
+    char *out = NULL;
+    size_t n = 0, lines = 0;
+
+    redact_r(LIT(LEAKY), &r, LIT(LEAKY_REDACTED), 5);
+
+    /* no secret left anywhere, every redacted line still findable */
+    ck_assert_int_eq(nr_redact(LEAKY, strlen(LEAKY), &r, &out, &n, &lines), 0);
+    ck_assert_ptr_null(strstr(out, LOGIN_PW));
+    ck_assert_ptr_null(strstr(out, ENABLE_PW));
+    ck_assert_ptr_null(strstr(out, "Publ1c-RO"));
+    ck_assert_uint_eq(count(out, n, '\n'), count(LEAKY, strlen(LEAKY), '\n'));
+    {
+        size_t found = 0;
+        for (const char *q = out; (q = strstr(q, NR_REDACTED_LINE)) != NULL; q++)
+            found++;
+        ck_assert_uint_eq(found, lines);
+    }
+    free(out);
+
+    /* several secrets on a line: the first added gives the kind */
+    redact_r(LIT("x " ENABLE_PW " " LOGIN_PW "\n"), &r, LIT(RL("login password") "\n"), 1);
+    /* the leftmost keyword gives the kind */
+    redact_r(LIT("snmp-server community secret-ro\nsecret community\n"), &r,
+             LIT(RL("community") "\n" RL("secret") "\n"), 2);
+    nr_strlist_clear(&p);
+}
+END_TEST
+
+START_TEST(secrets_without_patterns)
+{
+    struct nr_redaction r = rd_secrets(NULL);
+
+    /* only the secrets' lines, compared as exact bytes */
+    redact_r(LIT(LEAKY), &r,
+             LIT("hostname edge-r1\n"
+                 "enable secret 5 $1$mERr$hx5rVt7rPNoS4wqbXKX7m0\n"
+                 "interface GigabitEthernet0/1\n"
+                 RL("login password") "\n"
+                 " ip address 192.0.2.1 255.255.255.0\n"
+                 "interface GigabitEthernet0/2\n"
+                 RL("enable secret") "\n"
+                 "banner motd ^Cwelcome^C\n"
+                 "snmp-server community Publ1c-RO RO\n"
+                 RL("login password") "\n"
+                 "end\n"), 3);
+    redact_r(LIT("hunter2-LOGIN\nHunter2-logi\nunter2-login\n"), &r,
+             LIT("hunter2-LOGIN\nHunter2-logi\nunter2-login\n"), 0);
+    /* at the very start, at the very end, twice on a line, overlapping */
+    redact_r(LIT(LOGIN_PW "\nok\n" LOGIN_PW LOGIN_PW), &r,
+             LIT(RL("login password") "\nok\n" RL("login password")), 2);
+    {
+        struct nr_redaction o = rd(NULL);
+        nr_redaction_add_secret(&o, "aa", "x");
+        redact_r(LIT("a\naaa\nbab\naa"), &o, LIT("a\n" RL("x") "\nbab\n" RL("x")), 2);
+    }
+    /* lines are whole: a secret spanning a line break takes both lines */
+    {
+        struct nr_redaction o = rd(NULL);
+        nr_redaction_add_secret(&o, "ab\ncd", "odd");
+        redact_r(LIT("1\nxab\ncdx\n2\n"), &o, LIT("1\n" RL("odd") "\n" RL("odd") "\n2\n"), 2);
+    }
+}
+END_TEST
+
+START_TEST(secret_within_a_keyword_line)
+{
+    struct nr_strlist p = pats("password", "secret", NULL);
+    struct nr_redaction r = rd(&p);
+
+    /* the secret is part of the keyword: the secret's kind */
+    nr_redaction_add_secret(&r, "pass", NR_KIND_LOGIN_PASSWORD);
+    nr_redaction_add_secret(&r, "cret", NR_KIND_ENABLE_SECRET);
+    redact_r(LIT("username a password 7 0822\nenable secret 5 x\nip ssh\n"), &r,
+             LIT(RL("login password") "\n" RL("enable secret") "\nip ssh\n"), 2);
+    /* and alone on a line without any keyword */
+    redact_r(LIT("bypass mode\nconcrete\nPASS\n"), &r,
+             LIT(RL("login password") "\n" RL("enable secret") "\nPASS\n"), 2);
+    nr_strlist_clear(&p);
+}
+END_TEST
+
+START_TEST(empty_null_and_duplicate_secrets_ignored)
+{
+    struct nr_redaction r = rd(NULL);
+    char name[NR_REDACT_MAX_SECRETS + 2][8];
+
+    nr_redaction_add_secret(&r, NULL, NR_KIND_LOGIN_PASSWORD);
+    nr_redaction_add_secret(&r, "", NR_KIND_ENABLE_SECRET);
+    ck_assert_uint_eq(r.nsecrets, 0);
+    redact_r(LIT(LEAKY), &r, LIT(LEAKY), 0);
+    redact_r(LIT("\n\n"), &r, LIT("\n\n"), 0);
+
+    /* the same secret twice keeps its first kind (an enable secret that is
+     * the login password) */
+    nr_redaction_add_secret(&r, LOGIN_PW, NR_KIND_LOGIN_PASSWORD);
+    nr_redaction_add_secret(&r, LOGIN_PW, NR_KIND_ENABLE_SECRET);
+    ck_assert_uint_eq(r.nsecrets, 1);
+    ck_assert_str_eq(r.kinds[0], NR_KIND_LOGIN_PASSWORD);
+    redact_r(LIT("x" LOGIN_PW "\n"), &r, LIT(RL("login password") "\n"), 1);
+
+    /* a kind of NULL: "secret" */
+    nr_redaction_add_secret(&r, "k-null", NULL);
+    redact_r(LIT("k-null"), &r, LIT(RL("secret")), 1);
+
+    /* full: the rest is ignored, nothing written past the table */
+    for (size_t k = 0; k < NR_REDACT_MAX_SECRETS + 2; k++) {
+        snprintf(name[k], sizeof name[k], "s%zu", k);
+        nr_redaction_add_secret(&r, name[k], "n");
+    }
+    ck_assert_uint_eq(r.nsecrets, NR_REDACT_MAX_SECRETS);
+    ck_assert_str_eq(r.secrets[NR_REDACT_MAX_SECRETS - 1], "s5");
+    redact_r(LIT("s5\ns6\n"), &r, LIT(RL("n") "\ns6\n"), 1);
+
+    /* a hand-filled table with holes is read safely */
+    r = rd(NULL);
+    r.secrets[0] = "";
+    r.secrets[1] = NULL;
+    r.secrets[2] = "zz";
+    r.kinds[2] = "third";
+    r.nsecrets = 3;
+    redact_r(LIT("a\nzz\n"), &r, LIT("a\n" RL("third") "\n"), 1);
+}
+END_TEST
+
+START_TEST(marker_template)
+{
+    struct nr_strlist p = pats("secret", NULL, NULL);
+    struct nr_redaction r = rd(&p);
+    struct nr_config cfg;
+    char *line;
+
+    /* the default, also when cfg has none */
+    ck_assert_str_eq(NR_REDACTION_MARKER_DEFAULT, "[REDACTED LINE] ({kind})");
+    memset(&cfg, 0, sizeof cfg);
+    nr_redaction_init(&r, &cfg);
+    ck_assert_str_eq(r.marker, NR_REDACTION_MARKER_DEFAULT);
+    ck_assert_ptr_eq(r.patterns, &cfg.worker.redaction_patterns);
+    ck_assert_uint_eq(r.nsecrets, 0);
+
+    /* from cfg; "{kind}" every time it appears */
+    cfg.worker.redaction_patterns = p;
+    cfg.worker.redaction_marker = (char *)"<{kind}|{kind}|{kin}>";
+    nr_redaction_init(&r, &cfg);
+    nr_redaction_add_secret(&r, LOGIN_PW, NR_KIND_LOGIN_PASSWORD);
+    redact_r(LIT("enable secret 0 x\r\n" LOGIN_PW "\n"), &r,
+             LIT("<secret|secret|{kin}>\r\n<login password|login password|{kin}>\n"), 2);
+
+    /* without "{kind}": the template as it is; NetRaven's bare marker */
+    r.marker = NR_REDACTED_LINE;
+    redact_r(LIT("a secret\n"), &r, LIT("[REDACTED LINE]\n"), 1);
+    line = nr_redact_line("x " LOGIN_PW, &r);
+    ck_assert_str_eq(line, "[REDACTED LINE]");
+    free(line);
+
+    /* NULL or "": the default; a line break in a hand-set marker cannot
+     * add a line */
+    r.marker = NULL;
+    redact_r(LIT("secret\n"), &r, LIT(RL("secret") "\n"), 1);
+    r.marker = "";
+    redact_r(LIT("secret\n"), &r, LIT(RL("secret") "\n"), 1);
+    r.marker = "two\nlines\r{kind}";
+    redact_r(LIT("secret\nx\n"), &r, LIT("two lines secret\nx\n"), 1);
+    nr_strlist_clear(&p);
+}
+END_TEST
+
+static size_t count_crlf(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++)
+        k += (s[i - 1] == '\r' && s[i] == '\n');
+    return k;
+}
+
+START_TEST(line_count_preserved)
+{
+    struct nr_strlist p = pats("password", "secret", "community");
+    struct nr_redaction r = rd_secrets(&p);
+    static const struct { const char *s; size_t n; } pieces[] = {
+        { LIT("") }, { LIT("\r") }, { LIT("secret") }, { LIT(LOGIN_PW) }, { LIT(ENABLE_PW) },
+        { LIT("plain text") }, { LIT("x\0y") }, { LIT("COMMUNITY") }, { LIT("Hunter2-") },
+        { LIT("login") }, { LIT("\r\r") },
+    };
+    unsigned seed = 12345;
+
+    /* random lines of random pieces and endings: as many lines out as in,
+     * the same "\r\n" endings, no secret left */
+    for (int round = 0; round < 200; round++) {
+        char in[4096];
+        size_t len = 0, n = 0, lines = 0;
+        char *out = NULL;
+
+        while (len < sizeof in - 64) {
+            size_t k;
+            seed = seed * 1103515245u + 12345u;
+            k = (seed >> 16) % (sizeof pieces / sizeof pieces[0]);
+            memcpy(in + len, pieces[k].s, pieces[k].n);
+            len += pieces[k].n;
+            if ((seed >> 8) % 3 == 0)
+                in[len++] = '\n';
+        }
+        ck_assert_int_eq(nr_redact(in, len, &r, &out, &n, &lines), 0);
+        ck_assert_uint_eq(count(out, n, '\n'), count(in, len, '\n'));
+        ck_assert_uint_eq(count_crlf(out, n), count_crlf(in, len));
+        ck_assert_ptr_null(memmem(out, n, LOGIN_PW, strlen(LOGIN_PW)));
+        ck_assert_ptr_null(memmem(out, n, ENABLE_PW, strlen(ENABLE_PW)));
+        ck_assert_ptr_null(memmem(out, n, "secret\n", 7));
+        free(out);
+    }
+    nr_strlist_clear(&p);
+}
+END_TEST
+
+START_TEST(redact_line_never_returns_the_secret)
+{
+    struct nr_strlist p = pats("password", "secret", "community");
+    struct nr_redaction r = rd_secrets(&p);
+    static const char *const cmds[] = {
+        "username ops password " LOGIN_PW,
+        "echo " LOGIN_PW,
+        LOGIN_PW,
+        "enable " ENABLE_PW,
+        "snmp-server community Publ1c-RO RO",
+        "set system login user ops authentication plain-text-password-value " ENABLE_PW,
+    };
+    static const char *const kinds[] = {
+        RL("login password"), RL("login password"), RL("login password"),
+        RL("enable secret"), RL("community"), RL("enable secret"),
+    };
+    char *line;
+
+    for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
+        line = nr_redact_line(cmds[k], &r);
+        ck_assert_str_eq(line, kinds[k]);
+        ck_assert_ptr_null(strstr(line, LOGIN_PW));
+        ck_assert_ptr_null(strstr(line, ENABLE_PW));
+        ck_assert_ptr_null(strstr(line, "Publ1c"));
+        free(line);
+    }
+    /* a copy otherwise, the secret compared as bytes */
+    line = nr_redact_line("show running-config | include hunter2-LOGIN", &r);
+    ck_assert_str_eq(line, "show running-config | include hunter2-LOGIN");
+    free(line);
+    line = nr_redact_line("", &r);
+    ck_assert_str_eq(line, "");
+    free(line);
+    nr_strlist_clear(&p);
+}
+END_TEST
+
+/* nr_redact over n bytes; returns the time it took in ms. */
+static double timed(const char *in, size_t n, const struct nr_redaction *r, size_t *lines,
+                    char **out, size_t *out_len)
+{
+    uint64_t t0 = nr_mono_ns();
+
+    ck_assert_int_eq(nr_redact(in, n, r, out, out_len, lines), 0);
+    return (double)(nr_mono_ns() - t0) / 1e6;
+}
+
+START_TEST(one_megabyte_with_secrets_is_linear)
+{
+    struct nr_strlist p = pats("password", "secret", "community");
+    struct nr_redaction r = rd_secrets(&p);
+    const size_t mb = 1024 * 1024;
+    char *in = malloc(mb + 64), *out = NULL;
+    size_t n, lines, len;
+    double ms[3];
+
+    /* Each shape would cost seconds or minutes to a search restarted at
+     * each line (1 MB x up to 1 000 000 lines); linear, each takes a few
+     * milliseconds, tens under ASan.  The bound is far above either: it
+     * catches quadratic work, not a slow machine. */
+
+    /* 1. short lines, a secret on one line in ten */
+    for (size_t i = len = 0; len < mb; i++) {
+        const char *l = i % 10 == 0 ? " description " LOGIN_PW "\n" : "ip ssh\n";
+        memcpy(in + len, l, strlen(l));
+        len += strlen(l);
+    }
+    ms[0] = timed(in, len, &r, &lines, &out, &n);
+    ck_assert_uint_gt(lines, 0);
+    ck_assert_ptr_null(memmem(out, n, LOGIN_PW, strlen(LOGIN_PW)));
+    ck_assert_uint_eq(count(out, n, '\n'), count(in, len, '\n'));
+    free(out);
+
+    /* 2. 1 MB of empty lines, then the secret once at the end */
+    memset(in, '\n', mb);
+    memcpy(in + mb, ENABLE_PW, strlen(ENABLE_PW));
+    len = mb + strlen(ENABLE_PW);
+    ms[1] = timed(in, len, &r, &lines, &out, &n);
+    ck_assert_uint_eq(lines, 1);
+    ck_assert_uint_eq(n, mb + strlen(RL("enable secret")));
+    free(out);
+
+    /* 3. one 1 MB line of near misses of every secret and keyword */
+    for (len = 0; len + 32 < mb;) {
+        static const char miss[] = "Hunter2-logiEn4ble-S3cr3tpasswor";
+        memcpy(in + len, miss, sizeof miss - 1);
+        len += sizeof miss - 1;
+    }
+    ms[2] = timed(in, len, &r, &lines, &out, &n);
+    ck_assert_uint_eq(lines, 0);
+    ck_assert_uint_eq(n, len);
+    ck_assert_mem_eq(out, in, len);
+    free(out);
+
+    fprintf(stderr, "redact 1 MB with secrets: %.2f, %.2f, %.2f ms\n", ms[0], ms[1], ms[2]);
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(ms[k] < 5000, "shape %d took %.1f ms", k + 1, ms[k]);
+    free(in);
+    nr_strlist_clear(&p);
 }
 END_TEST
 
@@ -809,6 +1207,14 @@ static Suite *secret_suite(void)
     tcase_add_test(r, empty_input_and_no_patterns);
     tcase_add_test(r, five_megabytes_fast);
     tcase_add_test(r, redact_line_for_commands);
+    tcase_add_test(r, kinds_in_the_marker);
+    tcase_add_test(r, secrets_without_patterns);
+    tcase_add_test(r, secret_within_a_keyword_line);
+    tcase_add_test(r, empty_null_and_duplicate_secrets_ignored);
+    tcase_add_test(r, marker_template);
+    tcase_add_test(r, line_count_preserved);
+    tcase_add_test(r, redact_line_never_returns_the_secret);
+    tcase_add_test(r, one_megabyte_with_secrets_is_linear);
     suite_add_tcase(s, r);
     return s;
 }
