@@ -6,8 +6,9 @@
  * with a literal character ("! Last configuration change at *"), so a line
  * is first checked against the set of those first characters: a typical
  * configuration line costs one table look-up, not one fnmatch() per
- * pattern.  Patterns that start with a wildcard or a bracket are always
- * tried.
+ * pattern.  A leading bracket expression ("[*.0-9A-Z]...", the syslog
+ * shapes) adds the bytes it accepts; a pattern that starts with a
+ * wildcard makes every line a candidate.
  */
 #include <fnmatch.h>
 #include <pthread.h>
@@ -104,6 +105,29 @@ struct vol_index {
 static struct vol_index vol_index[NTYPES];
 static pthread_once_t vol_once = PTHREAD_ONCE_INIT;
 
+/* Mark the bytes a pattern's leading bracket expression ("[*.0-9A-Z]")
+ * accepts; false when it is one this does not read (negated, classes like
+ * [:digit:], unterminated): then every byte may start a match. */
+static bool vol_bracket(unsigned char *first, const char *p)
+{
+    const unsigned char *s = (const unsigned char *)p + 1;
+
+    if (*s == '!' || *s == '^' || *s == ']')
+        return false;
+    for (; *s && *s != ']'; s++) {
+        if (*s == '[' || *s == '\\')
+            return false;
+        if (s[1] == '-' && s[2] && s[2] != ']') {
+            for (unsigned c = s[0]; c <= s[2]; c++)
+                first[c] = 1;
+            s += 2;
+        } else {
+            first[*s] = 1;
+        }
+    }
+    return *s == ']';
+}
+
 static void vol_build(void)
 {
     for (size_t i = 0; i < NTYPES; i++) {
@@ -113,6 +137,8 @@ static void vol_build(void)
             unsigned char c = (unsigned char)(*p)[0];
 
             x->any = true;
+            if (c == '[' && vol_bracket(x->first, *p))
+                continue;
             if (c == '*' || c == '?' || c == '[' || c == '\\' || c == '\0')
                 memset(x->first, 1, sizeof(x->first));
             else

@@ -160,6 +160,28 @@ START_TEST(volatile_lines_go)
           "# Language version: 13.4v1" },
         { "dell_os9", "! Last configuration change at Mon Mar  4 12:00:00 2024 by admin",
           "! Version 9.14(2.4)" },
+        { "extreme_exos", "# X440G2-48p-10G4 Configuration generated Tue Mar  5 09:14:22 2024",
+          "# Module devmgr configuration." },
+        { "cisco_nxos", "2024 Mar  5 09:14:22 sw1 %ETHPORT-5-IF_UP: Interface Ethernet1/1 is up",
+          "interface Ethernet1/1" },
+        { "cisco_xr", "RP/0/RSP0/CPU0:Mar  5 09:14:22.123 UTC: ifmgr[257]: "
+          "%PKT_INFRA-LINK-3-UPDOWN : Interface Gi0/0/0/1, changed state to Up",
+          "interface GigabitEthernet0/0/0/1" },
+        { "arista_eos", "Mar  5 09:14:22 sw1 Ebra: %LINEPROTO-5-UPDOWN: Line protocol on "
+          "Interface Ethernet1, changed state to up", "interface Ethernet1" },
+        { "cisco_asa", "Mar 05 2024 09:14:22: %ASA-4-411002: Line protocol on Interface "
+          "GigabitEthernet1/1, changed state to up", "interface GigabitEthernet1/1" },
+        { "huawei", "Mar  5 2024 09:14:22 sw1 %%01IFNET/4/LINK_STATE(l)[0]:The line protocol "
+          "IP on the interface GigabitEthernet0/0/1 has entered the UP state.", "sysname sw1" },
+        { "huawei", "2024-03-05 09:14:22.123 +00:00", "#" },
+        { "hp_comware", "%Mar  5 09:14:22:123 2024 sw1 IFNET/3/PHY_UPDOWN: Physical state on "
+          "the interface GigabitEthernet1/0/1 changed to up.", " sysname sw1" },
+        { "dell_os10", "! Startup-config last updated at Tue Mar  5 09:14:22 2024",
+          "! Version 10.5.2.3" },
+        { "ciena_saos", "! On terminal: ttyp3", "! SAOS configuration" },
+        { "mikrotik_routeros", "# 2024-03-05 09:14:22 by RouterOS 7.16",
+          "/interface bridge" },
+        { "arista_eos", "! Time: Tue Mar  5 09:14:22 2024", "! Command: show running-config" },
     };
 
     for (size_t i = 0; i < NR_ARRAY_LEN(cases); i++) {
