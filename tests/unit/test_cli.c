@@ -76,7 +76,7 @@ START_TEST(table_covers_real_fleets)
     ck_assert_str_eq(T("huawei")->paging_off, "screen-length 0 temporary");
     ck_assert_str_eq(T("mikrotik_routeros")->config_cmds[0], "/export");
     ck_assert_ptr_null(T("linux")->paging_off);
-    ck_assert_ptr_null(T("linux")->pagers);
+    ck_assert_ptr_null(T("mikrotik_routeros")->pagers);
     ck_assert_str_eq(T("fortinet")->config_cmds[1], "show full-configuration");
     ck_assert_ptr_null(T("fortinet")->config_cmds[2]);
     char *cmds = nr_devtype_commands(T("fortinet"));
