@@ -163,7 +163,7 @@ struct nr_config;
 #define NR_KIND_LOGIN_PASSWORD "login password"
 #define NR_KIND_ENABLE_SECRET  "enable secret"
 
-#define NR_REDACT_MAX_SECRETS 8
+#define NR_REDACT_MAX_SECRETS 16
 
 /* What a redaction removes: device-output lines that carry a keyword
  * (worker.redaction.patterns, case-insensitive), and every line holding

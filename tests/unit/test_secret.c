@@ -966,12 +966,18 @@ START_TEST(empty_null_and_duplicate_secrets_ignored)
 
     /* full: the rest is ignored, nothing written past the table */
     for (size_t k = 0; k < NR_REDACT_MAX_SECRETS + 2; k++) {
-        snprintf(name[k], sizeof name[k], "s%zu", k);
+        snprintf(name[k], sizeof name[k], "s%02zu", k);
         nr_redaction_add_secret(&r, name[k], "n");
     }
     ck_assert_uint_eq(r.nsecrets, NR_REDACT_MAX_SECRETS);
-    ck_assert_str_eq(r.secrets[NR_REDACT_MAX_SECRETS - 1], "s5");
-    redact_r(LIT("s5\ns6\n"), &r, LIT(RL("n") "\ns6\n"), 1);
+    /* two were there before the loop: the last one taken is s<MAX - 3> (two
+     * digits each, so that no name holds another) */
+    char in[32], want[64];
+    snprintf(in, sizeof in, "s%02d\ns%02d\n", NR_REDACT_MAX_SECRETS - 3,
+             NR_REDACT_MAX_SECRETS - 2);
+    snprintf(want, sizeof want, RL("n") "\ns%02d\n", NR_REDACT_MAX_SECRETS - 2);
+    ck_assert_str_eq(r.secrets[NR_REDACT_MAX_SECRETS - 1], name[NR_REDACT_MAX_SECRETS - 3]);
+    redact_r(in, strlen(in), &r, want, strlen(want), 1);
 
     /* a hand-filled table with holes is read safely */
     r = rd(NULL);
