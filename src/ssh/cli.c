@@ -805,7 +805,10 @@ int nr_cli_run(struct nr_cli *c, const char *command, char **out, size_t *out_le
             !nr_ssh_pending(c->ssh))
             break;
     }
-    text = nr_cli_clean(i->buf, i->len, command, c->prompt, &n);
+    /* The last line is the prompt as it stands now (its counter may have
+     * moved on since it was learned): it goes here, not by comparison. */
+    buf_truncate(c, i->line_start);
+    text = nr_cli_clean(i->buf, i->len, command, NULL, &n);
     took = (double)(nr_mono_ns() - t0) / 1e6;
     log_command_done(c, command, n, took);
     *out = text;
