@@ -339,7 +339,8 @@ bool nr_cli_learn(const struct nr_devtype *type, const char *buf, size_t len,
 /*
  * Remove terminal escape sequences (CSI "ESC[...m", "ESC[?2004h", OSC
  * titles, charset selections) and control bytes other than "\n", "\r",
- * "\b" and "\t" from p[0..n) in place, as the bytes arrive: *state (0 at
+ * "\b" and "\t" from p[0..n) in place (a cursor move back or to a column
+ * becomes "\r": pagers erase themselves so), as the bytes arrive: *state (0 at
  * the start of a session) carries a sequence cut between two reads.
  * Returns the number of bytes kept.
  */

@@ -418,8 +418,15 @@ size_t nr_cli_term_filter(int *state, char *p, size_t n)
                 *state = TERM_TEXT;     /* ESC and one byte (ESC 7, ESC =, ...) */
             break;
         case TERM_CSI:                  /* parameters, intermediates, a final byte */
-            if (ch >= 0x40 && ch <= 0x7e)
+            if (ch >= 0x40 && ch <= 0x7e) {
+                /* Cursor back or to a column: how pagers such as VRP's
+                 * erase themselves ("ESC[16D", blanks, "ESC[16D"); read as
+                 * a return to the line start, as nr_cli_erase_len and
+                 * nr_cli_clean understand it. */
+                if (ch == 'D' || ch == 'G')
+                    p[w++] = '\r';
                 *state = TERM_TEXT;
+            }
             else if (ch < 0x20 || ch > 0x3f) {
                 *state = TERM_TEXT;     /* broken off: the byte is text again */
                 r--;

@@ -10,6 +10,9 @@
  *       send:TEXT     send TEXT           line:TEXT  send TEXT and "\n"
  *       sleep:MS      read for MS ms      quiet:MS   fail if anything arrives in MS ms
  *       eof           wait for the server to close the channel or connection
+ *       save:FILE     write what arrived between the last two expects' matches
+ *                     (a command's output: "expect:CMD" "expect:\nPROMPT" "save:F");
+ *                     append:FILE  the same, appended
  *     TEXT takes \r \n \t \\ \xHH escapes.
  *     Exit: 0 ok, 2 auth failed, 3 expect timed out, 4 connect failed or
  *     the connection closed under an expect, 5 quiet broken, 6 no eof,
@@ -232,7 +235,7 @@ static void save(const char *path, const struct buf *b)
 static int run_script(const struct conn_opts *o, int nsteps, char **steps)
 {
     struct buf t = {0};
-    size_t mark = 0;
+    size_t mark = 0, prev_end = 0, last_start = 0;
     uint64_t t0 = now_ms(), cms = 0;
     int why = 0, rc = 0;
     ssh_session s = login(o, o->port, &why, &cms);
@@ -273,6 +276,8 @@ static int run_script(const struct conn_opts *o, int nsteps, char **steps)
                 uint64_t now = now_ms();
 
                 if (hit) {
+                    prev_end = mark;
+                    last_start = (size_t)(hit - t.p);
                     mark = (size_t)(hit - t.p) + arg.len;
                     fprintf(stderr, "devsim-client: step %d %s: %llu ms\n", i + 1, st,
                             (unsigned long long)(now - ts));
@@ -310,6 +315,19 @@ static int run_script(const struct conn_opts *o, int nsteps, char **steps)
                 fprintf(stderr, "devsim-client: step %d %s: %s\n", i + 1, st,
                         n < 0 ? "connection closed" : "data arrived");
                 rc = 5;
+            }
+        } else if (strncmp(st, "save:", 5) == 0 || strncmp(st, "append:", 7) == 0) {
+            bool app = st[0] == 'a';
+            const char *path = st + (app ? 7 : 5);
+            FILE *f = fopen(path, app ? "ab" : "wb");
+
+            if (f == NULL) {
+                fprintf(stderr, "devsim-client: %s: %s\n", path, strerror(errno));
+                rc = 1;
+            } else {
+                if (last_start > prev_end)
+                    fwrite(t.p + prev_end, 1, last_start - prev_end, f);
+                fclose(f);
             }
         } else if (strcmp(st, "eof") == 0) {
             for (;;) {

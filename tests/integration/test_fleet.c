@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -71,10 +72,18 @@ static struct fdev devs[] = {
     SHAPE("ansi", "cisco_ios", "ansi_prompt: true"),
     SHAPE("paste", "linux", "bracketed_paste: true"),
     SHAPE("crcrlf", "arista_eos", "line_end: crcrlf"),
-    SHAPE("pglog", "cisco_ios", "pager: true, pager_log: true"),
-    SHAPE("pgmid", "cisco_ios", "pager: true, pager_midline: true"),
-    SHAPE("pgbs", "cisco_nxos", "pager: true, pager_erase: bs"),
-    SHAPE("pgcr", "cisco_ios", "pager: true, pager_erase: cr"),
+    /* pagers the worker must answer: the paging-off command is ignored */
+    SHAPE("pglog", "cisco_ios", "pager_sticky: true, pager_log: true"),
+    SHAPE("pgmid", "cisco_ios", "pager_sticky: true, pager_midline: true"),
+    SHAPE("pgbs", "cisco_nxos", "pager_sticky: true, pager_erase: bs"),
+    SHAPE("pgcr", "cisco_ios", "pager_sticky: true, pager_erase: cr"),
+    SHAPE("pgansi", "huawei", "pager_sticky: true"),
+    SHAPE("pghp", "hp_procurve", "pager_sticky: true"),
+    SHAPE("pgjunos", "juniper_junos", "pager_sticky: true"),
+    SHAPE("pgnxlog", "cisco_nxos", "pager_sticky: true, pager_log: true"),
+    /* no paging-off command: the pager is answered */
+    SHAPE("pgfg", "fortinet", "pager: true"),
+    SHAPE("pgftd", "cisco_ftd", "pager: true"),
     SHAPE("banner", "cisco_ios",
           "banner: \"#####################\\nrouter#\\nswitch>\\nadmin@fw> \\n# no prompt >\\n"
           "#####################\\n\""),
@@ -212,18 +221,21 @@ static void *sub_main(void *arg)
     redisReply *r;
 
     while (redisGetReply(s->c, (void **)&r) == REDIS_OK) {
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->str) {
-            if (strcmp(r->element[2]->str, SENTINEL) == 0) {
+        /* "pmessage", pattern, channel, payload */
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 && r->element[3]->str) {
+            const redisReply *m = r->element[3];
+
+            if (strcmp(m->str, SENTINEL) == 0) {
                 s->done = true;
                 freeReplyObject(r);
                 break;
             }
-            size_t n = r->element[2]->len;
+            size_t n = m->len;
             if (s->len + n + 2 > s->cap) {
                 s->cap = 2 * (s->len + n + 2);
                 s->all = realloc(s->all, s->cap);
             }
-            memcpy(s->all + s->len, r->element[2]->str, n);
+            memcpy(s->all + s->len, m->str, n);
             s->len += n;
             s->all[s->len++] = '\n';
             s->all[s->len] = '\0';
@@ -235,7 +247,7 @@ static void *sub_main(void *arg)
 
 static void sub_start(struct sub *s)
 {
-    struct timeval tv = { 300, 0 };
+    struct timeval tv = { 120, 0 };
     redisReply *r;
 
     memset(s, 0, sizeof(*s));
@@ -303,6 +315,14 @@ static char *enqueue_wait(long long job)
     char *out = nrt_proc_stdout(&p);
     nrt_proc_clear(&p);
     return out;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- fixtures -------------------------------------------------------------------- */
@@ -454,7 +474,9 @@ START_TEST(every_platform_and_shape)
     worker_start();
 
     /* ---- first run: every device, a correct snapshot */
+    double t0 = now_s();
     out = enqueue_wait(job);
+    fprintf(stderr, "  first run: %.2f s\n", now_s() - t0);
     for (size_t i = 0; i < ndev; i++) {
         const struct fdev *d = &devs[i];
         char *st = nrt_sql_str(db, "SELECT status || ' ' || details::text FROM job_results "
@@ -501,7 +523,9 @@ START_TEST(every_platform_and_shape)
     /* ---- second run: the volatile lines changed, nothing else: no new snapshot */
     snaps = nrt_sql_int(db, "SELECT count(*) FROM device_configurations");
     ck_assert_int_eq(snaps, (long long)ndev);
+    t0 = now_s();
     out = enqueue_wait(job);
+    fprintf(stderr, "  second run: %.2f s\n", now_s() - t0);
     ck_assert_msg(strstr(out, "COMPLETED_SUCCESS") != NULL, "second run: %s", out);
     free(out);
     PGresult *r = nrt_sql(db, "SELECT d.hostname FROM devices d JOIN device_configurations c "
@@ -531,6 +555,16 @@ START_TEST(every_platform_and_shape)
         char *so = nrt_proc_stdout(&worker);
         assert_clean("stdout", so, community);
         ck_assert_ptr_nonnull(strstr(so, "fl-leak"));
+        /* the pager devices were paged, and the worker answered */
+        static const char *const paged[] = { "pglog", "pgmid", "pgbs", "pgcr", "pgansi", "pghp",
+                                             "pgjunos", "pgnxlog", "pgfg", "pgftd" };
+        for (size_t i = 0; i < N_ARRAY(paged); i++) {
+            char want[96];
+
+            snprintf(want, sizeof want, "Pager prompt of 'fl-%s' answered", paged[i]);
+            ck_assert_msg(strstr(so, want) != NULL, "fl-%s was never paged", paged[i]);
+        }
+        ck_assert_ptr_null(strstr(so, "Pager prompt of 'fl-cisco_ios' answered"));
         free(so);
         char *se = nrt_read_file(worker.err_path);
         assert_clean("stderr", se ? se : "", community);

@@ -422,6 +422,9 @@ START_TEST(terminal_filter)
     ck_assert_str_eq(filter(&st, S("\x1b[1;32mgreen\x1b[0m\r\n")), "green\r\n");
     ck_assert_str_eq(filter(&st, S("\x1b]0;user@host: ~\x07prompt$ ")), "prompt$ ");
     ck_assert_str_eq(filter(&st, S("\x1b(Btext\x1b=\x1b>")), "text");
+    /* cursor back: a return to the line start (VRP erases its pager so) */
+    ck_assert_str_eq(filter(&st, S("\x1b[16D    \x1b[16Dnext")), "\r    \rnext");
+    ck_assert_str_eq(filter(&st, S("\x1b[1Gx\x1b[K")), "\rx");
     ck_assert_str_eq(filter(&st, S("a\0b\x07" "c\x7f" "d\be\tf")), "abcd\be\tf");
     ck_assert_int_eq(st, 0);
     /* a sequence cut between two reads */

@@ -67,6 +67,8 @@ static void usage(FILE *f)
         "  --idle-timeout S       drop sessions silent this long (default 600, 0 = never)\n"
         "  --login-timeout S      time to finish login (default 120)\n"
         "  --dump                 print the device list (TSV) and exit\n"
+        "  --print-config NAME    print what a backup of device NAME must store (its config\n"
+        "                         commands' output, no volatile or log lines) and exit\n"
         "  --check                check the inventory and exit\n"
         "  -q, --quiet            errors only;  -v, --verbose  one line per session event\n"
         "  --ssh-log N            libssh log level (0-4)\n"
@@ -78,7 +80,7 @@ enum {
     O_LISTEN = 256, O_PORT, O_COUNT, O_VARY, O_TYPE, O_PREFIX, O_USER, O_PASSWORD, O_ACCOUNT,
     O_ENABLE, O_CONFIG_KB, O_LATENCY, O_RATE, O_PAGER, O_PAGE_LINES, O_PRIV, O_FAULT, O_SET,
     O_STATE, O_KEYTYPE, O_PIDFILE, O_THREADS, O_MAXSESS, O_IDLE, O_LOGIN, O_DUMP, O_CHECK,
-    O_SSHLOG,
+    O_SSHLOG, O_PRINT_CONFIG,
 };
 
 static const struct option longopts[] = {
@@ -111,6 +113,7 @@ static const struct option longopts[] = {
     {"login-timeout", required_argument, NULL, O_LOGIN},
     {"dump", no_argument, NULL, O_DUMP},
     {"check", no_argument, NULL, O_CHECK},
+    {"print-config", required_argument, NULL, O_PRINT_CONFIG},
     {"ssh-log", required_argument, NULL, O_SSHLOG},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -180,6 +183,34 @@ static void dump(const struct ds_inventory *inv)
                d->accounts[0].password, d->enable_secret, d->config_kb, d->latency_ms,
                faults[0] ? faults : "-");
     }
+}
+
+/* --print-config NAME: the text a backup of NAME must store, on stdout. */
+static int print_config(struct ds_inventory *inv, const char *name)
+{
+    const struct ds_device *d = NULL;
+    size_t len = 0;
+    char *text;
+
+    for (size_t i = 0; i < inv->ndevs && d == NULL; i++)
+        if (strcmp(inv->devs[i].name, name) == 0)
+            d = &inv->devs[i];
+    if (d == NULL) {
+        fprintf(stderr, "devsim: --print-config: no device named \"%s\" in the inventory "
+                        "(--dump lists them)\n", name);
+        ds_inventory_clear(inv);
+        return 1;
+    }
+    text = ds_config_print(d, &len);
+    if (text == NULL) {
+        fprintf(stderr, "devsim: --print-config: out of memory\n");
+        ds_inventory_clear(inv);
+        return 1;
+    }
+    fwrite(text, 1, len, stdout);
+    free(text);
+    ds_inventory_clear(inv);
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static int listen_on(struct ds_device *d)
@@ -252,7 +283,7 @@ int main(int argc, char **argv)
     struct ds_device cli;
     struct ds_opts o = {.host_key_type = NULL, .max_sessions = 4096, .idle_timeout_s = 600,
                         .login_timeout_s = 120};
-    const char *inventory = NULL, *pid_file = NULL;
+    const char *inventory = NULL, *pid_file = NULL, *print_name = NULL;
     char state_dir[DS_STR_MAX], pid_path[DS_STR_MAX + 16], err[512];
     bool have_count = false, have_port = false, do_dump = false, do_check = false;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -328,6 +359,7 @@ int main(int argc, char **argv)
         case O_SSHLOG: o.ssh_log = (int)parse_uint("--ssh-log", optarg, 4); break;
         case O_DUMP: do_dump = true; break;
         case O_CHECK: do_check = true; break;
+        case O_PRINT_CONFIG: print_name = optarg; break;
         default: usage(stderr); return 2;
         }
     }
@@ -346,6 +378,8 @@ int main(int argc, char **argv)
     }
     if (ds_inventory_resolve(&inv, err, sizeof err) < 0)
         die("%s", err);
+    if (print_name)
+        return print_config(&inv, print_name);
     if (do_dump || do_check) {
         if (do_dump)
             dump(&inv);

@@ -1,8 +1,9 @@
 /*
  * devsim.h - the device simulator's internal interfaces.
  *
- * devsim serves many simulated network devices (Cisco IOS, NX-OS, IOS-XR,
- * EOS, Junos, ASA, PAN-OS, Linux) from one process, each on its own loopback
+ * devsim serves many simulated network devices (Cisco, Juniper, Arista, HPE,
+ * Huawei, Fortinet, F5, Dell, MikroTik, Ruckus, Extreme, ... and Linux; one
+ * row each in profile.c) from one process, each on its own loopback
  * address:port, over real SSH (libssh's server API).  It is a test tool: it
  * is not linked with libnetraven and shares nothing with it.
  *
@@ -10,7 +11,8 @@
  *   inventory.c  devices from a YAML file and/or the command line, through
  *                one field table (ds_fields[]); validation (loopback only).
  *   profile.c    the device-type table: prompts, commands, pager, errors.
- *   confgen.c    deterministic running-configs, seeded by hostname.
+ *   confgen.c    deterministic running-configs, seeded by hostname; the
+ *                volatile lines of a session; --print-config's text.
  *   term.c       one terminal (shell or exec channel): line editor, enable,
  *                pager, latency, faults.  No I/O: bytes in, bytes out.
  *   server.c     the SSH side: host keys, event-loop threads, timers.
@@ -57,12 +59,23 @@ uint64_t ds_now_ms(void);                   /* CLOCK_MONOTONIC, ms */
 uint64_t ds_hash64(const char *s, uint64_t seed);  /* FNV-1a, mixed */
 uint64_t ds_rand(uint64_t *state);          /* splitmix64 */
 
+/* strftime of t (UTC) for fmt[0..n), where "%q" is ms (3 digits). */
+void ds_buf_strftime(struct ds_buf *b, const char *fmt, size_t n, int64_t t, unsigned ms);
+
 /* ---- device types --------------------------------------------------- */
 
-enum ds_style {                 /* which config generator */
+enum ds_style {                 /* which config generator (confgen.c) */
     DS_STYLE_IOS, DS_STYLE_NXOS, DS_STYLE_XR, DS_STYLE_EOS, DS_STYLE_JUNOS,
     DS_STYLE_ASA, DS_STYLE_PANOS, DS_STYLE_LINUX,
+    DS_STYLE_COMWARE, DS_STYLE_PROCURVE, DS_STYLE_VRP, DS_STYLE_FORTIOS, DS_STYLE_TMSH,
+    DS_STYLE_OS10, DS_STYLE_OS6, DS_STYLE_OS9, DS_STYLE_AOSCX, DS_STYLE_ROUTEROS,
+    DS_STYLE_FASTIRON, DS_STYLE_EXOS, DS_STYLE_VYOS, DS_STYLE_CUMULUS, DS_STYLE_SAOS,
+    DS_STYLE_SONICOS, DS_STYLE_GAIA, DS_STYLE_FTD, DS_STYLE_AIREOS,
+    DS_STYLE_COUNT
 };
+
+/* Which text of a style a command prints. */
+enum ds_part { DS_PART_CONFIG, DS_PART_STATUS };
 
 enum ds_act {                   /* what a command does */
     DS_ACT_NOOP,                /* prints its reply, if any */
@@ -70,6 +83,7 @@ enum ds_act {                   /* what a command does */
     DS_ACT_PAGER_OFF,
     DS_ACT_PAGER_ON,
     DS_ACT_SHOW_CONFIG,
+    DS_ACT_SHOW_STATUS,         /* the style's status text (FortiGate "get system status") */
     DS_ACT_SHOW_VERSION,
     DS_ACT_ENABLE,
     DS_ACT_DISABLE,
@@ -89,11 +103,17 @@ struct ds_cmd {
     const char *reply;          /* printed before the prompt; tokens as prompts */
 };
 
-enum ds_erase { DS_ERASE_NONE, DS_ERASE_BS, DS_ERASE_CR };
+/* How the pager prompt is erased; DS_ERASE_TYPE (0) means the type's own. */
+enum ds_erase { DS_ERASE_TYPE, DS_ERASE_NONE, DS_ERASE_BS, DS_ERASE_CR,
+                DS_ERASE_ANSI /* ESC[nD, blanks, ESC[nD (Huawei) */ };
+
+/* How "\n" goes on the wire. */
+enum ds_line_end { DS_LE_CRLF, DS_LE_CRCRLF, DS_LE_LF };
 
 /* A device type.  Strings may hold tokens: %h hostname, %u user, %v OS
- * version, %w the first word typed, %n the number typed; any other '%' is
- * literal. */
+ * version, %w the first word typed, %n the number typed (in the pager: the
+ * percentage shown), %c the command counter (1, 2, ...), %{...} strftime of
+ * the session time (UTC; %q = milliseconds); any other '%' is literal. */
 struct ds_profile {
     const char *type;           /* Netmiko device_type */
     enum ds_style style;
@@ -105,6 +125,10 @@ struct ds_profile {
     bool        exit_unprivs;   /* "exit" at the privileged level drops it (sudo) */
     const char *prompt_lead;    /* before each prompt after a command */
     const char *motd;           /* after the shell starts */
+    const char *press_key;      /* then this, and wait for any key (NULL: none) */
+    const char *shell_user;     /* in-shell login after SSH auth: "User: " (NULL: none) */
+    const char *shell_pass;     /*   its password prompt (not echoed) */
+    const char *enter_echo;     /* what Enter echoes (NULL: a line end) */
     const char *enable_prompt;
     const char *enable_retry;   /* before each re-prompt ("" = none) */
     const char *enable_fail;    /* after the last wrong try */
@@ -117,7 +141,10 @@ struct ds_profile {
     const char *invalid;
     bool        abbrev;
     const char *version_text;   /* "show version" output */
+    const char *syslog_pager;   /* pager_log line (NULL: the IOS shape) */
+    const char *syslog_async;   /* async_log line (NULL: the IOS shape) */
     const struct ds_cmd *cmds;  /* ends with a NULL pattern */
+    const char *const *config_cmds;  /* what the worker runs for the config, in order */
 };
 
 extern const struct ds_profile ds_profiles[];  /* ends with a NULL type */
@@ -158,6 +185,8 @@ struct ds_faults {
     uint32_t delay_banner_ms;
 };
 
+#define DS_BANNER_MAX 2048
+
 struct ds_device {
     char     name[DS_NAME_MAX];
     char     hostname[DS_NAME_MAX];
@@ -183,6 +212,21 @@ struct ds_device {
     char     hostkey_algorithms[DS_STR_MAX];
     struct ds_faults faults;
 
+    /* real-device behaviours (README "Device fields") */
+    char     prompt[DS_STR_MAX];        /* "" = the type's; tokens as in profiles */
+    char     priv_prompt[DS_STR_MAX];
+    bool     ansi_prompt;               /* ESC[1m prompt ESC[m */
+    bool     bracketed_paste;           /* ESC[?2004h before prompts, ESC[?2004l after Enter */
+    int      line_end;                  /* enum ds_line_end */
+    int      pager_erase;               /* enum ds_erase; DS_ERASE_TYPE = the type's */
+    bool     pager_log;                 /* a syslog line right after each pager prompt */
+    bool     pager_midline;             /* the page breaks inside a line */
+    bool     pager_sticky;              /* the paging-off command leaves the pager on */
+    char     banner[DS_BANNER_MAX];     /* after the MOTD, before the first prompt */
+    bool     volatile_lines;            /* key "volatile": print the type's volatile lines */
+    bool     leak_secrets;              /* password, enable secret, community in the config */
+    bool     async_log;                 /* a syslog line in the middle of the config */
+
     /* resolved at load / start */
     const struct ds_profile *profile;
     struct in_addr addr;
@@ -192,7 +236,7 @@ struct ds_device {
 };
 
 /* One device field, as the YAML loader and the command line see it. */
-enum ds_ftype { DS_F_STR, DS_F_U32, DS_F_BOOL, DS_F_TRI, DS_F_TRICKLE };
+enum ds_ftype { DS_F_STR, DS_F_U32, DS_F_BOOL, DS_F_TRI, DS_F_TRICKLE, DS_F_ENUM };
 
 struct ds_field {
     const char   *key;
@@ -201,6 +245,7 @@ struct ds_field {
     size_t        size;         /* DS_F_STR: buffer size */
     uint32_t      min, max;     /* DS_F_U32 bounds */
     bool          fault;        /* also accepted under "faults:" */
+    const char *const *names;   /* DS_F_ENUM: the values (an int, the index); NULL-ended */
 };
 
 extern const struct ds_field ds_fields[];   /* ends with a NULL key */
@@ -235,16 +280,44 @@ void ds_inventory_clear(struct ds_inventory *inv);
 
 /* ---- config generator ----------------------------------------------- */
 
-/* The device's running-config as that device type prints it, with "\n"
- * line ends: deterministic for (hostname, revision), about config_kb KB
- * long (never shorter), with password / secret / community lines.
- * Returns a malloc'd string (caller frees) and its length, or NULL. */
-char *ds_config_generate(const struct ds_device *d, uint32_t revision, size_t *len);
+/* What makes one session's volatile lines differ from the next one's. */
+struct ds_vol {
+    int64_t     when;           /* the time they show (s since the epoch, UTC) */
+    unsigned    ms;
+    uint32_t    serial;         /* a counter, one up per session */
+    const char *user;           /* "by <user>" */
+};
+
+/* Fill v for a new session of user: now, or a second past the previous
+ * session's time, so that no two sessions show the same time; the next
+ * session counter.  v->user points at user (keep it alive). */
+void ds_vol_init(struct ds_vol *v, const char *user);
+
+/* A text of the device as its type prints it, with "\n" line ends:
+ * DS_PART_CONFIG, the running-config, deterministic for (hostname,
+ * revision), about config_kb KB long (never shorter), with password /
+ * secret / community lines; DS_PART_STATUS, the style's status text (empty
+ * if it has none).  vol NULL: without the volatile lines, and the rest is
+ * byte for byte what the same call with a vol prints.  Returns a malloc'd
+ * string (caller frees) and its length, or NULL if memory ran out. */
+char *ds_config_generate(const struct ds_device *d, enum ds_part part, uint32_t revision,
+                         const struct ds_vol *vol, size_t *len);
+
+/* The text the worker must store for d (the plan's --print-config): the
+ * outputs of the type's config commands, each ending in "\n", without
+ * volatile or syslog lines.  Returns a malloc'd string or NULL. */
+char *ds_config_print(const struct ds_device *d, size_t *len);
+
+/* The syslog line of a pager_log (async false) or async_log (true), one
+ * line without its line end, into b. */
+void ds_syslog_line(struct ds_buf *b, const struct ds_device *d, const struct ds_vol *v,
+                    bool async);
 
 /* ---- terminal ------------------------------------------------------- */
 
 enum ds_tstate { DS_T_INPUT, DS_T_SECRET, DS_T_WAIT, DS_T_OUTPUT, DS_T_MORE,
-                 DS_T_HUNG, DS_T_DONE };
+                 DS_T_ANYKEY, DS_T_HUNG, DS_T_DONE };
+enum ds_login  { DS_L_DONE, DS_L_USER, DS_L_PASS };     /* in-shell login (shell_user) */
 enum ds_tact   { DS_TA_NONE, DS_TA_CLOSE, DS_TA_ABORT };
 
 #define DS_LINE_MAX  1024
@@ -287,6 +360,14 @@ struct ds_term {
     uint32_t page_left;
     uint32_t garbage_lines;
     uint64_t rng;
+
+    struct ds_vol vol;          /* this session's volatile values */
+    uint32_t cmd_count;         /* %c: commands run so far + 1 */
+    enum ds_login login;
+    char     login_user[DS_NAME_MAX];
+    size_t   pager_len;         /* visible length of the pager prompt shown */
+    bool     split_line;        /* pager_midline: a line was cut at this page end */
+    bool     async_done;        /* async_log: printed for this output */
 };
 
 /* Set up t for a session of user on dev (t zeroed first).  For an exec

@@ -26,9 +26,14 @@
 #include <yaml.h>
 
 #define DEV_FIELD(m) offsetof(struct ds_device, m), sizeof(((struct ds_device *)0)->m)
-#define STR(k, m)             {k, DS_F_STR, DEV_FIELD(m), 0, 0, false}
-#define U32(k, m, lo, hi, f)  {k, DS_F_U32, DEV_FIELD(m), lo, hi, f}
-#define BOOL(k, m, f)         {k, DS_F_BOOL, DEV_FIELD(m), 0, 0, f}
+#define STR(k, m)             {k, DS_F_STR, DEV_FIELD(m), 0, 0, false, NULL}
+#define U32(k, m, lo, hi, f)  {k, DS_F_U32, DEV_FIELD(m), lo, hi, f, NULL}
+#define BOOL(k, m, f)         {k, DS_F_BOOL, DEV_FIELD(m), 0, 0, f, NULL}
+#define ENUM(k, m, names)     {k, DS_F_ENUM, DEV_FIELD(m), 0, 0, false, names}
+
+/* Values of the DS_F_ENUM fields, in enum order. */
+static const char *const erase_names[] = {"default", "none", "bs", "cr", "ansi", NULL};
+static const char *const line_end_names[] = {"crlf", "crcrlf", "lf", NULL};
 
 /* Keys handled specially by ds_field_set (single-account shortcut). */
 #define KEY_USERNAME "username"
@@ -50,7 +55,7 @@ const struct ds_field ds_fields[] = {
     U32("config_revision", config_revision, 0, 1000000000, false),
     U32("latency_ms", latency_ms, 0, 600000, false),
     U32("rate_bps", rate_bps, 0, 1000000000, false),
-    {"pager", DS_F_TRI, DEV_FIELD(pager), 0, 0, false},
+    {"pager", DS_F_TRI, DEV_FIELD(pager), 0, 0, false, NULL},
     U32("page_lines", page_lines, 2, 10000, false),
     BOOL("privileged_login", privileged_login, false),
     STR("host_key", host_key),
@@ -65,11 +70,25 @@ const struct ds_field ds_fields[] = {
     BOOL("garbage", faults.garbage, true),
     BOOL("banner_prompts", faults.banner_prompts, true),
     BOOL("kbdint_only", faults.kbdint_only, true),
-    {"trickle", DS_F_TRICKLE, DEV_FIELD(faults.trickle_ms), 0, 0, true},
+    {"trickle", DS_F_TRICKLE, DEV_FIELD(faults.trickle_ms), 0, 0, true, NULL},
     U32("trickle_ms", faults.trickle_ms, 0, 60000, true),
     U32("refuse_times", faults.refuse_times, 0, 1000000, true),
     U32("delay_banner_ms", faults.delay_banner_ms, 0, 600000, true),
-    {NULL, DS_F_STR, 0, 0, 0, 0, false},
+    /* what real devices do that a plain CLI does not (README "Device fields") */
+    STR("prompt", prompt),
+    STR("priv_prompt", priv_prompt),
+    BOOL("ansi_prompt", ansi_prompt, false),
+    BOOL("bracketed_paste", bracketed_paste, false),
+    ENUM("line_end", line_end, line_end_names),
+    ENUM("pager_erase", pager_erase, erase_names),
+    BOOL("pager_log", pager_log, false),
+    BOOL("pager_midline", pager_midline, false),
+    BOOL("pager_sticky", pager_sticky, false),
+    STR("banner", banner),
+    BOOL("volatile", volatile_lines, false),
+    BOOL("leak_secrets", leak_secrets, false),
+    BOOL("async_log", async_log, false),
+    {NULL, DS_F_STR, 0, 0, 0, 0, false, NULL},
 };
 
 void ds_device_defaults(struct ds_device *d)
@@ -86,6 +105,7 @@ void ds_device_defaults(struct ds_device *d)
     d->pager = -1;
     d->page_lines = 24;
     d->listen_fd = -1;
+    d->volatile_lines = true;
 }
 
 static int parse_bool(const char *v, bool *out)
@@ -189,6 +209,21 @@ int ds_field_set(struct ds_device *d, const char *key, const char *value, char *
         }
         *(int *)(base + f->off) = b;
         return 0;
+    case DS_F_ENUM:
+        for (int i = 0; f->names[i]; i++)
+            if (strcasecmp(value, f->names[i]) == 0) {
+                *(int *)(base + f->off) = i;
+                return 0;
+            }
+        {
+            size_t n = (size_t)snprintf(err, errlen, "%s: want one of", key);
+
+            for (int i = 0; f->names[i] && n < errlen; i++)
+                n += (size_t)snprintf(err + n, errlen - n, "%s %s", i ? "," : "", f->names[i]);
+            if (n < errlen)
+                snprintf(err + n, errlen - n, "; got \"%s\"", value);
+        }
+        return -1;
     case DS_F_TRICKLE:
         if (parse_bool(value, &b) == 0) {
             *(uint32_t *)(base + f->off) = b ? 5 : 0;

@@ -11,10 +11,14 @@
  *                                page full v  | key
  *                                         MORE
  *   "enable" -> WAIT -> SECRET (no echo) --Enter--> WAIT -> INPUT
+ *   greeting with press_key: ANYKEY --any key--> INPUT (prompt)
+ *   in-shell login (shell_user): INPUT "User: " -> SECRET "Password:" -> INPUT
  *   faults: HUNG (say nothing, read nothing), DONE + ABORT (drop the TCP).
  *
- * Every type-specific string comes from the profile row; lines are kept
- * with "\n" and leave as "\r\n", as a PTY with onlcr would send them.
+ * Every type-specific string comes from the profile row, every quirk of a
+ * real device (ANSI prompts, bracketed paste, line ends, log lines at the
+ * pager, ...) from a device field; lines are kept with "\n" and leave as
+ * the device's line end ("\r\n" by default, as a PTY with onlcr sends).
  */
 #include "devsim.h"
 
@@ -38,9 +42,21 @@ static const char fault_motd[] =
     "% Login invalid\n"
     "*** end of notice ***\n";
 
-/* Append s to out with "\n" sent as "\r\n". */
+/* What "\n" becomes on the wire, by device field line_end. */
+static const char *const line_ends[] = {
+    [DS_LE_CRLF] = "\r\n", [DS_LE_CRCRLF] = "\r\r\n", [DS_LE_LF] = "\n",
+};
+
+#define ESC_PASTE_ON  "\x1b[?2004h"     /* bash 5.1+: before each prompt */
+#define ESC_PASTE_OFF "\x1b[?2004l\r"   /*            once a line is read */
+#define ESC_BOLD      "\x1b[1m"
+#define ESC_RESET     "\x1b[m"
+
+/* Append s to out with "\n" sent as the device's line end. */
 static void put_n(struct ds_term *t, const char *s, size_t n)
 {
+    const char *le = line_ends[t->dev->line_end];
+
     while (n > 0) {
         const char *nl = memchr(s, '\n', n);
         size_t k = nl ? (size_t)(nl - s) : n;
@@ -48,7 +64,7 @@ static void put_n(struct ds_term *t, const char *s, size_t n)
         ds_buf_add(&t->out, s, k);
         if (!nl)
             break;
-        ds_buf_add(&t->out, "\r\n", 2);
+        ds_buf_adds(&t->out, le);
         s += k + 1;
         n -= k + 1;
     }
@@ -74,6 +90,18 @@ static void expand(const struct ds_term *t, struct ds_buf *b, const char *fmt,
         case 'v': ds_buf_adds(b, t->prof->os_version); break;
         case 'w': ds_buf_add(b, word ? word : "", word ? wlen : 0); break;
         case 'n': ds_buf_printf(b, "%ld", num); break;
+        case 'c': ds_buf_printf(b, "%u", t->cmd_count); break;
+        case '{': {
+            const char *end = strchr(p + 2, '}');
+
+            if (end == NULL) {
+                ds_buf_add(b, p, 2);
+                break;
+            }
+            ds_buf_strftime(b, p + 2, (size_t)(end - p - 2), t->vol.when, t->vol.ms);
+            p = end - 1;
+            break;
+        }
         default:  ds_buf_add(b, p, 2); break;
         }
         p++;
@@ -100,18 +128,61 @@ static void put_garbage(struct ds_term *t)
     ds_buf_add(&t->out, g, n);
 }
 
+/* The prompt template: the device's prompt / priv_prompt fields win over
+ * the type's. */
 static const char *prompt_fmt(const struct ds_term *t)
 {
-    return t->priv && t->prof->priv_prompt ? t->prof->priv_prompt : t->prof->user_prompt;
+    const struct ds_device *d = t->dev;
+
+    if (t->priv && t->prof->priv_prompt)
+        return d->priv_prompt[0] ? d->priv_prompt : t->prof->priv_prompt;
+    return d->prompt[0] ? d->prompt : t->prof->user_prompt;
 }
 
 static void put_prompt(struct ds_term *t, bool lead)
 {
+    const struct ds_device *d = t->dev;
+    struct ds_buf b = {0};
+    size_t n;
+
     if (lead)
         put(t, t->prof->prompt_lead);
-    if (t->dev->faults.garbage)
+    if (d->faults.garbage)
         put_garbage(t);
-    put_expanded(t, prompt_fmt(t), NULL, 0, 0);
+    if (d->bracketed_paste)
+        ds_buf_adds(&t->out, ESC_PASTE_ON);
+    if (!d->ansi_prompt) {
+        put_expanded(t, prompt_fmt(t), NULL, 0, 0);
+        return;
+    }
+    /* Bold, and the reset in front of the trailing blank (as Aruba and
+     * others send "host#ESC[m "); a prompt without one gets one. */
+    expand(t, &b, prompt_fmt(t), NULL, 0, 0);
+    for (n = ds_buf_avail(&b); n > 0 && ds_buf_head(&b)[n - 1] == ' '; n--)
+        ;
+    ds_buf_adds(&t->out, ESC_BOLD);
+    put_n(t, ds_buf_head(&b), n);
+    ds_buf_adds(&t->out, ESC_RESET);
+    if (n < ds_buf_avail(&b))
+        put_n(t, ds_buf_head(&b) + n, ds_buf_avail(&b) - n);
+    else
+        ds_buf_add(&t->out, " ", 1);
+    ds_buf_free(&b);
+}
+
+/* One syslog line of the device (pager_log, async_log), without its ends. */
+static void put_syslog(struct ds_term *t, bool async)
+{
+    struct ds_buf b = {0};
+
+    ds_syslog_line(&b, t->dev, &t->vol, async);
+    put_n(t, ds_buf_head(&b), ds_buf_avail(&b));
+    ds_buf_free(&b);
+}
+
+static const struct ds_vol *session_vol(const struct ds_term *t)
+{
+    return t->dev->volatile_lines ? &t->vol : NULL;
 }
 
 /* The command (or greeting) is over: the prompt, or the end of an exec. */
@@ -130,6 +201,8 @@ static void finish(struct ds_term *t)
 
 static void start_output(struct ds_term *t, char *body, size_t len, bool is_config)
 {
+    t->async_done = false;
+    t->split_line = false;
     if (body == NULL) {
         put(t, "% Out of memory\n");
         finish(t);
@@ -201,6 +274,33 @@ static void invalid(struct ds_term *t, const char *line, size_t wpos, size_t wle
     t->exit_status = 1;
 }
 
+/* The in-shell login of shell_user types (AireOS): the device's accounts. */
+static void shell_login(struct ds_term *t, const char *typed)
+{
+    const struct ds_device *d = t->dev;
+
+    if (t->login == DS_L_USER) {
+        snprintf(t->login_user, sizeof t->login_user, "%.*s", DS_NAME_MAX - 1, typed);
+        put_expanded(t, t->prof->shell_pass, NULL, 0, 0);
+        t->login = DS_L_PASS;
+        t->st = DS_T_SECRET;
+        return;
+    }
+    for (uint32_t i = 0; i < d->naccounts; i++) {
+        if (strcmp(d->accounts[i].username, t->login_user) == 0 &&
+            strcmp(d->accounts[i].password, typed) == 0) {
+            snprintf(t->user, sizeof t->user, "%s", t->login_user);
+            t->login = DS_L_DONE;
+            put_prompt(t, false);
+            t->st = DS_T_INPUT;
+            return;
+        }
+    }
+    put_expanded(t, t->prof->shell_user, NULL, 0, 0);
+    t->login = DS_L_USER;
+    t->st = DS_T_INPUT;
+}
+
 static void run_line(struct ds_term *t)
 {
     const struct ds_device *d = t->dev;
@@ -212,6 +312,11 @@ static void run_line(struct ds_term *t)
     memcpy(line, t->line, t->line_len);
     line[t->line_len] = '\0';
     t->line_len = 0;
+    if (t->login != DS_L_DONE) {
+        t->line_is_secret = false;
+        shell_login(t, line);
+        return;
+    }
     if (t->line_is_secret) {
         t->line_is_secret = false;
         check_secret(t, line);
@@ -225,6 +330,7 @@ static void run_line(struct ds_term *t)
         finish(t);
         return;
     }
+    t->cmd_count++;
     c = ds_profile_match(t->prof, line, t->priv, &num, &rest);
     if (c == NULL) {
         invalid(t, line, wpos, wlen);
@@ -239,18 +345,26 @@ static void run_line(struct ds_term *t)
     case DS_ACT_NOOP:
         break;
     case DS_ACT_PAGE_LEN:
-        t->page_len = (uint32_t)num;
+        /* pager_sticky: accepted and ignored, as where a user may not
+         * change the terminal length (an AAA command set) */
+        if (!d->pager_sticky)
+            t->page_len = (uint32_t)num;
         break;
     case DS_ACT_PAGER_OFF:
-        t->page_len = 0;
+        if (!d->pager_sticky)
+            t->page_len = 0;
         break;
     case DS_ACT_PAGER_ON:
         t->page_len = d->page_lines;
         break;
-    case DS_ACT_SHOW_CONFIG: {
-        char *cfg = ds_config_generate(d, d->config_revision + t->revision, &len);
+    case DS_ACT_SHOW_CONFIG:
+    case DS_ACT_SHOW_STATUS: {
+        bool cfg_part = c->act == DS_ACT_SHOW_CONFIG;
+        char *text = ds_config_generate(d, cfg_part ? DS_PART_CONFIG : DS_PART_STATUS,
+                                        d->config_revision + t->revision, session_vol(t),
+                                        &len);
 
-        start_output(t, cfg, cfg ? len : 0, true);
+        start_output(t, text, text ? len : 0, cfg_part);
         return;
     }
     case DS_ACT_SHOW_VERSION:
@@ -291,10 +405,30 @@ static void run_line(struct ds_term *t)
     finish(t);
 }
 
+/* The pager prompt (with the percentage shown where it has one), and the
+ * pager_log line behind it. */
+static void show_pager(struct ds_term *t)
+{
+    struct ds_buf b = {0};
+    long pct = t->body_len ? (long)(t->body_pos * 100 / t->body_len) : 100;
+
+    expand(t, &b, t->prof->pager, NULL, 0, pct);
+    t->pager_len = ds_buf_avail(&b);
+    put_n(t, ds_buf_head(&b), ds_buf_avail(&b));
+    ds_buf_free(&b);
+    if (t->dev->pager_log) {
+        put(t, "\n");
+        put_syslog(t, false);
+        put(t, "\n");
+    }
+    t->st = DS_T_MORE;
+}
+
 /* Move up to PRODUCE_BUDGET body bytes to out, honouring pager and faults. */
 static void produce(struct ds_term *t)
 {
-    const struct ds_faults *f = &t->dev->faults;
+    const struct ds_device *d = t->dev;
+    const struct ds_faults *f = &d->faults;
     size_t budget = PRODUCE_BUDGET;
 
     while (budget > 0 && t->body_pos < t->body_len) {
@@ -313,12 +447,25 @@ static void produce(struct ds_term *t)
             }
             return;
         }
+        nl = memchr(s, '\n', t->body_len - t->body_pos);
         if (t->page_left == 0) {
-            put(t, t->prof->pager);
-            t->st = DS_T_MORE;
+            /* pager_midline: half the next line comes before the pager. */
+            n = nl ? (size_t)(nl - s) : t->body_len - t->body_pos;
+            if (d->pager_midline && !t->split_line && n / 2 > 0) {
+                put_n(t, s, n / 2);
+                t->body_pos += n / 2;
+                t->split_line = true;
+            }
+            show_pager(t);
             return;
         }
-        nl = memchr(s, '\n', t->body_len - t->body_pos);
+        if (t->body_is_config && d->async_log && !t->async_done &&
+            t->body_pos > 0 && t->body_pos >= t->body_len / 2 &&
+            t->body[t->body_pos - 1] == '\n') {
+            put_syslog(t, true);
+            put(t, "\n");
+            t->async_done = true;
+        }
         n = nl ? (size_t)(nl - s) + 1 : t->body_len - t->body_pos;
         put_n(t, s, n);
         t->body_pos += n;
@@ -334,9 +481,12 @@ static void produce(struct ds_term *t)
 
 static void pager_key(struct ds_term *t, unsigned char c)
 {
-    size_t n = strlen(t->prof->pager);
+    size_t n = t->pager_len;
+    int erase = t->dev->pager_erase != DS_ERASE_TYPE ? t->dev->pager_erase
+                                                      : (int)t->prof->pager_erase;
 
-    switch (t->prof->pager_erase) {
+    t->split_line = false;
+    switch (erase) {
     case DS_ERASE_BS:
         for (size_t i = 0; i < n; i++)
             ds_buf_add(&t->out, "\b", 1);
@@ -351,7 +501,14 @@ static void pager_key(struct ds_term *t, unsigned char c)
             ds_buf_add(&t->out, " ", 1);
         ds_buf_add(&t->out, "\r", 1);
         break;
+    case DS_ERASE_ANSI:
+        ds_buf_printf(&t->out, "\x1b[%zuD", n);
+        for (size_t i = 0; i < n; i++)
+            ds_buf_add(&t->out, " ", 1);
+        ds_buf_printf(&t->out, "\x1b[%zuD", n);
+        break;
     case DS_ERASE_NONE:
+    default:
         break;
     }
     if (c == 'q' || c == 'Q' || c == 0x03) {
@@ -367,7 +524,12 @@ static void pager_key(struct ds_term *t, unsigned char c)
 
 static void submit(struct ds_term *t, uint64_t now)
 {
-    put(t, "\n");
+    if (t->prof->enter_echo)
+        ds_buf_adds(&t->out, t->prof->enter_echo);
+    else
+        put(t, "\n");
+    if (t->dev->bracketed_paste && t->st == DS_T_INPUT)
+        ds_buf_adds(&t->out, ESC_PASTE_OFF);
     t->line_is_secret = t->st == DS_T_SECRET;
     t->st = DS_T_WAIT;
     t->ready_at = now + t->dev->latency_ms;
@@ -384,6 +546,12 @@ static void key(struct ds_term *t, unsigned char c, uint64_t now)
     t->skip_lf = c == '\r';
     if (t->st == DS_T_MORE) {
         pager_key(t, c);
+        return;
+    }
+    if (t->st == DS_T_ANYKEY) {     /* press_key: any key shows the prompt */
+        put(t, "\n");
+        put_prompt(t, false);
+        t->st = DS_T_INPUT;
         return;
     }
     if (c == '\r' || c == '\n') {
@@ -419,6 +587,8 @@ void ds_term_init(struct ds_term *t, const struct ds_device *dev, const char *us
     snprintf(t->user, sizeof t->user, "%s", user);
     snprintf(t->login_password, sizeof t->login_password, "%s", login_password);
     t->revision = revision;
+    ds_vol_init(&t->vol, t->user);
+    t->cmd_count = 1;
     t->priv = t->prof->starts_priv || dev->privileged_login;
     t->page_len = pager ? dev->page_lines : 0;
     t->rng = ds_hash64(dev->name, ds_now_ms());
@@ -443,9 +613,24 @@ void ds_term_start(struct ds_term *t, uint64_t now)
     if (t->dev->faults.banner_prompts)
         put(t, fault_motd);
     put_expanded(t, t->prof->motd, NULL, 0, 0);
+    if (t->dev->banner[0]) {
+        size_t n = strlen(t->dev->banner);
+
+        put(t, t->dev->banner);
+        if (t->dev->banner[n - 1] != '\n')
+            put(t, "\n");
+    }
     put(t, "\n");
-    put_prompt(t, false);
     t->st = DS_T_INPUT;
+    if (t->prof->press_key) {
+        put_expanded(t, t->prof->press_key, NULL, 0, 0);
+        t->st = DS_T_ANYKEY;
+    } else if (t->prof->shell_user) {
+        put_expanded(t, t->prof->shell_user, NULL, 0, 0);
+        t->login = DS_L_USER;
+    } else {
+        put_prompt(t, false);
+    }
 }
 
 void ds_term_input(struct ds_term *t, const void *p, size_t n)
@@ -470,6 +655,7 @@ uint64_t ds_term_step(struct ds_term *t, uint64_t now)
         case DS_T_INPUT:
         case DS_T_SECRET:
         case DS_T_MORE:
+        case DS_T_ANYKEY:
             if (ds_buf_avail(&t->in) == 0)
                 return 0;
             /* A full out buffer stops the reading (a client pasting

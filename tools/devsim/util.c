@@ -3,6 +3,7 @@
  */
 #include "devsim.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,42 @@ char *ds_buf_steal(struct ds_buf *b, size_t *len)
         *len = b->len;
     memset(b, 0, sizeof *b);
     return p;
+}
+
+void ds_buf_strftime(struct ds_buf *b, const char *fmt, size_t n, int64_t t, unsigned ms)
+{
+    struct ds_buf f = {0};
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char out[256];
+    size_t k;
+
+    gmtime_r(&tt, &tm);
+    /* "%q" and "%Q" first: strftime has no milliseconds and no lower-case
+     * month (RouterOS's "mar/05/2024"). */
+    for (size_t i = 0; i < n; i++) {
+        if (fmt[i] == '%' && i + 1 < n && fmt[i + 1] == 'q') {
+            ds_buf_printf(&f, "%03u", ms % 1000);
+            i++;
+        } else if (fmt[i] == '%' && i + 1 < n && fmt[i + 1] == 'Q') {
+            char mon[16];
+            size_t m = strftime(mon, sizeof mon, "%b", &tm);
+
+            for (size_t j = 0; j < m; j++)
+                mon[j] = (char)tolower((unsigned char)mon[j]);
+            ds_buf_add(&f, mon, m);
+            i++;
+        } else if (fmt[i] == '%' && i + 1 < n) {
+            ds_buf_add(&f, fmt + i, 2);
+            i++;
+        } else {
+            ds_buf_add(&f, fmt + i, 1);
+        }
+    }
+    ds_buf_add(&f, "", 1);
+    k = f.failed ? 0 : strftime(out, sizeof out, f.data, &tm);
+    ds_buf_add(b, out, k);
+    ds_buf_free(&f);
 }
 
 uint64_t ds_now_ms(void)
