@@ -4,6 +4,10 @@
 #   docker build -t netraven/worker .
 #   docker run --rm netraven/worker migrate     # apply the schema
 #   docker run netraven/worker                  # the daemon (CMD run)
+#
+# Each stage removes apt's package lists and downloaded .debs in the RUN that
+# made them (`apt-get clean` and the folders): a base image may not be set up
+# to do it (Debian's official images are; a debootstrap base is not).
 
 # ---------------------------------------------------------------- build
 FROM debian:12 AS build
@@ -13,8 +17,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential meson ninja-build pkg-config python3 \
       libpq-dev libhiredis-dev libyaml-dev libssh-dev libssl-dev \
-      libjansson-dev zlib1g-dev \
- && rm -rf /var/lib/apt/lists/*
+      libjansson-dev zlib1g-dev libmicrohttpd-dev \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 
 WORKDIR /src
 COPY . .
@@ -30,8 +35,10 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libpq5 libhiredis0.14 libyaml-0-2 libssh-4 libssl3 libjansson4 zlib1g \
+      libmicrohttpd12 \
       ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 
 # A non-root user; the log folder (a host volume in docker-compose.yaml) and
 # the spool of log rows kept while PostgreSQL is away belong to it.
@@ -45,6 +52,9 @@ COPY --from=build /staging/usr/local/bin/netraven-worker /usr/local/bin/netraven
 COPY config/ /etc/netraven/config/
 
 ENV NETRAVEN_CONFIG_DIR=/etc/netraven/config
+# Prometheus metrics at http://<container>:9108/metrics (README, Metrics)
+ENV NETRAVEN_METRICS__LISTEN=:9108
+EXPOSE 9108
 
 USER netraven
 WORKDIR /var/lib/netraven

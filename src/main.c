@@ -3,6 +3,7 @@
  *
  *   netraven-worker [--config-dir DIR] run            the daemon (default)
  *   netraven-worker [--config-dir DIR] migrate        apply sql/ to database.url
+ *                                      [--wait S]     (waiting for PostgreSQL)
  *   netraven-worker [--config-dir DIR] check-config   print the effective config
  *   netraven-worker [--config-dir DIR] enqueue JOB_ID [--device ID]... [--job-type T]
  *                                      [--wait] [--timeout S]
@@ -29,6 +30,7 @@
 
 #include "netraven/config.h"
 #include "netraven/log.h"
+#include "netraven/metrics.h"
 #include "netraven/pool.h"
 #include "netraven/queue.h"
 #include "netraven/rq.h"
@@ -72,7 +74,8 @@ static void usage(FILE *out)
           "\n"
           "commands:\n"
           "  run                      take jobs from Redis and run them (default)\n"
-          "  migrate                  create or update the schema in database.url\n"
+          "  migrate [--wait S]       create or update the schema in database.url; wait up to\n"
+          "                           S seconds (default 60) for PostgreSQL to accept connections\n"
           "  check-config             print the effective configuration, secrets masked\n"
           "  enqueue JOB_ID [--device ID]... [--job-type TYPE] [--wait] [--timeout S]\n"
           "                           queue a run of a job; --wait prints its final status\n"
@@ -410,6 +413,19 @@ static int cmd_run(const struct nr_config *cfg)
     NR_LOG(NR_EV_SYS_POOL_STARTED, 0, 0, NR_I("threads", nr_pool_threads(pool)),
            NR_I("max_jobs", cfg->worker.max_concurrent_jobs));
 
+    /* Prometheus metrics: optional, so a port that cannot be had is an
+     * error in the log, not a worker that stops taking jobs */
+    struct nr_metrics_server *metrics = NULL;
+    if (cfg->metrics.listen && *cfg->metrics.listen) {
+        char err[256];
+        metrics = nr_metrics_server_start(cfg, err, sizeof(err));
+        if (metrics)
+            NR_LOG(NR_EV_SYS_METRICS_LISTENING, 0, 0, NR_S("listen", cfg->metrics.listen));
+        else
+            NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "starting the metrics server"),
+                   NR_S("error", err));
+    }
+
     /* python-rq queues: a thread of their own, sharing the runner */
     bool rq_started = nr_rq_intake_start(cfg, d.runner, d.consumer) == 0;
     if (!rq_started)
@@ -450,20 +466,79 @@ static int cmd_run(const struct nr_config *cfg)
     free(d.inflight);
     nr_queue_free(d.q);
     free(d.consumer);
+    nr_metrics_server_stop(metrics);
     log_stopped();
     return 0;
 }
 
 /* ---------------------------------------------------- one-shot commands */
 
-static int cmd_migrate(const struct nr_config *cfg)
-{
-    struct nr_store *s = nr_store_connect(cfg->database.url);
-    int rc = 1;
+/*
+ * migrate [--wait SECONDS]: PostgreSQL may still be starting when this runs
+ * (docker-compose starts both at once, and postgres:15 answers on TCP only
+ * after its first initialisation), so a failed connection is retried with a
+ * doubling backoff, 0.5 s up to 5 s, until SECONDS have passed; 0 tries
+ * once.  Only connecting is retried: a schema error fails at once.
+ */
+#define MIGRATE_WAIT_DEFAULT 60.0
 
-    if (s->err)
-        fprintf(stderr, "netraven-worker: migrate: cannot connect to PostgreSQL: %s\n", s->errstr);
-    else if (nr_store_migrate(s) < 0)
+static int cmd_migrate(const struct nr_config *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "wait", required_argument, NULL, 'w' },
+        { NULL, 0, NULL, 0 },
+    };
+    double wait = MIGRATE_WAIT_DEFAULT, delay = 0.5;
+    char *end;
+    int c, rc = 1;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c != 'w') {
+            usage(stderr);
+            return 2;
+        }
+        errno = 0;
+        wait = strtod(optarg, &end);
+        if (errno || end == optarg || *end != '\0' || !(wait >= 0 && wait <= 86400)) {
+            fprintf(stderr, "netraven-worker: migrate: --wait %s is not a number of seconds "
+                            "(0 to 86400)\n", optarg);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct nr_store *s = nr_store_connect(cfg->database.url);
+    for (int tries = 1; s->err; tries++) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double spent = (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (spent >= wait) {
+            if (wait > 0)
+                fprintf(stderr, "netraven-worker: migrate: PostgreSQL did not accept a connection "
+                                "within %.0f s (--wait), %d attempts; last error: %s\n",
+                        wait, tries, s->errstr);
+            else
+                fprintf(stderr, "netraven-worker: migrate: cannot connect to PostgreSQL: %s\n",
+                        s->errstr);
+            nr_store_free(s);
+            return 1;
+        }
+        if (tries == 1)
+            fprintf(stderr, "netraven-worker: migrate: PostgreSQL not ready (%s); retrying for "
+                            "up to %.0f s\n", s->errstr, wait);
+        double nap = delay < wait - spent ? delay : wait - spent;  /* the last try at the deadline */
+        nanosleep(&(struct timespec){ .tv_sec = (time_t)nap,
+                                      .tv_nsec = (long)((nap - (time_t)nap) * 1e9) }, NULL);
+        delay = delay * 2 > 5 ? 5 : delay * 2;
+        nr_store_free(s);
+        s = nr_store_connect(cfg->database.url);
+    }
+    if (nr_store_migrate(s) < 0)
         fprintf(stderr, "netraven-worker: migrate: %s\n", s->errstr);
     else {
         printf("schema is up to date\n");
@@ -617,7 +692,7 @@ int main(int argc, char **argv)
         nr_config_print(&cfg, stdout);
         rc = 0;
     } else if (strcmp(cmd, "migrate") == 0) {
-        rc = cmd_migrate(&cfg);
+        rc = cmd_migrate(&cfg, argc - i, argv + i);
     } else if (strcmp(cmd, "enqueue") == 0) {
         rc = cmd_enqueue(&cfg, argc - i, argv + i);
     } else if (strcmp(cmd, "health") == 0) {

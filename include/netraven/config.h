@@ -140,6 +140,13 @@ struct nr_config {
             bool  enabled;
             char *channel_prefix;   /* default netraven-logs */
             int   queue_size;
+            /* Where the API's live stream subscribes (NetRaven's
+             * logging.redis.host/port/db/password); host NULL: the
+             * publisher uses scheduler.redis_url. */
+            char *host;
+            int   port;             /* default 6379 */
+            int   db;               /* default 0 */
+            char *password;         /* SENSITIVE; NULL: no AUTH */
         } redis;
     } logging;
 
@@ -156,6 +163,10 @@ struct nr_config {
         char *encryption_key;       /* SENSITIVE */
         char *encryption_salt;
     } security;
+
+    struct {
+        char *listen;               /* metrics.listen, "host:port"; "": no metrics server */
+    } metrics;
 };
 
 /*

@@ -108,10 +108,42 @@ bool nr_log_enabled(enum nr_event ev);
 void nr_log_emit(enum nr_event ev, long long job_id, long long device_id,
                  const struct nr_kv *kv, size_t nkv);
 
-/* Session data (raw SSH bytes, already redacted by the caller): publishes
- * to Redis (and stdout at debug).  Thread-safe, never blocks. */
+/*
+ * Session data (raw SSH bytes, already redacted by the caller): publishes
+ * to Redis (and stdout at debug).  Thread-safe, never blocks.
+ *
+ * What a person reads in NetRaven's live view (LiveLog.vue prints
+ * "[time] LEVEL message" and nothing of meta) is the session itself, so
+ * the record's message is the text, not a byte count:
+ *   - data is cut into records of at most NR_LOG_SESSION_LINES lines and
+ *     NR_LOG_SESSION_BYTES bytes (a longer line is cut, on a UTF-8
+ *     boundary), in order: a config of N lines is about N/8 records, never
+ *     one per byte or per line;
+ *   - message: the record's lines without their line ends, joined by "\n";
+ *     what the worker sent (direction "sent") has "> " before each line,
+ *     what the device printed (any other direction) has nothing; carriage
+ *     returns, other control characters and terminal escape sequences are
+ *     left out, and a backspace erases the character before it on its line
+ *     (a pager prompt that the device wipes leaves nothing behind);
+ *   - meta: direction, bytes (of the record's share of data) and data (that
+ *     share as sent or received, UTF-8 made valid): the records' data, put
+ *     together, are the stream byte for byte.
+ * The human stdout/file format writes "Session log: <direction> <bytes>
+ * bytes: " before the message, on one line.
+ */
 void nr_log_session(long long job_id, long long device_id,
                     const char *direction, const char *data, size_t len);
+
+#define NR_LOG_SESSION_LINES  8
+#define NR_LOG_SESSION_BYTES  1024
+
+/* How many bytes of data[0..len) go into the first session record (see
+ * nr_log_session); 0 only when len is 0.  Exposed for tests. */
+size_t nr_log_session_chunk(const char *data, size_t len);
+
+/* The message of one session record holding data[0..len) (see
+ * nr_log_session), malloc'd; never NULL.  Exposed for tests. */
+char *nr_log_session_text(const char *direction, const char *data, size_t len);
 
 /* Ask the file sink to reopen its file (SIGHUP).  Async-signal-safe. */
 void nr_log_reopen(void);
@@ -136,6 +168,7 @@ struct nr_log_stats {
     uint64_t db_spooled;       /* rows waiting in the spool file now */
     uint64_t db_recovered;     /* rows an earlier run left in the spool,
                                   committed by this one */
+    uint64_t out_written;      /* records the stdout/file thread finished */
     uint64_t out_dropped;
     uint64_t redis_published;
     uint64_t redis_dropped;

@@ -2,9 +2,12 @@
  * rq.h - python-rq intake: netraven-worker as an RQ worker.
  *
  * NetRaven's API and scheduler enqueue `netraven.worker.runner.run_job(
- * job_id)` with python-rq (CONTRACT 5).  This module takes those jobs from
- * the RQ queues (worker.rq_queues, in order), runs them through the runner
- * (source NR_RUN_SOURCE_RQ), and records each outcome with the write set of
+ * job_id)` with python-rq (CONTRACT 5), and its scheduler also enqueues its
+ * retention job, `netraven.scheduler.job_definitions.
+ * prune_old_device_configs(retain_count)`.  This module takes those jobs
+ * from the RQ queues (worker.rq_queues, in order), runs run_job through the
+ * runner (source NR_RUN_SOURCE_RQ) and the retention job on a thread of
+ * its own (prune.c), and records each outcome with the write set of
  * /work/shared/RQ.md, so that RQ's own API (Job.fetch, the registries,
  * Worker.all) and `rq info` see them as they would see a Python worker's.
  *
@@ -14,7 +17,8 @@
  *   rq.c      the protocol on one Redis connection: take, start, heartbeat,
  *             finish / fail / requeue, worker registration, cleanup of
  *             abandoned jobs;
- *   intake.c  the intake thread that drives the two with the runner.
+ *   intake.c  the intake thread that drives the two with the runner;
+ *   prune.c   the retention job (rq_i.h), driven by the intake.
  *
  * DESIGN
  *   One thread, "rq-intake", started by nr_rq_intake_start(), owns one Redis
@@ -36,6 +40,9 @@
  *   The runner's slots are shared with the native stream intake (main
  *   thread), so a submit may find the slot taken: the job, already marked
  *   started, is then held (and heart-beaten) until a slot frees.
+ *   A retention call takes no runner slot: it runs on the "rq-prune"
+ *   thread (its own PostgreSQL connection), one at a time; the intake
+ *   polls it every 0.2 s while it runs and heart-beats its job meanwhile.
  *   A Redis failure closes the connection; the loop reconnects with backoff
  *   (0.5 s doubling to 10 s) and keeps completions it could not write until
  *   then.  Runs go on meanwhile; they never wait on Redis.
@@ -53,6 +60,10 @@
  *                        as RQ does.  (While PostgreSQL is unreachable the
  *                        runner waits for it: the RQ job stays started and
  *                        heart-beaten meanwhile, never failed.)
+ *   prune_old_device_configs: RQ success when every device was done; RQ
+ *                        failure with the database's error, as when the
+ *                        Python job raises (requeued while retries_left >
+ *                        0); stopped past the grace time: handed back.
  *   A job whose data does not decode, or that needs an RQ feature this
  *   module does not implement (dependents, callbacks, repeats, retry
  *   intervals), fails before it starts, with the reason, never retried.
@@ -74,8 +85,46 @@ struct nr_runner;
 struct nr_queue;
 struct redisContext;
 
-/* The only function an RQ job may call. */
-#define NR_RQ_FUNC "netraven.worker.runner.run_job"
+/*
+ * The functions an RQ job may call: the function table (pickle.c), one row
+ * per call NetRaven enqueues.  Each takes one integer parameter.
+ *   run_job(job_id)                    the API's "run now" and the
+ *                                      scheduler's interval, cron and
+ *                                      one-time jobs: a run, by the runner;
+ *   prune_old_device_configs(retain_count=10)
+ *                                      the scheduler's retention job: every
+ *                                      device keeps its retain_count newest
+ *                                      snapshots (prune.c, a thread of the
+ *                                      intake's own, not a runner slot).
+ * Whatever the job's meta holds (rq-scheduler keeps interval, repeat,
+ * cron_string there to re-schedule the job itself) is not read.
+ */
+#define NR_RQ_FUNC        "netraven.worker.runner.run_job"
+#define NR_RQ_FUNC_PRUNE  "netraven.scheduler.job_definitions.prune_old_device_configs"
+
+enum nr_rq_func {
+    NR_RQ_RUN_JOB = 0,
+    NR_RQ_PRUNE_CONFIGS,
+    NR_RQ_FUNC_COUNT
+};
+
+struct nr_rq_func_def {
+    const char *name;       /* the dotted path the pickled call names */
+    const char *param;      /* its one parameter, also as a keyword */
+    bool        required;   /* else dflt when the call passes nothing */
+    long long   dflt, min, max;
+    const char *range;      /* why max, for messages */
+};
+
+/* The table, indexed by enum nr_rq_func; *n its length. */
+const struct nr_rq_func_def *nr_rq_func_table(size_t *n);
+
+/* A decoded call: which function, and its argument (job_id or
+ * retain_count), within the row's bounds. */
+struct nr_rq_call {
+    enum nr_rq_func func;
+    long long       arg;
+};
 
 /* ------------------------------------------------------------ pickle.c */
 
@@ -87,16 +136,24 @@ struct redisContext;
  * them).  Any other opcode is refused by name ("pickle opcode 0x93
  * (STACK_GLOBAL) is not allowed"); nothing is ever imported or called.
  * Lengths, nesting, memo and value counts are capped.  The call must then
- * be NR_RQ_FUNC with exactly one positive integer job_id (positional, or
- * the keyword job_id) that fits PostgreSQL's integer.
+ * name a function of the table with at most its one parameter (positional,
+ * or by its keyword), a positive integer within the row's bounds; a call
+ * without it takes the default where the row has one.
  *
- * Returns 0 and sets *job_id; or NR_EINVAL with *reason a malloc'd,
- * printable ASCII text naming what was wrong (caller frees); *job_id is
+ * Returns 0 and sets *call; or NR_EINVAL with *reason a malloc'd,
+ * printable ASCII text naming what was wrong (caller frees); *call is
  * then untouched.  Pure: no I/O, thread-safe.
  */
-int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **reason);
+int nr_rq_data_decode_call(const void *data, size_t len, struct nr_rq_call *call,
+                           char **reason);
 
 /* The same for a raw pickle (no zlib step). */
+int nr_rq_pickle_decode_call(const void *pickle, size_t len, struct nr_rq_call *call,
+                             char **reason);
+
+/* The same, for run_job only: 0 and *job_id, or NR_EINVAL (a call of
+ * another function of the table too, with a reason that says so). */
+int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **reason);
 int nr_rq_pickle_decode(const void *pickle, size_t len, long long *job_id, char **reason);
 
 /* ---------------------------------------------------------------- rq.c */
@@ -153,8 +210,12 @@ void nr_rq_free(struct nr_rq *rq);
 int nr_rq_take(struct nr_rq *rq, int timeout_s, struct nr_rq_job *job);
 
 /* Is the job something this worker can run?  Decodes its data and checks
- * for unimplemented features.  0 with *job_id, or NR_EINVAL with *reason
+ * for unimplemented features.  0 with *call, or NR_EINVAL with *reason
  * (malloc'd).  Pure. */
+int nr_rq_job_check_call(const struct nr_rq_job *job, struct nr_rq_call *call, char **reason);
+
+/* The same for run_job only: 0 with *job_id; a job calling another
+ * function of the table is NR_EINVAL too. */
 int nr_rq_job_check(const struct nr_rq_job *job, long long *job_id, char **reason);
 
 /* Start MULTI: status started, started_at, last_heartbeat, worker_name;

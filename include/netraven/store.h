@@ -103,4 +103,46 @@ int nr_store_device_seen(struct nr_store *s, long long device_id);
 int nr_store_config_save(struct nr_store *s, long long device_id, const char *config,
                          size_t config_len, const char *hash, const char *metadata_json);
 
+/*
+ * Retention: the steps of NetRaven's prune_old_device_configs, which the
+ * python-rq intake drives (src/rq/prune.c):
+ *   nr_store_prune_devices()   every device, with its snapshot count;
+ *   nr_store_config_prune()    for each device with more than keep;
+ *   nr_store_log_add()         the job-less rows around them.
+ */
+struct nr_prune_device {
+    long long id;
+    char     *hostname;         /* "" when NULL */
+    long long snapshots;        /* rows in device_configurations */
+};
+
+/* Every device, ordered by id.  *out is a malloc'd array (NULL when there
+ * are none) the caller frees with nr_prune_device_array_free.  0 or
+ * negative; *out and *n are written only on success. */
+int  nr_store_prune_devices(struct nr_store *s, struct nr_prune_device **out, size_t *n);
+void nr_prune_device_array_free(struct nr_prune_device *v, size_t n);
+
+/*
+ * One device's retention, in one statement and so one transaction: delete
+ * every snapshot of device_id but its keep newest (by retrieved_at, then
+ * id, as nr_store_config_save reads "newest"; keep below 1 counts as 1, so
+ * the newest is never deleted), ranked with a window function over the
+ * device's rows; and, when any went, append in the same transaction the
+ * logs row NetRaven's Python worker writes for it: log_type 'system',
+ * level 'INFO', no job or device, source 'prune_old_device_configs',
+ * message "[Retention] Pruned N configs for device HOST (IDs: [a, b])"
+ * (newest first), meta {}.  A snapshot inserted meanwhile is not ranked,
+ * so it stays.  Returns 0 with *deleted (0 or more) and, when ids is not
+ * NULL, *ids the deleted ids as "a, b" (malloc'd, caller frees; "" for
+ * none); negative on failure, with nothing deleted or logged.
+ */
+int nr_store_config_prune(struct nr_store *s, long long device_id, long long keep,
+                          long long *deleted, char **ids);
+
+/* Append one job-less logs row (job_id and device_id NULL, timestamp
+ * now()): level in upper case as NetRaven writes it, meta_json a JSON
+ * object text (NULL: {}).  0 or negative. */
+int nr_store_log_add(struct nr_store *s, const char *log_type, const char *level,
+                     const char *source, const char *message, const char *meta_json);
+
 #endif /* NR_STORE_H */

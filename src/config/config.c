@@ -269,6 +269,24 @@ static const char *check_redis_url(const char *v)
     return "is not a Redis URL (redis://[:password@]host:port/db)";
 }
 
+/* "host:port", ":port" or "[v6]:port", port 1-65535; "" is off. */
+static const char *check_listen(const char *v)
+{
+    const char *colon = strrchr(v, ':'), *p;
+
+    if (*v == '\0')
+        return NULL;
+    if (colon == NULL || (v[0] == '[' && (colon == v || colon[-1] != ']')) ||
+        (v[0] != '[' && memchr(v, ':', (size_t)(colon - v)) != NULL))
+        return "is not host:port, :port or [address]:port";
+    for (p = colon + 1; *p >= '0' && *p <= '9'; p++)
+        ;
+    if (p == colon + 1 || *p != '\0' || p - colon > 6 || atol(colon + 1) < 1 ||
+        atol(colon + 1) > 65535)
+        return "has no port from 1 to 65535";
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* The key table                                                        */
 

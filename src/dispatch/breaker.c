@@ -7,6 +7,7 @@
  * devices that are failing, never the fleet.
  */
 #include "netraven/breaker.h"
+#include "netraven/metrics.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@ void nr_breaker_free(struct nr_breaker *b)
     for (size_t i = 0; i <= b->mask; i++)
         for (struct entry *e = b->buckets[i], *next; e; e = next) {
             next = e->next;
+            nr_metrics_add(NR_M_BREAKERS_OPEN, -(e->state != NR_BREAKER_CLOSED));
             free(e);
         }
     pthread_mutex_destroy(&b->mu);
@@ -197,6 +199,7 @@ enum nr_breaker_transition nr_breaker_record(struct nr_breaker *b, long long dev
         break;
     case NR_BREAKER_ANSWERED:
         if (e != NULL) {
+            nr_metrics_add(NR_M_BREAKERS_OPEN, -(e->state != NR_BREAKER_CLOSED));
             if (e->state != NR_BREAKER_CLOSED)
                 tr = NR_BREAKER_TO_CLOSED;
             unlink_entry(b, link);
@@ -219,6 +222,7 @@ enum nr_breaker_transition nr_breaker_record(struct nr_breaker *b, long long dev
             break;      /* likewise; the trial decides */
         e->failures++;
         if (e->state == NR_BREAKER_HALF_OPEN || e->failures >= b->threshold) {
+            nr_metrics_add(NR_M_BREAKERS_OPEN, e->state == NR_BREAKER_CLOSED);
             e->state = NR_BREAKER_OPEN;
             e->opened_at = now;
             e->trial_taken = false;

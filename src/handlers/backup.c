@@ -30,6 +30,7 @@
 
 #include "handlers_i.h"
 #include "netraven/log.h"
+#include "netraven/metrics.h"
 #include "netraven/secret.h"
 
 /* ---- shared with command.c -------------------------------------------------- */
@@ -289,6 +290,7 @@ void nr_handler_config_backup(const struct nr_handler_ctx *ctx, struct nr_result
     /* The session ends before the result is complete: duration_ms covers it. */
     nr_cli_free(c);
     json_object_set_new(d, "duration_ms", nr_handler_jms(t0));
+    nr_metrics_backup_observe(out->success, (double)(nr_mono_ns() - t0) / 1e9);
     json_decref(out->details);
     out->details = d;
 }

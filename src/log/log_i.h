@@ -33,6 +33,7 @@
 #include <stdatomic.h>
 
 #include "netraven/log.h"
+#include "netraven/metrics.h"     /* the sinks' counters for /metrics */
 
 /* ---------------------------------------------------------------- record */
 
@@ -46,9 +47,14 @@ struct nr_log_rec {
     long               tid;         /* kernel thread id of the emitter */
     size_t             msg_len;
     size_t             meta_len;
+    size_t             head_len;
     char              *msg;         /* rendered message, NUL-terminated */
     char              *meta;        /* compact JSON object text */
-    char               data[];      /* msg and meta live here */
+    char              *head;        /* NULL, or what the human format writes
+                                       before msg (session records: the
+                                       catalog's "Session log: sent 20 bytes",
+                                       their msg being the session text) */
+    char               data[];      /* msg, meta and head live here */
 };
 
 /* Render a record (message, meta, timestamp, thread) with one reference
@@ -233,7 +239,12 @@ struct nr_log_settings {
     char   *db_url;             /* database.url as configured (secret) */
     int     db_batch_size;
     char   *spool_dir;          /* worker.spool_dir; NULL: no spool */
-    char   *redis_url;          /* scheduler.redis_url (may carry a password) */
+    char   *redis_url;          /* scheduler.redis_url (may carry a password);
+                                   used when redis_host is NULL */
+    char   *redis_host;         /* logging.redis.host, NULL: unset */
+    int     redis_port;         /* logging.redis.port */
+    int     redis_db;           /* logging.redis.db */
+    char   *redis_password;     /* logging.redis.password (secret), NULL: none */
     char   *channel_prefix;
 };
 

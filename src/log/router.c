@@ -10,7 +10,7 @@
  *                 the config that leaves "file" out is obeyed.
  *   A sink is only available when it can work: FILE needs logging.file,
  *   DB needs database.url, REDIS needs logging.redis.enabled and
- *   scheduler.redis_url.
+ *   logging.redis.host or scheduler.redis_url.
  *   Thresholds: stdout/file need level >= logging.level, except session
  *   events, which reach stdout/file only when logging.level is debug; DB
  *   needs level >= logging.db_level; Redis takes session events at any
@@ -448,7 +448,7 @@ void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts
     nr_sbuf_puts(b, "\",\"log_type\":\"");
     nr_sbuf_puts(b, nr_log_type_name(e->type));
     nr_sbuf_puts(b, "\",\"level\":\"");
-    nr_sbuf_puts(b, nr_log_level_name(e->level));
+    nr_sbuf_puts(b, nr_log_level_upper(e->level));
     nr_sbuf_puts(b, "\",\"job_id\":");
     if (r->job_id)
         b->len += nr_fmt_ll(b->p + b->len, r->job_id);
@@ -660,8 +660,11 @@ static long nr_gettid(void)
     return nr_tid_cache;
 }
 
-struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long device_id,
-                                  const struct nr_kv *kv, size_t nkv, unsigned sinks)
+/* A record whose message is the rendered template, or, when text is given,
+ * text, the rendered template then becoming the record's head. */
+static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long long device_id,
+                                    const struct nr_kv *kv, size_t nkv, unsigned sinks,
+                                    const char *text, size_t text_len)
 {
     const struct nr_event_def *e = &nr_events[ev];
     char msgbuf[1024], metabuf[1024];
@@ -691,26 +694,43 @@ struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long 
     json_decref(meta);
     kv_text_clear(&t);
 
-    r = nr_malloc(sizeof(*r) + msg.len + 1 + meta_len + 1);
+    r = nr_malloc(sizeof(*r) + msg.len + 1 + meta_len + 1 + (text ? text_len + 1 : 0));
     r->ev = ev;
     r->sinks = sinks;
     r->job_id = job_id;
     r->device_id = device_id;
     r->ts = ts;
     r->tid = nr_gettid();
-    r->msg = r->data;
-    r->msg_len = msg.len;
-    memcpy(r->msg, msg.p, msg.len + 1);
-    r->meta = r->data + msg.len + 1;
+    r->meta = r->data;
     r->meta_len = meta_len;
     memcpy(r->meta, metap, meta_len);
     r->meta[meta_len] = '\0';
+    r->msg = r->meta + meta_len + 1;
+    if (text) {
+        r->msg_len = text_len;
+        memcpy(r->msg, text, text_len);
+        r->msg[text_len] = '\0';
+        r->head = r->msg + text_len + 1;
+        r->head_len = msg.len;
+        memcpy(r->head, msg.p, msg.len + 1);
+    } else {
+        r->msg_len = msg.len;
+        memcpy(r->msg, msg.p, msg.len + 1);
+        r->head = NULL;
+        r->head_len = 0;
+    }
     if (metap != metabuf)
         free(metap);
     nr_sbuf_free(&msg);
     atomic_init(&r->refs, 1);
     atomic_fetch_add_explicit(&nr_emitted[e->type], 1, memory_order_relaxed);
     return r;
+}
+
+struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long device_id,
+                                  const struct nr_kv *kv, size_t nkv, unsigned sinks)
+{
+    return rec_build(ev, job_id, device_id, kv, nkv, sinks, NULL, 0);
 }
 
 /* ------------------------------------------------- session drops per job */
@@ -729,6 +749,7 @@ void nr_log_count_drop(long long job_id, uint64_t n)
     size_t home = (size_t)((unsigned long long)job_id * 0x9E3779B97F4A7C15ull >> 56) % NR_DROP_SLOTS;
     size_t slot = home;
 
+    nr_metrics_add(NR_M_SESSION_EVENTS_DROPPED, (long long)n);
     if (job_id <= 0 || n == 0)
         return;
     pthread_mutex_lock(&drop_mu);
@@ -768,10 +789,12 @@ uint64_t nr_log_session_drops_take(long long job_id)
     return n;
 }
 
+/* text: see rec_build; NULL for every record but the session's. */
 static void emit_to(enum nr_event ev, long long job_id, long long device_id,
-                    const struct nr_kv *kv, size_t nkv, unsigned sinks)
+                    const struct nr_kv *kv, size_t nkv, unsigned sinks,
+                    const char *text, size_t text_len)
 {
-    struct nr_log_rec *r = nr_log_rec_new(ev, job_id, device_id, kv, nkv, sinks);
+    struct nr_log_rec *r = rec_build(ev, job_id, device_id, kv, nkv, sinks, text, text_len);
     unsigned targets = !!(sinks & NR_LOG_OUT_SINKS) + !!(sinks & NR_SINK_DB) +
                        !!(sinks & NR_SINK_REDIS);
 
@@ -843,7 +866,7 @@ void nr_log_emit(enum nr_event ev, long long job_id, long long device_id,
     unsigned sinks = nr_log_sinks(ev);
 
     if (sinks)
-        emit_to(ev, job_id, device_id, kv, nkv, sinks);
+        emit_to(ev, job_id, device_id, kv, nkv, sinks, NULL, 0);
 }
 
 void nr_log_emit_mask(enum nr_event ev, long long job_id, long long device_id,
@@ -856,22 +879,142 @@ void nr_log_emit_mask(enum nr_event ev, long long job_id, long long device_id,
         return;
     sinks = force ? force : nr_log_sinks(ev) & mask;
     if (sinks)
-        emit_to(ev, job_id, device_id, kv, nkv, sinks);
+        emit_to(ev, job_id, device_id, kv, nkv, sinks, NULL, 0);
+}
+
+/* ------------------------------------------------------- session records */
+
+size_t nr_log_session_chunk(const char *data, size_t len)
+{
+    size_t max = len < NR_LOG_SESSION_BYTES ? len : NR_LOG_SESSION_BYTES;
+    size_t lines = 0, last_nl = 0, cut;
+
+    for (size_t i = 0; i < max; i++) {
+        if (data[i] != '\n')
+            continue;
+        last_nl = i + 1;
+        if (++lines == NR_LOG_SESSION_LINES)
+            return last_nl;
+    }
+    if (len <= NR_LOG_SESSION_BYTES)
+        return len;
+    if (last_nl)                /* whole lines; the rest goes in the next record */
+        return last_nl;
+    /* One line longer than a record: cut it, not inside a UTF-8 sequence
+     * (a continuation byte is 10xxxxxx; a sequence has at most 3). */
+    cut = NR_LOG_SESSION_BYTES;
+    for (int k = 0; k < 3 && ((unsigned char)data[cut] & 0xC0) == 0x80; k++)
+        cut--;
+    return cut;
+}
+
+/* Length of the terminal escape sequence at p (p[0] is ESC), at most n:
+ * CSI "ESC [ params final", OSC "ESC ] ... BEL or ESC \", else two bytes. */
+static size_t escape_len(const char *p, size_t n)
+{
+    size_t i;
+
+    if (n < 2)
+        return n;
+    if (p[1] == '[') {
+        for (i = 2; i < n; i++)
+            if ((unsigned char)p[i] >= 0x40 && (unsigned char)p[i] <= 0x7E)
+                return i + 1;
+        return n;
+    }
+    if (p[1] == ']') {
+        for (i = 2; i < n; i++) {
+            if (p[i] == '\a')
+                return i + 1;
+            if (p[i] == '\x1b' && i + 1 < n && p[i + 1] == '\\')
+                return i + 2;
+        }
+        return n;
+    }
+    return 2;
+}
+
+/* Append the message of clean[0..n) (valid UTF-8, no NUL) to b, which is
+ * empty: lines joined by '\n', "> " before each when sent, control bytes
+ * and escape sequences left out, a backspace erasing on its own line. */
+static void session_text(struct nr_sbuf *b, bool sent, const char *clean, size_t n)
+{
+    size_t i = 0;
+    bool first = true;
+
+    nr_sbuf_reserve(b, n + (sent ? 2 * NR_LOG_SESSION_LINES + 2 : 0));
+    while (i < n) {
+        size_t start;
+
+        if (!first)
+            nr_sbuf_putc(b, '\n');
+        first = false;
+        if (sent)
+            nr_sbuf_put(b, "> ", 2);
+        start = b->len;
+        for (; i < n && clean[i] != '\n'; i++) {
+            unsigned char c = (unsigned char)clean[i];
+
+            if (c == 0x1b) {
+                i += escape_len(clean + i, n - i) - 1;
+            } else if (c == '\b') {
+                while (b->len > start && ((unsigned char)b->p[b->len - 1] & 0xC0) == 0x80)
+                    b->len--;
+                if (b->len > start)
+                    b->len--;
+                b->p[b->len] = '\0';
+            } else if ((c >= 0x20 && c != 0x7f) || c == '\t') {
+                nr_sbuf_putc(b, (char)c);
+            }
+        }
+        i++;                    /* past the '\n' (or the end) */
+    }
+}
+
+char *nr_log_session_text(const char *direction, const char *data, size_t len)
+{
+    struct nr_sbuf b = { 0 };
+    char *clean = nr_utf8_sanitize(data ? data : "", data ? len : 0);
+
+    nr_sbuf_reserve(&b, 0);
+    session_text(&b, direction && strcmp(direction, "sent") == 0, clean, strlen(clean));
+    free(clean);
+    return b.p;
 }
 
 void nr_log_session(long long job_id, long long device_id,
                     const char *direction, const char *data, size_t len)
 {
-    char *clean;
+    unsigned sinks = nr_log_sinks(NR_EV_SESSION_DATA);
+    bool sent = direction && strcmp(direction, "sent") == 0;
+    char textbuf[2 * NR_LOG_SESSION_BYTES];
+    struct nr_sbuf text;
 
-    if (!nr_log_enabled(NR_EV_SESSION_DATA))
+    if (sinks == 0)
         return;
-    clean = nr_utf8_sanitize(data ? data : "", data ? len : 0);
-    NR_LOG(NR_EV_SESSION_DATA, job_id, device_id,
-           NR_S("direction", direction ? direction : "?"),
-           NR_I("bytes", len),
-           NR_S("data", clean));
-    free(clean);
+    if (data == NULL) {
+        data = "";
+        len = 0;
+    }
+    nr_sbuf_init_stack(&text, textbuf, sizeof(textbuf));
+    do {        /* one record even for no data, as before */
+        size_t n = nr_log_session_chunk(data, len);
+        char *clean = nr_utf8_sanitize(data, n);
+        const struct nr_kv kv[] = {
+            NR_S("direction", direction ? direction : "?"),
+            NR_I("bytes", n),
+            NR_S("data", clean),
+        };
+
+        nr_sbuf_reset(&text);
+        session_text(&text, sent, clean, strlen(clean));
+        emit_to(NR_EV_SESSION_DATA, job_id, device_id, kv, NR_ARRAY_LEN(kv), sinks,
+                text.p, text.len);
+        free(clean);
+        data += n;
+        len -= n;
+    } while (len > 0);
+    nr_sbuf_free(&text);
 }
 
 void nr_log_reopen(void)
@@ -894,6 +1037,8 @@ static void settings_clear(struct nr_log_settings *s)
     free(s->file);
     free(s->db_url);
     free(s->redis_url);
+    free(s->redis_host);
+    free(s->redis_password);
     free(s->channel_prefix);
     free(s->spool_dir);
     memset(s, 0, sizeof(*s));
@@ -980,7 +1125,17 @@ int nr_log_init(const struct nr_config *cfg)
         nr_log_set.db_url = nr_strdup(cfg->database.url);
         avail |= NR_SINK_DB;
     }
-    if (cfg->logging.redis.enabled && cfg->scheduler.redis_url && cfg->scheduler.redis_url[0]) {
+    /* The publisher goes where NetRaven's API subscribes: logging.redis.*
+     * when a host is set, else the queues' Redis. */
+    if (cfg->logging.redis.enabled && cfg->logging.redis.host && cfg->logging.redis.host[0]) {
+        nr_log_set.redis_host = nr_strdup(cfg->logging.redis.host);
+        nr_log_set.redis_port = cfg->logging.redis.port > 0 ? cfg->logging.redis.port : 6379;
+        nr_log_set.redis_db = cfg->logging.redis.db;
+        if (cfg->logging.redis.password && cfg->logging.redis.password[0])
+            nr_log_set.redis_password = nr_strdup(cfg->logging.redis.password);
+        avail |= NR_SINK_REDIS;
+    } else if (cfg->logging.redis.enabled && cfg->scheduler.redis_url &&
+               cfg->scheduler.redis_url[0]) {
         nr_log_set.redis_url = nr_strdup(cfg->scheduler.redis_url);
         avail |= NR_SINK_REDIS;
     }
@@ -1072,6 +1227,7 @@ void nr_log_get_stats(struct nr_log_stats *out)
     out->db_dropped = atomic_load(&nr_log_q_db.dropped) + atomic_load(&nr_log_db_lost);
     out->db_spooled = atomic_load(&nr_log_db_spooled);
     out->db_recovered = atomic_load(&nr_log_db_recovered);
+    out->out_written = atomic_load(&nr_log_q_out.done);
     out->out_dropped = atomic_load(&nr_log_q_out.dropped);
     out->redis_published = atomic_load(&nr_log_redis_published);
     out->redis_dropped = atomic_load(&nr_log_q_redis.dropped) + atomic_load(&nr_log_redis_lost);

@@ -175,7 +175,7 @@ static void format_human(struct out_state *st, struct nr_sbuf *b, const struct n
         st->prefix[r->ev] = nr_asprintf(" %-7s %-10s %-11s [", nr_log_level_upper(e->level),
                                         nr_log_type_name(e->type), e->source);
     nr_ts_format(&st->tc, &r->ts, ts);
-    nr_sbuf_reserve(b, 160 + r->msg_len);
+    nr_sbuf_reserve(b, 160 + r->msg_len + r->head_len);
     nr_sbuf_put(b, ts, NR_ISO_TS_LEN - 1);
     nr_sbuf_puts(b, st->prefix[r->ev]);
     if (r->job_id) {
@@ -191,6 +191,11 @@ static void format_human(struct out_state *st, struct nr_sbuf *b, const struct n
     nr_sbuf_put(b, "tid=", 4);
     b->len += nr_fmt_ll(b->p + b->len, r->tid);
     nr_sbuf_put(b, "] ", 2);
+    if (r->head) {      /* "Session log: sent 20 bytes: > show version" */
+        nr_sbuf_put(b, r->head, r->head_len);
+        if (r->msg_len)
+            nr_sbuf_put(b, ": ", 2);
+    }
     put_oneline(b, r->msg, r->msg_len);
     nr_sbuf_putc(b, '\n');
 }

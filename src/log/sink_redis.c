@@ -5,9 +5,12 @@
  * Each record is published as one JSON object (timestamp, log_type, level,
  * job_id, device_id, source, message, meta) to `session-logs:{job_id}`
  * (when it has a job) and to logging.redis.channel_prefix (the API's live
- * stream).  The thread owns one hiredis connection to scheduler.redis_url
- * (redis://[user:password@]host[:port][/db]) and pipelines the PUBLISH
- * commands of a batch, NR_REDIS_PIPELINE records at a time.
+ * stream).  The thread owns one hiredis connection to the Redis NetRaven's
+ * API subscribes on: logging.redis.host / port / db / password when host is
+ * set (NetRaven's own keys, which may name another Redis than the queues'),
+ * else scheduler.redis_url (redis://[user:password@]host[:port][/db]); it
+ * pipelines the PUBLISH commands of a batch, NR_REDIS_PIPELINE records at a
+ * time.
  *
  * These records are droppable: while Redis is away, records are dropped
  * and counted (redis_dropped) instead of waiting, and the thread tries to
@@ -153,6 +156,24 @@ static int parse_url(const char *url, struct redis_target *t)
 bad:
     target_clear(t);
     return NR_EINVAL;
+}
+
+/* The target from logging.redis.host / port / db / password, and how
+ * messages name it (a URL with the password masked). */
+static void target_from_keys(struct redis_state *st)
+{
+    const char *h = nr_log_set.redis_host;
+    bool v6 = strchr(h, ':') != NULL;
+
+    memset(&st->t, 0, sizeof(st->t));
+    st->t.host = nr_strdup(h);
+    st->t.port = nr_log_set.redis_port;
+    st->t.db = nr_log_set.redis_db;
+    if (nr_log_set.redis_password)
+        st->t.password = nr_strdup(nr_log_set.redis_password);
+    st->masked = nr_asprintf("redis://%s%s%s%s:%d/%d", st->t.password ? ":****@" : "",
+                             v6 ? "[" : "", h, v6 ? "]" : "", st->t.port, st->t.db);
+    st->url_ok = true;
 }
 
 /* ---------------------------------------------------------- connection */
@@ -315,8 +336,12 @@ void *nr_log_redis_main(void *arg)
     nr_log_block_signals();
     memset(&st, 0, sizeof(st));
     st.backoff = NR_REDIS_BACKOFF_MIN_S;
-    st.masked = nr_config_mask_url(nr_log_set.redis_url);
-    st.url_ok = parse_url(nr_log_set.redis_url, &st.t) == NR_OK;
+    if (nr_log_set.redis_host) {
+        target_from_keys(&st);
+    } else {
+        st.masked = nr_config_mask_url(nr_log_set.redis_url);
+        st.url_ok = parse_url(nr_log_set.redis_url, &st.t) == NR_OK;
+    }
     if (!st.url_ok) {
         set_error(&st, "bad scheduler.redis_url", "expected redis://[:password@]host[:port][/db]");
         report_trouble(&st);

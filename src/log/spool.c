@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -414,6 +415,16 @@ static int take_slot(struct nr_spool *sp, bool create)
     return last;
 }
 
+/* A spool written by an older worker holds lower-case levels; NetRaven
+ * filters logs.level by the upper-case names, so they are written as those. */
+static const char *spooled_level(const char *level)
+{
+    for (int l = 0; l < NR_LOG_LEVEL_COUNT; l++)
+        if (strcasecmp(level, nr_log_level_upper((enum nr_log_level)l)) == 0)
+            return nr_log_level_upper((enum nr_log_level)l);
+    return level;
+}
+
 /* ---------------------------------------------------------------- API */
 
 void nr_log_row_of(const struct nr_log_rec *r, struct nr_ts_cache *tc, char ts[NR_ISO_TS_LEN],
@@ -424,7 +435,7 @@ void nr_log_row_of(const struct nr_log_rec *r, struct nr_ts_cache *tc, char ts[N
     nr_ts_format(tc, &r->ts, ts);
     w->ts = ts;
     w->log_type = nr_log_type_name(e->type);
-    w->level = nr_log_level_name(e->level);
+    w->level = nr_log_level_upper(e->level);   /* as NetRaven writes it */
     w->job_id = r->job_id;
     w->device_id = r->device_id;
     w->source = e->source ? e->source : "";
@@ -524,6 +535,7 @@ int nr_spool_append(struct nr_spool *sp, struct nr_log_rec *const *recs, size_t 
     }
     sp->tail += b->len;
     sp->rows += n;
+    nr_metrics_add(NR_M_LOG_DB_SPOOLED, (long long)n);
     return NR_OK;
 }
 
@@ -600,7 +612,7 @@ int nr_spool_read(struct nr_spool *sp, size_t max, uint64_t limit,
         }
         w->ts = fld[0];
         w->log_type = fld[1];
-        w->level = fld[2];
+        w->level = spooled_level(fld[2]);
         w->job_id = strtoll(fld[3], NULL, 10);
         w->device_id = strtoll(fld[4], NULL, 10);
         w->source = fld[5];

@@ -13,8 +13,12 @@
  * retried after a reconnect, so a job popped from its queue is never lost
  * to a Redis failure: it is started, failed, finished or handed back.
  * WAITING, RUNNING and DONE jobs are in rq:wip:<q> and are heart-beaten.
+ *
+ * A run_job call runs in a runner slot; the scheduler's retention call
+ * (prune_old_device_configs) runs on a prune thread of its own (prune.c),
+ * one at a time: WAITING for it means waiting for that thread.
  */
-#include "netraven/rq.h"
+#include "rq_i.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +38,7 @@
 #define TAKE_BUSY_S       1         /* BLPOP timeout while runs are in flight */
 #define TAKE_IDLE_S       2         /* ... and while idle: bounds stop latency */
 #define WAIT_S            1.0       /* runner wait when no slot is free */
+#define PRUNE_POLL_S      0.2       /* ... and while a prune runs: it does not wake us */
 #define BACKOFF_MIN_S     0.5
 #define BACKOFF_MAX_S     10.0
 #define COLLECT_BATCH     16
@@ -43,9 +48,12 @@ enum held_state { H_TAKEN, H_REJECT, H_WAITING, H_RUNNING, H_DONE };
 struct held {
     enum held_state     state;
     struct nr_rq_job    job;
-    long long           job_id;     /* NetRaven's job id, 0 for REJECT */
+    struct nr_rq_call   call;       /* what it calls (not for REJECT) */
+    long long           job_id;     /* NetRaven's job id; 0 for REJECT and prunes */
     char               *reason;     /* REJECT: why */
     struct nr_run_done  done;       /* DONE: the runner's report */
+    struct nr_rq_prune *prune;      /* RUNNING prune: its thread */
+    long long           devices, pruned, deleted;  /* DONE prune: what it did */
 };
 
 struct intake {
@@ -96,6 +104,7 @@ static struct held *held_add(struct intake *in, enum held_state st, struct nr_rq
 
 static void held_free(struct held *h)
 {
+    nr_rq_prune_abandon(h->prune);  /* stops before its next device */
     nr_rq_job_clear(&h->job);
     free(h->reason);
     nr_run_done_clear(&h->done);
@@ -115,6 +124,14 @@ static size_t count_state(const struct intake *in, enum held_state st)
     for (size_t i = 0; i < in->nh; i++)
         n += in->h[i]->state == st;
     return n;
+}
+
+static bool prune_running(const struct intake *in)
+{
+    for (size_t i = 0; i < in->nh; i++)
+        if (in->h[i]->prune != NULL)
+            return true;
+    return false;
 }
 
 /* ---------------------------------------------------------- Redis state */
@@ -319,6 +336,13 @@ static void write_outcome(struct intake *in, size_t i)
     }
     if (rc < 0) {
         note_failure(in, h, what, rc);
+    } else if (h->call.func == NR_RQ_PRUNE_CONFIGS && d->outcome == NR_RUN_RECORDED) {
+        NR_LOG(NR_EV_RQ_PRUNE_FINISHED, 0, 0, NR_S("rq_job", h->job.id),
+               NR_I("retain_count", h->call.arg), NR_I("deleted", h->deleted),
+               NR_I("pruned", h->pruned), NR_I("devices", h->devices));
+    } else if (h->call.func == NR_RQ_PRUNE_CONFIGS && !requeued) {
+        NR_LOG(NR_EV_RQ_PRUNE_FAILED, 0, 0, NR_S("rq_job", h->job.id),
+               NR_I("retain_count", h->call.arg), NR_S("reason", d->reason ? d->reason : ""));
     } else if (d->outcome == NR_RUN_RECORDED) {
         NR_LOG(NR_EV_RQ_JOB_FINISHED, h->job_id, 0, NR_S("rq_job", h->job.id),
                NR_I("job_id", h->job_id), NR_S("status", d->status ? d->status : "?"));
@@ -340,6 +364,20 @@ static void submit(struct intake *in, struct held *h)
     struct nr_run_request req = { .source = NR_RUN_SOURCE_RQ };
     int rc;
 
+    if (h->call.func == NR_RQ_PRUNE_CONFIGS) {
+        if (prune_running(in))
+            return;
+        h->prune = nr_rq_prune_start(in->cfg->database.url, h->call.arg, h->job.id);
+        if (h->prune != NULL) {
+            h->state = H_RUNNING;
+            return;
+        }
+        /* as a run the runner could not record: RQ may retry it */
+        h->done.outcome = NR_RUN_NOT_RECORDED;
+        h->done.reason = nr_strdup("could not start the prune thread");
+        h->state = H_DONE;
+        return;
+    }
     req.entry_id = nr_strdup(h->job.id);
     req.payload.job_id = h->job_id;
     rc = nr_runner_submit(in->runner, &req);
@@ -418,11 +456,37 @@ static void advance(struct intake *in)
     }
 }
 
-/* Take the runner's reports for our runs. */
+/* A prune thread that finished: its outcome, as a run's (see "Outcome
+ * mapping" in rq.h: a database failure is what a raise of the Python job
+ * is, so RQ may retry it). */
+static void collect_prune(struct held *h)
+{
+    struct nr_rq_prune *p = h->prune;
+
+    h->devices = p->devices;
+    h->pruned = p->pruned;
+    h->deleted = p->deleted;
+    if (p->rc == NR_OK) {
+        h->done.outcome = NR_RUN_RECORDED;
+    } else {
+        h->done.outcome = NR_RUN_NOT_RECORDED;
+        h->done.reason = nr_asprintf(NR_RQ_FUNC_PRUNE " failed: %s",
+                                     p->reason ? p->reason : "stopped");
+    }
+    nr_rq_prune_free(p);
+    h->prune = NULL;
+    h->state = H_DONE;
+}
+
+/* Take the runner's reports for our runs, and the prune thread's. */
 static void collect(struct intake *in)
 {
     struct nr_run_done d[COLLECT_BATCH];
     size_t n;
+
+    for (size_t i = 0; i < in->nh; i++)
+        if (in->h[i]->prune != NULL && nr_rq_prune_done(in->h[i]->prune))
+            collect_prune(in->h[i]);
 
     while ((n = nr_runner_collect(in->runner, NR_RUN_SOURCE_RQ, d, COLLECT_BATCH)) > 0) {
         for (size_t k = 0; k < n; k++) {
@@ -445,7 +509,7 @@ static void collect(struct intake *in)
 static void take_one(struct intake *in)
 {
     struct nr_rq_job job;
-    long long job_id = 0;
+    struct nr_rq_call call;
     char *reason = NULL;
     int timeout = count_state(in, H_RUNNING) ? TAKE_BUSY_S : TAKE_IDLE_S;
     int rc = nr_rq_take(in->rq, timeout, &job);
@@ -456,15 +520,21 @@ static void take_one(struct intake *in)
         note_failure(in, NULL, "taking a job", rc);
         return;
     }
-    if (nr_rq_job_check(&job, &job_id, &reason) != NR_OK) {
+    if (nr_rq_job_check_call(&job, &call, &reason) != NR_OK) {
         struct held *h = held_add(in, H_REJECT, &job);
         h->reason = reason ? reason : nr_strdup("job rejected");
         return;
     }
     struct held *h = held_add(in, H_TAKEN, &job);
-    h->job_id = job_id;
-    NR_LOG(NR_EV_RQ_JOB_TAKEN, job_id, 0, NR_S("rq_job", h->job.id), NR_S("queue", h->job.queue),
-           NR_I("job_id", job_id));
+    h->call = call;
+    if (call.func == NR_RQ_PRUNE_CONFIGS) {
+        NR_LOG(NR_EV_RQ_PRUNE_TAKEN, 0, 0, NR_S("rq_job", h->job.id),
+               NR_S("queue", h->job.queue), NR_I("retain_count", call.arg));
+        return;
+    }
+    h->job_id = call.arg;
+    NR_LOG(NR_EV_RQ_JOB_TAKEN, h->job_id, 0, NR_S("rq_job", h->job.id),
+           NR_S("queue", h->job.queue), NR_I("job_id", h->job_id));
 }
 
 /* Is `rq suspend` in force?  Logged on change. */
@@ -542,7 +612,8 @@ static void *intake_main(void *arg)
             take_one(in);
             continue;
         }
-        nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ, in->suspended ? WAIT_S * 2 : WAIT_S);
+        nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ,
+                       prune_running(in) ? PRUNE_POLL_S : in->suspended ? WAIT_S * 2 : WAIT_S);
     }
 
     /* hand back what is still running: another worker takes it, and this
@@ -551,6 +622,12 @@ static void *intake_main(void *arg)
     for (size_t i = 0; i < in->nh && redis_ok(in); i++) {
         if (in->h[i]->state != H_RUNNING)
             continue;
+        if (in->h[i]->prune != NULL) {
+            /* it stops before its next device: what it deleted stays
+             * deleted, and another worker prunes the rest */
+            nr_rq_prune_abandon(in->h[i]->prune);
+            in->h[i]->prune = NULL;
+        }
         int rc = nr_rq_release(in->rq, &in->h[i]->job);
         if (rc < 0)
             note_failure(in, NULL, "handing a job back", rc);

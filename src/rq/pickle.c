@@ -646,24 +646,68 @@ static void excerpt(const struct pk_val *v, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-static int job_id_of(struct pk *pk, const struct pk_val *v, long long *job_id)
+/* ----------------------------------------------------- the function table */
+
+static const struct nr_rq_func_def funcs[NR_RQ_FUNC_COUNT] = {
+    [NR_RQ_RUN_JOB] = {
+        .name = NR_RQ_FUNC, .param = "job_id", .required = true,
+        .min = 1, .max = JOB_ID_MAX, .range = "jobs.id is a 32-bit integer",
+    },
+    [NR_RQ_PRUNE_CONFIGS] = {
+        /* NetRaven's default; below 1 Python would delete the newest
+         * snapshot too, which the worker never does */
+        .name = NR_RQ_FUNC_PRUNE, .param = "retain_count", .required = false,
+        .dflt = 10, .min = 1, .max = 2147483647LL, .range = "at most 2147483647",
+    },
+};
+
+const struct nr_rq_func_def *nr_rq_func_table(size_t *n)
+{
+    if (n != NULL)
+        *n = NR_RQ_FUNC_COUNT;
+    return funcs;
+}
+
+static int arg_of(struct pk *pk, const struct nr_rq_func_def *f, const struct pk_val *v,
+                  long long *arg)
 {
     if (v->kind != PK_INT)
-        return fail(pk, "job_id must be a positive integer, not a %s", kind_names[v->kind]);
-    if (v->u.i <= 0)
-        return fail(pk, "job_id must be a positive integer, not %lld", v->u.i);
-    if (v->u.i > JOB_ID_MAX)
-        return fail(pk, "job_id %lld is out of range (jobs.id is a 32-bit integer)", v->u.i);
-    *job_id = v->u.i;
+        return fail(pk, "%s must be a positive integer, not a %s", f->param, kind_names[v->kind]);
+    if (v->u.i < f->min)
+        return fail(pk, "%s must be a positive integer, not %lld", f->param, v->u.i);
+    if (v->u.i > f->max)
+        return fail(pk, "%s %lld is out of range (%s)", f->param, v->u.i, f->range);
+    *arg = v->u.i;
     return NR_OK;
 }
 
-/* The result must be (NR_RQ_FUNC, None, (job_id,) or [job_id], {}) or
- * (NR_RQ_FUNC, None, () or [], {"job_id": job_id}). */
-static int check_call(struct pk *pk, const struct pk_val *t, long long *job_id)
+/* "job function 'x' is not allowed (only A) for NetRaven's job runs, and B
+ * for ...": the table's names, in order. */
+static int not_allowed(struct pk *pk, const struct pk_val *fn)
+{
+    static const char *const what[NR_RQ_FUNC_COUNT] = {
+        [NR_RQ_RUN_JOB] = "NetRaven's job runs",
+        [NR_RQ_PRUNE_CONFIGS] = "the scheduler's retention job",
+    };
+    char name[96], list[512];
+    size_t o = 0;
+
+    excerpt(fn, name, sizeof(name));
+    for (size_t i = 0; i < NR_RQ_FUNC_COUNT && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, i == 0 ? "(only %s) for %s" :
+                              ", and %s for %s", funcs[i].name, what[i]);
+    return fail(pk, "job function '%s' is not allowed %s", name, list);
+}
+
+/* The result must be (name, None, args, kwargs) for a name of the table,
+ * with its one parameter in args ((arg,) or [arg]) or kwargs ({param: arg}),
+ * or in neither when the row has a default. */
+static int check_call(struct pk *pk, const struct pk_val *t, struct nr_rq_call *call)
 {
     const struct pk_val *fn, *inst, *args, *kw;
+    const struct nr_rq_func_def *f = NULL;
     char name[96];
+    size_t i;
 
     if (t->kind != PK_TUPLE)
         return fail(pk, "job data is a pickled %s, not the tuple (func_name, None, args, kwargs)",
@@ -684,28 +728,34 @@ static int check_call(struct pk *pk, const struct pk_val *t, long long *job_id)
         return fail(pk, "job args is a %s, not a tuple or list", kind_names[args->kind]);
     if (kw->kind != PK_DICT)
         return fail(pk, "job kwargs is a %s, not a dict", kind_names[kw->kind]);
-    for (size_t i = 0; i < kw->u.seq.n; i += 2)
+    for (i = 0; i < kw->u.seq.n; i += 2)
         if (kw->u.seq.v[i]->kind != PK_STR)
             return fail(pk, "job kwargs has a %s key; keyword names are str",
                         kind_names[kw->u.seq.v[i]->kind]);
 
-    if (!str_eq(fn, NR_RQ_FUNC)) {
-        excerpt(fn, name, sizeof(name));
-        return fail(pk, "job function '%s' is not allowed (only " NR_RQ_FUNC ")", name);
-    }
+    for (i = 0; i < NR_RQ_FUNC_COUNT && f == NULL; i++)
+        if (str_eq(fn, funcs[i].name))
+            f = &funcs[i];
+    if (f == NULL)
+        return not_allowed(pk, fn);
+    call->func = (enum nr_rq_func)(f - funcs);
 
     size_t nargs = args->u.seq.n, nkw = kw->u.seq.n / 2;
     if (nargs == 1 && nkw == 0)
-        return job_id_of(pk, args->u.seq.v[0], job_id);
+        return arg_of(pk, f, args->u.seq.v[0], &call->arg);
     if (nargs == 0 && nkw == 1) {
-        if (!str_eq(kw->u.seq.v[0], "job_id")) {
+        if (!str_eq(kw->u.seq.v[0], f->param)) {
             excerpt(kw->u.seq.v[0], name, sizeof(name));
-            return fail(pk, NR_RQ_FUNC " got an unexpected keyword argument '%s'", name);
+            return fail(pk, "%s got an unexpected keyword argument '%s'", f->name, name);
         }
-        return job_id_of(pk, kw->u.seq.v[1], job_id);
+        return arg_of(pk, f, kw->u.seq.v[1], &call->arg);
     }
-    return fail(pk, NR_RQ_FUNC " takes exactly one argument, job_id; got %zu positional and "
-                "%zu keyword arguments", nargs, nkw);
+    if (nargs == 0 && nkw == 0 && !f->required) {
+        call->arg = f->dflt;
+        return NR_OK;
+    }
+    return fail(pk, "%s takes %s one argument, %s; got %zu positional and %zu keyword arguments",
+                f->name, f->required ? "exactly" : "at most", f->param, nargs, nkw);
 }
 
 static void pk_clear(struct pk *pk)
@@ -721,11 +771,12 @@ static void pk_clear(struct pk *pk)
     free(pk->memo);
 }
 
-int nr_rq_pickle_decode(const void *pickle, size_t len, long long *job_id, char **reason)
+int nr_rq_pickle_decode_call(const void *pickle, size_t len, struct nr_rq_call *call,
+                             char **reason)
 {
     struct pk pk = { .buf = pickle, .len = len };
     struct pk_val *result = NULL;
-    long long id = 0;
+    struct nr_rq_call c = { 0 };
     int rc;
 
     if (pickle == NULL && len > 0)
@@ -737,11 +788,11 @@ int nr_rq_pickle_decode(const void *pickle, size_t len, long long *job_id, char 
         pk.stack = nr_malloc(PK_MAX_STACK * sizeof(*pk.stack));
         rc = run(&pk, &result);
         if (rc == NR_OK)
-            rc = check_call(&pk, result, &id);
+            rc = check_call(&pk, result, &c);
     }
     pk_clear(&pk);
     if (rc == NR_OK) {
-        *job_id = id;
+        *call = c;
         return NR_OK;
     }
     if (reason != NULL)
@@ -821,7 +872,8 @@ not_zlib:
     return NR_NOTFOUND;
 }
 
-int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **reason)
+int nr_rq_data_decode_call(const void *data, size_t len, struct nr_rq_call *call,
+                           char **reason)
 {
     unsigned char *plain = NULL;
     size_t plain_len = 0;
@@ -840,14 +892,14 @@ int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **re
         return NR_EINVAL;
     }
     if (rc == NR_OK) {
-        rc = nr_rq_pickle_decode(plain, plain_len, job_id, reason);
+        rc = nr_rq_pickle_decode_call(plain, plain_len, call, reason);
         free(plain);
         return rc;
     }
 
     /* Not zlib: a raw pickle (it starts with PROTO), or neither. */
     char *why = NULL;
-    rc = nr_rq_pickle_decode(data, len, job_id, &why);
+    rc = nr_rq_pickle_decode_call(data, len, call, &why);
     if (rc == NR_OK)
         return NR_OK;
     if (reason != NULL) {
@@ -859,4 +911,31 @@ int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **re
     }
     free(why);
     return NR_EINVAL;
+}
+
+/* ------------------------------------------------------- run_job only */
+
+static int run_job_only(int rc, const struct nr_rq_call *c, long long *job_id, char **reason)
+{
+    if (rc != NR_OK)
+        return rc;
+    if (c->func != NR_RQ_RUN_JOB) {
+        if (reason != NULL)
+            *reason = nr_asprintf("job calls %s, not " NR_RQ_FUNC, funcs[c->func].name);
+        return NR_EINVAL;
+    }
+    *job_id = c->arg;
+    return NR_OK;
+}
+
+int nr_rq_pickle_decode(const void *pickle, size_t len, long long *job_id, char **reason)
+{
+    struct nr_rq_call c;
+    return run_job_only(nr_rq_pickle_decode_call(pickle, len, &c, reason), &c, job_id, reason);
+}
+
+int nr_rq_data_decode(const void *data, size_t len, long long *job_id, char **reason)
+{
+    struct nr_rq_call c;
+    return run_job_only(nr_rq_data_decode_call(data, len, &c, reason), &c, job_id, reason);
 }

@@ -649,14 +649,14 @@ static bool has_intervals(const char *json)
     return any;
 }
 
-int nr_rq_job_check(const struct nr_rq_job *job, long long *job_id, char **reason)
+int nr_rq_job_check_call(const struct nr_rq_job *job, struct nr_rq_call *call, char **reason)
 {
-    long long id;
+    struct nr_rq_call c;
     char *why = NULL;
 
-    if (job == NULL || job_id == NULL)
+    if (job == NULL || call == NULL)
         return NR_EINVAL;
-    if (nr_rq_data_decode(job->data, job->data_len, &id, &why) != 0) {
+    if (nr_rq_data_decode_call(job->data, job->data_len, &c, &why) != 0) {
         if (reason != NULL)
             *reason = why;
         else
@@ -686,7 +686,27 @@ int nr_rq_job_check(const struct nr_rq_job *job, long long *job_id, char **reaso
             free(why);
         return NR_EINVAL;
     }
-    *job_id = id;
+    *call = c;
+    return NR_OK;
+}
+
+int nr_rq_job_check(const struct nr_rq_job *job, long long *job_id, char **reason)
+{
+    struct nr_rq_call c;
+    int rc;
+
+    if (job_id == NULL)
+        return NR_EINVAL;
+    rc = nr_rq_job_check_call(job, &c, reason);
+    if (rc != NR_OK)
+        return rc;
+    if (c.func != NR_RQ_RUN_JOB) {
+        if (reason != NULL)
+            *reason = nr_asprintf("job calls %s, not " NR_RQ_FUNC,
+                                  nr_rq_func_table(NULL)[c.func].name);
+        return NR_EINVAL;
+    }
+    *job_id = c.arg;
     return NR_OK;
 }
 

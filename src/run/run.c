@@ -14,6 +14,7 @@
 #include "netraven/cred.h"
 #include "netraven/handler.h"
 #include "netraven/log.h"
+#include "netraven/metrics.h"
 #include "netraven/retry.h"
 #include "netraven/store.h"
 
@@ -473,6 +474,7 @@ static void save_result(struct run *run, const struct nr_device *dev, struct nr_
     }
     if (res->success)
         run->succeeded++;
+    nr_metrics_device_task(res->success, json_string_value(json_object_get(res->details, "class")));
     free(details);
 }
 
@@ -666,6 +668,7 @@ static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
         record_failure(&run, "writing the final status");
     NR_LOG(NR_EV_JOB_FINISHED, jid, 0, NR_S("job_name", run.job.name), NR_S("status", status),
            NR_I("devices", run.ndev), NR_I("succeeded", run.succeeded));
+    nr_metrics_job_done(status);
 
     done->devices = (unsigned)run.ndev;
     done->succeeded = run.succeeded;

@@ -26,6 +26,7 @@
 #include <libssh/libssh.h>
 
 #include "netraven/log.h"
+#include "netraven/metrics.h"
 #include "netraven/secret.h"
 #include "netraven/ssh.h"
 
@@ -770,6 +771,7 @@ struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_t
     struct nr_ssh *s = nr_calloc(1, sizeof(*s));
     double tmo;
 
+    nr_metrics_add(NR_M_SESSIONS_IN_FLIGHT, 1);     /* nr_ssh_free takes it back */
     s->cfg = cfg;
     s->t = *t;
     tmo = connect_timeout(s);
@@ -890,6 +892,7 @@ void nr_ssh_free(struct nr_ssh *s)
 
     if (s == NULL)
         return;
+    nr_metrics_add(NR_M_SESSIONS_IN_FLIGHT, -1);
     i = s->i;
     stream_flush(s);
     if (i->sess) {

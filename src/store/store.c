@@ -550,3 +550,100 @@ int nr_store_result_add(struct nr_store *s, long long job_id, long long device_i
                          " VALUES ($1::bigint, $2::bigint, $3, $4, now(), $5::jsonb, now())",
                          5, params);
 }
+
+/* ---- retention ------------------------------------------------------------ */
+
+void nr_prune_device_array_free(struct nr_prune_device *v, size_t n)
+{
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i].hostname);
+    free(v);
+}
+
+int nr_store_prune_devices(struct nr_store *s, struct nr_prune_device **out, size_t *n)
+{
+    /* one pass over the snapshots for all devices, so that the per-device
+     * statements run only where there is something to delete */
+    static const char sql[] =
+        "SELECT d.id, d.hostname, COALESCE(c.n, 0)"
+        " FROM devices d"
+        " LEFT JOIN (SELECT device_id, count(*) AS n FROM device_configurations"
+        "            GROUP BY device_id) c ON c.device_id = d.id"
+        " ORDER BY d.id";
+    struct nr_prune_device *v = NULL;
+    PGresult *r;
+    size_t rows;
+
+    r = nr_store_query(s, "prune_devices", sql, 0, NULL);
+    if (r == NULL)
+        return s->err;
+    rows = (size_t)PQntuples(r);
+    if (rows > 0)
+        v = nr_calloc(rows, sizeof(*v));
+    for (size_t i = 0; i < rows; i++) {
+        int row = (int)i;
+        v[i].id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+        v[i].hostname = nr_strdup(store_cell(r, row, 1, ""));
+        v[i].snapshots = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+    }
+    PQclear(r);
+    *out = v;
+    *n = rows;
+    return 0;
+}
+
+int nr_store_config_prune(struct nr_store *s, long long device_id, long long keep,
+                          long long *deleted, char **ids)
+{
+    /* Data-modifying CTEs run once and to completion whatever the final
+     * SELECT reads, and the statement is its own transaction: the rows go
+     * and their log row is written, or neither.  DESC puts a NULL
+     * retrieved_at first, as NetRaven's ORDER BY retrieved_at DESC does:
+     * such a row counts as newest and is kept. */
+    static const char sql[] =
+        "WITH ranked AS ("
+        "   SELECT id, row_number() OVER (ORDER BY retrieved_at DESC, id DESC) AS rn"
+        "   FROM device_configurations WHERE device_id = $1::bigint),"
+        " gone AS ("
+        "   DELETE FROM device_configurations c USING ranked r"
+        "   WHERE c.id = r.id AND r.rn > GREATEST($2::bigint, 1)"
+        "   RETURNING c.id, r.rn),"
+        " agg AS ("
+        "   SELECT count(*) AS n, string_agg(id::text, ', ' ORDER BY rn) AS ids FROM gone),"
+        " logged AS ("
+        "   INSERT INTO logs (log_type, level, source, message, meta)"
+        "   SELECT 'system', 'INFO', 'prune_old_device_configs',"
+        "          format('[Retention] Pruned %s configs for device %s (IDs: [%s])',"
+        "                 a.n, d.hostname, a.ids),"
+        "          '{}'::jsonb"
+        "   FROM agg a JOIN devices d ON d.id = $1::bigint WHERE a.n > 0"
+        "   RETURNING 1)"
+        " SELECT n, COALESCE(ids, '') FROM agg";
+    char id[24], k[24];
+    const char *params[2] = { id, k };
+    PGresult *r;
+
+    snprintf(id, sizeof(id), "%lld", device_id);
+    snprintf(k, sizeof(k), "%lld", keep);
+    r = nr_store_query(s, "config_prune", sql, 2, params);
+    if (r == NULL)
+        return s->err;
+    *deleted = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    if (ids != NULL)
+        *ids = nr_strdup(PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return 0;
+}
+
+int nr_store_log_add(struct nr_store *s, const char *log_type, const char *level,
+                     const char *source, const char *message, const char *meta_json)
+{
+    const char *params[5] = { log_type, level, source, message, meta_json ? meta_json : "{}" };
+
+    return store_command(s, "log_add",
+                         "INSERT INTO logs (log_type, level, source, message, meta)"
+                         " VALUES ($1, $2, $3, $4, $5::jsonb)",
+                         5, params);
+}

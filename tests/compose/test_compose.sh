@@ -6,6 +6,11 @@
 # the worker service must log to the file on the host volume (the file
 # logging plan), and the Dockerfile must be multi-stage, run as a non-root
 # user, and have a HEALTHCHECK and an ENTRYPOINT.
+#
+# A compose deployment that starts every time: PostgreSQL's healthcheck over
+# TCP, migrate waiting for it and restarted on failure, the encryption key
+# required (no fallback), the ICMP sysctl on the worker, Redis persisted on
+# a volume, and apt's caches cleaned in every stage of the Dockerfile.
 set -uo pipefail
 
 root=${1:-$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)}
@@ -34,6 +39,15 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # ---------------------------------------------------------------- compose
+# Without the key compose must refuse, and say which variable is missing.
+if docker-compose --project-directory "$root" -f "$compose" config -q 2>"$tmp/err"; then
+  fail "docker-compose config without NETRAVEN_ENCRYPTION_KEY must fail (no fallback key)"
+else
+  check "docker-compose config without NETRAVEN_ENCRYPTION_KEY fails naming it" \
+    grep -q 'NETRAVEN_ENCRYPTION_KEY' "$tmp/err"
+fi
+export NETRAVEN_ENCRYPTION_KEY=compose-test-key
+
 if docker-compose --project-directory "$root" -f "$compose" config -q 2>"$tmp/err"; then
   ok "docker-compose config -q"
 else
@@ -43,14 +57,20 @@ fi
 docker-compose --project-directory "$root" -f "$compose" config >"$tmp/config" 2>"$tmp/err" ||
   fail "docker-compose config: $(cat "$tmp/err")"
 
-# The netraven-worker service's block of the normalised config (services are
-# at two spaces of indentation, their keys at four).
-awk '
-  /^services:/ { in_services = 1; next }
-  in_services && /^[^ ]/ { in_services = 0 }
-  in_services && /^  [^ ]/ { in_worker = ($0 ~ /^  netraven-worker:[[:space:]]*$/) ; next }
-  in_worker { print }
-' "$tmp/config" >"$tmp/worker"
+# A service's block of the normalised config (services are at two spaces of
+# indentation, their keys at four).
+service_block() {  # service_block NAME
+  awk -v name="$1" '
+    /^services:/ { in_services = 1; next }
+    in_services && /^[^ ]/ { in_services = 0 }
+    in_services && /^  [^ ]/ { in_svc = ($0 == "  " name ":") ; next }
+    in_svc { print }
+  ' "$tmp/config"
+}
+service_block netraven-worker >"$tmp/worker"
+service_block netraven-worker-migrate >"$tmp/migrate"
+service_block postgres >"$tmp/postgres"
+service_block redis >"$tmp/redis"
 
 check "service netraven-worker exists" test -s "$tmp/worker"
 check "netraven-worker: NETRAVEN_LOGGING__FILE=/var/log/netraven/worker.log" \
@@ -63,8 +83,25 @@ check "netraven-worker: database URL points at the postgres service" \
   grep -Eq '^ +NETRAVEN_DATABASE__URL: postgresql(\+psycopg2)?://[^ ]*@postgres:5432/netraven$' "$tmp/worker"
 check "netraven-worker: Redis URL points at the redis service" \
   grep -Eq '^ +NETRAVEN_SCHEDULER__REDIS_URL: redis://redis:6379/' "$tmp/worker"
-check "netraven-worker: encryption key set" \
-  grep -Eq '^ +NETRAVEN_SECURITY__ENCRYPTION_KEY: .+' "$tmp/worker"
+check "netraven-worker: encryption key from NETRAVEN_ENCRYPTION_KEY" \
+  grep -Eq '^ +NETRAVEN_SECURITY__ENCRYPTION_KEY: compose-test-key$' "$tmp/worker"
+# ICMP ping sockets as uid/gid 10001: the range must hold 10001.
+range=$(sed -n 's/^ *net\.ipv4\.ping_group_range: *//p' "$tmp/worker" | tr -d "'\"")
+in_range() { [[ $1 =~ ^([0-9]+)[[:space:]]+([0-9]+)$ ]] &&
+             ((BASH_REMATCH[1] <= 10001 && 10001 <= BASH_REMATCH[2])); }
+check "netraven-worker: sysctl net.ipv4.ping_group_range holds gid 10001 ('$range')" in_range "$range"
+
+check "postgres: healthcheck pg_isready over TCP (-h 127.0.0.1)" \
+  grep -Eq 'pg_isready .*-h 127\.0\.0\.1' "$tmp/postgres"
+check "netraven-worker-migrate: waits for PostgreSQL (migrate --wait N)" \
+  grep -Ezq -- '- migrate[[:space:]]+- --wait[[:space:]]+- .?[1-9][0-9]*' "$tmp/migrate"
+check "netraven-worker-migrate: restarted on failure" \
+  grep -Eq '^ +restart: on-failure' "$tmp/migrate"
+check "netraven-worker: waits for migrate to complete successfully" \
+  grep -Ezq 'netraven-worker-migrate:[[:space:]]+condition: service_completed_successfully' "$tmp/worker"
+check "redis: append-only persistence" \
+  grep -Ezq -- '- --appendonly[[:space:]]+- .?yes' "$tmp/redis"
+check "redis: a volume on /data" grep -Eq '^ +- [^ ]+:/data(:rw)?$' "$tmp/redis"
 
 # ---------------------------------------------------------------- Dockerfile
 # Instructions only: no comments, continuation lines joined.
@@ -81,6 +118,14 @@ check "Dockerfile: final USER is not root (USER ${user:-none})" not_root "$user"
 check "Dockerfile: HEALTHCHECK" \
   grep -Eqi '^HEALTHCHECK[[:space:]]+(--[^ ]+[[:space:]]+)*CMD[[:space:]]' "$tmp/dockerfile"
 check "Dockerfile: ENTRYPOINT" grep -Eqi '^ENTRYPOINT[[:space:]]' "$tmp/dockerfile"
+
+# Every RUN that installs packages cleans apt's caches in the same layer,
+# and every stage has such a RUN (both install their packages).
+napt=$(grep -Eci '^RUN .*apt-get (-[^ ]+ )*install' "$tmp/dockerfile")
+nclean=$(grep -Ei '^RUN .*apt-get (-[^ ]+ )*install' "$tmp/dockerfile" |
+         grep -E 'apt-get clean' | grep -Ec 'rm -rf [^&]*/var/lib/apt/lists')
+check "Dockerfile: apt caches cleaned in every stage ($nclean of $napt installs, $nfrom stages)" \
+  test "$napt" -eq "$nfrom" -a "$nclean" -eq "$napt"
 
 echo "$passed passed, $failed failed"
 ((failed == 0))

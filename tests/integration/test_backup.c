@@ -520,7 +520,7 @@ static void check_session_stream(const struct sub *s, long long job, const struc
                       "timestamp %s", ts ? ts : "(none)");
         ck_assert_msg(strcmp(last_ts, ts) <= 0, "timestamps go back: %s after %s", ts, last_ts);
         snprintf(last_ts, sizeof(last_ts), "%s", ts);
-        ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "debug");
+        ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "DEBUG");
         ck_assert_str_eq(json_string_value(json_object_get(o, "source")), "session");
         ck_assert_ptr_nonnull(json_string_value(json_object_get(o, "message")));
         meta = json_object_get(o, "meta");
@@ -744,7 +744,7 @@ START_TEST(config_backup_end_to_end)
                          strcmp(d->name, "reject") == 0 ? 2 : 1);
         ck_assert_int_ge(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
                                          "device_id = %lld AND log_type = 'connection' AND "
-                                         "level = 'error' AND meta->>'class' = '%s' AND "
+                                         "level = 'ERROR' AND meta->>'class' = '%s' AND "
                                          "meta->>'stage' = '%s'", job, d->id, d->cls, d->stage),
                          1);
     }

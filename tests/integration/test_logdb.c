@@ -134,7 +134,7 @@ START_TEST(rows_reach_logs)
 
     /* columns */
     ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM logs WHERE log_type = 'job'"
-                                     " AND level = 'info' AND source = 'dispatcher'"
+                                     " AND level = 'INFO' AND source = 'dispatcher'"
                                      " AND job_id = %lld AND device_id = %lld"
                                      " AND message = 'Submitting task for device ''r-a'' in job ''log-job-a'''"
                                      " AND meta->>'device_name' = 'r-a'", job_a, dev_a), n / 3);
@@ -155,7 +155,7 @@ START_TEST(rows_reach_logs)
     ck_assert_str_eq(s, "two");
     free(s);
     s = nrt_sql_str(pg, "SELECT level FROM logs WHERE (meta->>'seq')::int = %d", n);
-    ck_assert_str_eq(s, "error");
+    ck_assert_str_eq(s, "ERROR");
     free(s);
 
     ck_assert_int_eq(count_of(out, "PostgreSQL unavailable"), 0);
@@ -208,7 +208,7 @@ START_TEST(rows_with_unknown_ids)
                                      " AND meta ? 'seq'", job_a, dev_a), 50);
     /* reported, once per type within the rate limit, into logs as well */
     ck_assert_int_ge(nrt_sql_int(pg, "SELECT count(*) FROM logs WHERE log_type = 'job'"
-                                     " AND level = 'error' AND source = 'log_utils'"
+                                     " AND level = 'ERROR' AND source = 'log_utils'"
                                      " AND message LIKE 'Job log row rejected%%'"), 1);
     ck_assert_int_ge(nrt_sql_int(pg, "SELECT count(*) FROM logs WHERE log_type = 'connection'"
                                      " AND message LIKE 'Connection log row rejected%%'"), 1);
@@ -330,11 +330,11 @@ START_TEST(session_to_redis)
         else if (strncmp(chan, "session-logs:", 13) == 0 && atoll(chan + 13) == job_a)
             on_job++;
         ck_assert_str_eq(json_string_value(json_object_get(o, "log_type")), "session");
-        ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "debug");
+        ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "DEBUG");
         ck_assert_int_eq(json_integer_value(json_object_get(o, "job_id")), job_a);
         ck_assert_int_eq(json_integer_value(json_object_get(o, "device_id")), dev_a);
         ck_assert_str_eq(json_string_value(json_object_get(o, "source")), "session");
-        ck_assert_str_eq(json_string_value(json_object_get(o, "message")), "Session log: rx 17 bytes");
+        ck_assert_str_eq(json_string_value(json_object_get(o, "message")), "Router#show run");
         ck_assert_ptr_nonnull(json_string_value(json_object_get(o, "timestamp")));
         meta = json_object_get(o, "meta");
         ck_assert_str_eq(json_string_value(json_object_get(meta, "data")), "Router#show run\r\n");

@@ -169,7 +169,7 @@ static void assert_rows_in_order(int n)
                                      " FROM logs WHERE meta ? 'seq') x WHERE t < p"), 0);
     /* the columns survived the spool */
     ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM logs WHERE meta ? 'seq' AND"
-                                     " job_id = %lld AND device_id = %lld AND level = 'info' AND"
+                                     " job_id = %lld AND device_id = %lld AND level = 'INFO' AND"
                                      " ((log_type = 'job' AND source = 'dispatcher' AND"
                                      "   message = 'Task completed for device ''r-out'' in job"
                                      " ''outage-job''') OR"
@@ -388,7 +388,7 @@ static long long insert_first_rows(int k, bool commit)
 
     PQclear(nrt_sql(pg, "BEGIN"));
     PQclear(nrt_sql(pg, "INSERT INTO logs (log_type, level, job_id, device_id, source, message, meta)"
-                        " SELECT 'job', 'info', %lld, %lld, 'dispatcher', 'Task completed for"
+                        " SELECT 'job', 'INFO', %lld, %lld, 'dispatcher', 'Task completed for"
                         " device ''r-out'' in job ''outage-job''', jsonb_build_object('seq', i)"
                         " FROM generate_series(0, %d) AS i", job_id, dev_id, k - 1));
     xid = nrt_sql_int(pg, "SELECT txid_current()");

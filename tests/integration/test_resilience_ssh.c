@@ -592,7 +592,7 @@ START_TEST(no_credentials_and_master_keys)
     start_worker(&w, "keys", right);
     run_expect(orphan_job, "COMPLETED_NO_CREDENTIALS");
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
-                           "level = 'warning' AND message = 'No credentials match the devices of "
+                           "level = 'WARNING' AND message = 'No credentials match the devices of "
                            "job ''orphans'''", orphan_job));
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld AND "
                                      "status = 'failure' AND details->>'error' LIKE "
@@ -631,7 +631,7 @@ START_TEST(no_credentials_and_master_keys)
                   "error: %s", jstr(d, "error"));
     json_decref(d);
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
-                           "level = 'error' AND message LIKE 'Credential resolution failed for "
+                           "level = 'ERROR' AND message LIKE 'Credential resolution failed for "
                            "job ''keys'': credential %lld: cannot decrypt%%'", job, c1));
     /* nothing was attempted */
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
@@ -733,7 +733,7 @@ START_TEST(retries_by_class)
     ck_assert_str_eq(jstr(d, "class"), "protocol");
     json_decref(d);
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
-                           "device_id = %lld AND level = 'error' AND message LIKE 'Giving up on "
+                           "device_id = %lld AND level = 'ERROR' AND message LIKE 'Giving up on "
                            "device ''rs-disc'' in job ''retries'' after 3 attempts%%'", job, disc));
 
     /* a refused login: not retried, logged as non-retriable (audit 9) */
@@ -742,7 +742,7 @@ START_TEST(retries_by_class)
     check_attempt(d, 0, "auth", "auth");
     json_decref(d);
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
-                           "device_id = %lld AND log_type = 'job' AND level = 'warning' AND "
+                           "device_id = %lld AND log_type = 'job' AND level = 'WARNING' AND "
                            "source = 'dispatcher' AND message LIKE 'Non-retriable error for "
                            "device ''rs-reject'' in job ''retries'': auth at auth: %%'",
                            job, reject));

@@ -27,10 +27,12 @@
 #include "netraven/pool.h"
 #include "netraven/rq.h"
 #include "netraven/run.h"
+#include "netraven/store.h"
 
 #define PY      "/usr/bin/python3"
 #define WORKER  "nrt-rq-worker"
 #define FN      "netraven.worker.runner.run_job"
+#define FP      "netraven.scheduler.job_definitions.prune_old_device_configs"
 
 static PGconn *db;
 static redisContext *raw;
@@ -106,6 +108,7 @@ static void teardown(void)
     /* test_not_recorded's trigger must never outlive it */
     PQclear(PQexec(db, "DROP TRIGGER IF EXISTS nrt_refuse ON job_results"));
     PQclear(PQexec(db, "DROP FUNCTION IF EXISTS nrt_refuse()"));
+    PQclear(PQexec(db, "DROP TRIGGER IF EXISTS nrt_refuse_prune ON device_configurations"));
     if (cfg_loaded)
         nr_config_clear(&cfg);
     cfg_loaded = false;
@@ -128,6 +131,7 @@ static const char prelude[] =
     "r = Redis.from_url(url)\n"
     "q = Queue('default', connection=r)\n"
     "F = '" FN "'\n"
+    "FP = '" FP "'\n"
     "W = '" WORKER "'\n"
     "TS = re.compile(r'^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z$')\n"
     "def check(c, m):\n"
@@ -858,6 +862,348 @@ START_TEST(test_protocol_writes)
 }
 END_TEST
 
+/* ------------------------------------------------------- rq-scheduler */
+
+/* NetRaven's scheduler is rq-scheduler (not packaged by Debian), so its
+ * steps are reproduced here with python-rq's own API, line for line after
+ * rq-scheduler 0.14's scheduler.py: _create_job (a job of status
+ * scheduled, kept in rq:scheduler:scheduled_jobs), schedule (meta interval
+ * and repeat, result_ttl -1), cron (meta cron_string and
+ * use_local_timezone, result_ttl -1), enqueue_at, and enqueue_job, which
+ * moves a due job to its queue under the same id every time and re-
+ * schedules it itself from its meta. */
+static const char sched_py[] =
+    "from rq.job import JobStatus\n"
+    "SCHED = 'rq:scheduler:scheduled_jobs'\n"
+    "def s_create(func, args, id, meta, result_ttl, description):\n"
+    "    job = Job.create(func, args=args, kwargs={}, connection=r, result_ttl=result_ttl,\n"
+    "                     ttl=None, id=id, description=description, timeout=None, meta=meta,\n"
+    "                     depends_on=None, status=JobStatus.SCHEDULED)\n"
+    "    job.origin = 'default'\n"
+    "    return job\n"
+    "def s_schedule(func, args, id, interval=None, repeat=None, meta=None):\n"
+    "    job = s_create(func, args, id, meta, -1 if interval is not None else None, 'interval')\n"
+    "    if interval is not None: job.meta['interval'] = int(interval)\n"
+    "    if repeat is not None: job.meta['repeat'] = int(repeat)\n"
+    "    job.save()\n"
+    "    r.zadd(SCHED, {job.id: int(time.time())})\n"
+    "    return job\n"
+    "def s_cron(cron_string, func, args, id, repeat=None, meta=None):\n"
+    "    job = s_create(func, args, id, meta, -1, 'cron')\n"
+    "    job.meta['cron_string'] = cron_string\n"
+    "    job.meta['use_local_timezone'] = False\n"
+    "    if repeat is not None: job.meta['repeat'] = int(repeat)\n"
+    "    job.save()\n"
+    "    r.zadd(SCHED, {job.id: int(time.time())})\n"
+    "    return job\n"
+    "def s_enqueue_at(func, args, id, meta=None):\n"
+    "    job = s_create(func, args, id, meta, None, 'onetime')\n"
+    "    job.save()\n"
+    "    r.zadd(SCHED, {job.id: int(time.time())})\n"
+    "    return job\n"
+    "def s_due(id):\n"
+    "    job = Job.fetch(id, connection=r)\n"
+    "    interval = job.meta.get('interval', None)\n"
+    "    repeat = job.meta.get('repeat', None)\n"
+    "    cron_string = job.meta.get('cron_string', None)\n"
+    "    if repeat:\n"
+    "        job.meta['repeat'] = int(repeat) - 1\n"
+    "    queue = Queue.from_queue_key('rq:queue:' + job.origin, connection=r)\n"
+    "    queue.enqueue_job(job, at_front=False)\n"
+    "    r.zrem(SCHED, job.id)\n"
+    "    if interval:\n"
+    "        if repeat is not None and job.meta['repeat'] == 0: return\n"
+    "        r.zadd(SCHED, {job.id: int(time.time()) + int(interval)})\n"
+    "    elif cron_string:\n"
+    "        if repeat is not None and job.meta['repeat'] == 0: return\n"
+    "        r.zadd(SCHED, {job.id: int(time.time()) + 300})\n";
+
+/* run_job entries as the scheduler makes them (interval with repeat,
+ * cron, one-time; meta as NetRaven's job_registration.py gives it) run,
+ * whatever their meta, and their meta is left as the scheduler wrote it;
+ * an interval job enqueued again under the same id runs again. */
+START_TEST(test_scheduler_run_job)
+{
+    long long j_int = add_job("rq-sched-interval", 0);
+    long long j_cron = add_job("rq-sched-cron", 0);
+    long long j_once = add_job("rq-sched-once", 0);
+    char key[128], *s;
+
+    free(py("%1$s"
+            "s_schedule(F, [%2$lld], 'netraven_db_job_%2$lld', interval=60, repeat=2,\n"
+            "           meta={'db_job_id': %2$lld, 'schedule_type': 'interval'})\n"
+            "s_cron('*/5 * * * *', F, [%3$lld], 'netraven_db_job_%3$lld',\n"
+            "       meta={'db_job_id': %3$lld, 'schedule_type': 'cron'})\n"
+            "s_enqueue_at(F, [%4$lld], 'netraven_db_job_%4$lld',\n"
+            "             meta={'db_job_id': %4$lld, 'schedule_type': 'onetime'})\n"
+            "for j in (%2$lld, %3$lld, %4$lld):\n"
+            "    check(fetch('netraven_db_job_%%d' %% j).get_status() == 'scheduled', 'scheduled')\n"
+            "    s_due('netraven_db_job_%%d' %% j)\n"
+            "    check(fetch('netraven_db_job_%%d' %% j).get_status() == 'queued', 'queued')\n"
+            "job = fetch('netraven_db_job_%2$lld')\n"
+            "check(job.meta == {'db_job_id': %2$lld, 'schedule_type': 'interval', 'interval': 60,\n"
+            "                   'repeat': 1}, job.meta)\n",
+            sched_py, j_int, j_cron, j_once));
+
+    intake_up();
+    char id[3][64];
+    snprintf(id[0], sizeof(id[0]), "netraven_db_job_%lld", j_int);
+    snprintf(id[1], sizeof(id[1]), "netraven_db_job_%lld", j_cron);
+    snprintf(id[2], sizeof(id[2]), "netraven_db_job_%lld", j_once);
+    for (int i = 0; i < 3; i++)
+        expect_status(id[i], "finished", 60);
+    ck_assert_str_eq(s = db_status(j_int), NR_STATUS_NO_DEVICES); free(s);
+    ck_assert_str_eq(s = db_status(j_cron), NR_STATUS_NO_DEVICES); free(s);
+    ck_assert_str_eq(s = db_status(j_once), NR_STATUS_NO_DEVICES); free(s);
+    /* periodic jobs keep their result forever (result_ttl -1), the
+     * one-time one for RQ's default 500 s */
+    snprintf(key, sizeof(key), "rq:job:%s", id[0]);
+    ck_assert_int_eq(rint_cmd("TTL %s", key), -1);
+    snprintf(key, sizeof(key), "rq:job:%s", id[1]);
+    ck_assert_int_eq(rint_cmd("TTL %s", key), -1);
+    snprintf(key, sizeof(key), "rq:job:%s", id[2]);
+    ck_assert_int_gt(rint_cmd("TTL %s", key), 400);
+    /* the scheduler's own set is the scheduler's: untouched */
+    ck_assert_int_eq(rint_cmd("ZCARD rq:scheduler:scheduled_jobs"), 2);
+
+    free(py("def res(i): return fetch(i).latest_result()\n"
+            "a, b, c = '%1$s', '%2$s', '%3$s'\n"
+            "check(fetch(a).meta == {'db_job_id': %4$lld, 'schedule_type': 'interval', 'interval': 60,\n"
+            "                        'repeat': 1}, fetch(a).meta)\n"
+            "check(fetch(b).meta == {'db_job_id': %5$lld, 'schedule_type': 'cron',\n"
+            "                        'cron_string': '*/5 * * * *', 'use_local_timezone': False},\n"
+            "      fetch(b).meta)\n"
+            "check(fetch(c).meta == {'db_job_id': %6$lld, 'schedule_type': 'onetime'}, fetch(c).meta)\n"
+            "for i in (a, b, c):\n"
+            "    check(res(i).type == Result.Type.SUCCESSFUL and res(i).return_value is None, res(i))\n"
+            "    check(fetch(i).func_name == F and fetch(i).args == [int(i.rsplit('_', 1)[1])],\n"
+            "          (fetch(i).func_name, fetch(i).args))\n"
+            "check(sorted(FinishedJobRegistry('default', connection=r).get_job_ids()) == sorted([a, b, c]),\n"
+            "      'finished registry')\n"
+            "check(FailedJobRegistry('default', connection=r).get_job_ids() == [], 'no failures')\n",
+            id[0], id[1], id[2], j_int, j_cron, j_once));
+
+    /* the next interval: the scheduler enqueues the same id again (its
+     * last repeat); it runs again and has two results */
+    long long first = nrt_sql_int(db, "SELECT extract(epoch FROM started_at) * 1000000 FROM jobs "
+                                      "WHERE id = %lld", j_int);
+    free(py("%s"
+            "s_due('%s')\n"
+            "check(r.zscore(SCHED, '%s') is None, 'repeat 0: not re-scheduled')\n",
+            sched_py, id[0], id[0]));
+    expect_status(id[0], "finished", 60);
+    ck_assert_int_gt(nrt_sql_int(db, "SELECT extract(epoch FROM started_at) * 1000000 FROM jobs "
+                                     "WHERE id = %lld", j_int), first);
+    free(py("job = fetch('%s')\n"
+            "check(len(job.results()) == 2, job.results())\n"
+            "check(job.meta['repeat'] == 0 and job.meta['interval'] == 60, job.meta)\n"
+            "check(job.worker_name == W, job.worker_name)\n", id[0]));
+    ck_assert_int_eq(rint_cmd("ZCARD rq:wip:default"), 0);
+}
+END_TEST
+
+static long long add_bare_device(const char *name, const char *ip)
+{
+    return nrt_sql_int(db, "INSERT INTO devices (hostname, ip_address, device_type, port) "
+                           "VALUES ('%s', '%s', 'cisco_ios', 22) RETURNING id", name, ip);
+}
+
+/* A snapshot retrieved hours_ago hours ago. */
+static long long add_snapshot(long long device, int hours_ago)
+{
+    return nrt_sql_int(db, "INSERT INTO device_configurations (device_id, config_data, data_hash, "
+                           "retrieved_at, config_metadata) VALUES (%lld, 'hostname x %d', "
+                           "md5('%lld-%d'), now() - interval '%d hours', '{}') RETURNING id",
+                           device, hours_ago, device, hours_ago, hours_ago);
+}
+
+static char *snapshot_ids(long long device)
+{
+    return nrt_sql_str(db, "SELECT COALESCE(string_agg(id::text, ',' ORDER BY id), '') "
+                           "FROM device_configurations WHERE device_id = %lld", device);
+}
+
+/* The scheduler's retention job, prune_old_device_configs(3), as NetRaven
+ * schedules it: every device keeps its 3 newest snapshots, the job ends
+ * finished in RQ, and the job-less logs rows are those of NetRaven's
+ * Python worker.  Then: a keyword call, a refused retain_count, and a
+ * database that refuses the deletion. */
+START_TEST(test_retention_prune)
+{
+    long long a = add_bare_device("rq-prune-a", "127.1.5.1");
+    long long b = add_bare_device("rq-prune-b", "127.1.5.2");
+    add_bare_device("rq-prune-none", "127.1.5.3");
+    long long sa[5], sb[2];
+    char want[256], *s;
+
+    /* inserted out of order: age decides, not id */
+    int ages_a[5] = { 30, 2, 50, 1, 40 };
+    for (int i = 0; i < 5; i++)
+        sa[i] = add_snapshot(a, ages_a[i]);
+    sb[0] = add_snapshot(b, 5);
+    sb[1] = add_snapshot(b, 6);
+
+    free(py("%s"
+            "s_schedule(FP, [3], 'prune_old_device_configs', interval=86400, repeat=None,\n"
+            "           meta={'system_job': True})\n"
+            "s_due('prune_old_device_configs')\n", sched_py));
+    intake_up();
+    expect_status("prune_old_device_configs", "finished", 60);
+
+    /* the newest 3 of a (1, 2 and 30 hours old); both of b */
+    snprintf(want, sizeof(want), "%lld,%lld,%lld", sa[0], sa[1], sa[3]);
+    ck_assert_str_eq(s = snapshot_ids(a), want); free(s);
+    snprintf(want, sizeof(want), "%lld,%lld", sb[0], sb[1]);
+    ck_assert_str_eq(s = snapshot_ids(b), want); free(s);
+
+    /* NetRaven's rows: no job, no device, in this order */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE source = "
+                                     "'prune_old_device_configs'"), 3);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE source = "
+                                     "'prune_old_device_configs' AND log_type = 'system' AND "
+                                     "level = 'INFO' AND job_id IS NULL AND device_id IS NULL "
+                                     "AND meta = '{}'::jsonb"), 3);
+    s = nrt_sql_str(db, "SELECT string_agg(message, '|' ORDER BY id) FROM logs "
+                        "WHERE source = 'prune_old_device_configs'");
+    snprintf(want, sizeof(want),
+             "[Retention] Starting config prune for 3 devices (retain_count=3)|"
+             "[Retention] Pruned 2 configs for device rq-prune-a (IDs: [%lld, %lld])|"
+             "[Retention] Config prune complete. Total configs deleted: 2", sa[4], sa[2]);
+    ck_assert_str_eq(s, want);
+    free(s);
+
+    free(py("job = fetch('prune_old_device_configs')\n"
+            "check(job.get_status() == 'finished', job.get_status())\n"
+            "check(job.func_name == FP and job.args == [3], (job.func_name, job.args))\n"
+            "res = job.latest_result()\n"
+            "check(res.type == Result.Type.SUCCESSFUL and res.return_value is None, res)\n"
+            "check(job.meta == {'system_job': True, 'interval': 86400}, job.meta)\n"
+            "check(job.worker_name == W, job.worker_name)\n"
+            "check(r.ttl(job.key) == -1, r.ttl(job.key))\n"
+            "check(FinishedJobRegistry('default', connection=r).get_job_ids() == [job.id], 'finished')\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == [], 'started')\n"
+            "w = Worker.find_by_key('rq:worker:' + W, connection=r)\n"
+            "check(w.get_state() == 'idle', w.get_state())\n"));
+
+    /* the keyword form, the default, and what may not run */
+    char *ids = py("k = q.enqueue(FP, retain_count=2)\n"
+                   "d = q.enqueue(FP)\n"
+                   "z = q.enqueue(FP, 0)\n"
+                   "t = q.enqueue(FP, 3, 4)\n"
+                   "print(k.id, d.id, z.id, t.id)\n");
+    char id[4][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s %63s", id[0], id[1], id[2], id[3]), 4);
+    expect_status(id[0], "finished", 60);
+    expect_status(id[1], "finished", 60);
+    expect_status(id[2], "failed", 30);
+    expect_status(id[3], "failed", 30);
+    snprintf(want, sizeof(want), "%lld,%lld", sa[1], sa[3]);
+    ck_assert_str_eq(s = snapshot_ids(a), want); free(s);
+    snprintf(want, sizeof(want), "%lld,%lld", sb[0], sb[1]);
+    ck_assert_str_eq(s = snapshot_ids(b), want); free(s);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE message = "
+                                     "'[Retention] Starting config prune for 3 devices "
+                                     "(retain_count=10)'"), 1);
+    free(py("z, t = '%s', '%s'\n"
+            "def exc(i): return fetch(i).latest_result().exc_string\n"
+            "check('retain_count must be a positive integer, not 0' in exc(z), exc(z))\n"
+            "check('takes at most one argument, retain_count; got 2 positional' in exc(t), exc(t))\n",
+            id[2], id[3]));
+    free(ids);
+
+    /* the database refuses: the job fails with the reason, NetRaven's
+     * error row says why, nothing of that device went */
+    add_snapshot(b, 7);
+    PQclear(nrt_sql(db, "CREATE FUNCTION nrt_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'nrt: prune refused'; END $$"));
+    PQclear(nrt_sql(db, "CREATE TRIGGER nrt_refuse_prune BEFORE DELETE ON device_configurations "
+                        "FOR EACH ROW EXECUTE FUNCTION nrt_refuse()"));
+    char *f = py("print(q.enqueue(FP, 1).id)\n");
+    expect_status(f, "failed", 60);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM device_configurations "
+                                     "WHERE device_id = %lld", b), 3);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE source = "
+                                     "'prune_old_device_configs' AND level = 'ERROR' AND "
+                                     "log_type = 'system' AND job_id IS NULL AND "
+                                     "message LIKE '[Retention] Error during config prune: %%"
+                                     "nrt: prune refused%%' AND meta->>'error' LIKE "
+                                     "'%%nrt: prune refused%%'"), 1);
+    free(py("e = fetch('%s').latest_result().exc_string\n"
+            "check(FP + ' failed: ' in e and 'nrt: prune refused' in e, e)\n", f));
+    free(f);
+}
+END_TEST
+
+/* The store's step alone: a keep below 1 still keeps the newest, ties on
+ * retrieved_at go by id, and a device with nothing to delete gets no row. */
+START_TEST(test_prune_keeps_newest)
+{
+    long long a = add_bare_device("rq-keep", "127.1.5.9");
+    long long old = add_snapshot(a, 9);
+    long long t1 = add_snapshot(a, 3);
+    long long t2 = nrt_sql_int(db, "INSERT INTO device_configurations (device_id, config_data, "
+                                   "data_hash, retrieved_at, config_metadata) SELECT %lld, 'x', "
+                                   "'y', retrieved_at, '{}' FROM device_configurations WHERE id = "
+                                   "%lld RETURNING id", a, t1);
+    struct nr_store *st = nr_store_connect(nrt_db_url());
+    long long deleted = -1;
+    char *ids = NULL, want[64], *s;
+
+    ck_assert_msg(st->err == 0, "%s", st->errstr);
+    ck_assert_int_eq(nr_store_config_prune(st, a, 0, &deleted, &ids), 0);
+    ck_assert_int_eq(deleted, 2);
+    snprintf(want, sizeof(want), "%lld, %lld", t1, old);
+    ck_assert_str_eq(ids, want);
+    free(ids);
+    snprintf(want, sizeof(want), "%lld", t2);
+    ck_assert_str_eq(s = snapshot_ids(a), want); free(s);
+
+    ck_assert_int_eq(nr_store_config_prune(st, a, 1, &deleted, &ids), 0);
+    ck_assert_int_eq(deleted, 0);
+    ck_assert_str_eq(ids, "");
+    free(ids);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs"), 1);
+    nr_store_free(st);
+}
+END_TEST
+
+/* A retention job still running past the grace time (its DELETE waits on
+ * a row lock) does not hold up the stop: its job goes back to the front of
+ * its queue, and the statement under way still ends in one piece. */
+START_TEST(test_prune_stop)
+{
+    long long a = add_bare_device("rq-prune-stop", "127.1.5.20");
+    for (int i = 1; i <= 3; i++)
+        add_snapshot(a, i);
+    PQclear(nrt_sql(db, "BEGIN"));
+    PQclear(nrt_sql(db, "SELECT id FROM device_configurations WHERE device_id = %lld FOR UPDATE", a));
+
+    char *id = py("print(q.enqueue(FP, 1).id)\n"), key[128];
+    intake_up_with(nrt_db_url(), "NETRAVEN_WORKER__SHUTDOWN_GRACE_SECONDS=1");
+    expect_status(id, "started", 30);
+    sleep(1);
+    uint64_t t0 = nr_mono_ns();
+    nr_rq_intake_stop();
+    intake_running = false;
+    ck_assert_msg(nr_mono_ns() - t0 < 5000000000ull, "stop took %.1f s",
+                  (double)(nr_mono_ns() - t0) / 1e9);
+    snprintf(key, sizeof(key), "rq:job:%s", id);
+    char *st = hget(key, "status");
+    ck_assert_str_eq(st, "queued");
+    free(st);
+    ck_assert_int_eq(rint_cmd("ZCARD rq:wip:default"), 0);
+    free(py("check(q.job_ids == ['%s'], q.job_ids)\n", id));
+
+    /* the lock goes: the deletion under way completes, with its row */
+    PQclear(nrt_sql(db, "COMMIT"));
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM device_configurations "
+                                        "WHERE device_id = %lld", a));
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE message LIKE "
+                                        "'[Retention] Pruned 2 configs for device rq-prune-stop%%'"));
+    free(id);
+}
+END_TEST
+
 /* Redis gone: connect reports it, and nothing crashes. */
 START_TEST(test_redis_unreachable)
 {
@@ -891,6 +1237,10 @@ static Suite *rq_suite(void)
     tcase_add_test(tc, test_not_recorded);
     tcase_add_test(tc, test_db_away);
     tcase_add_test(tc, test_redis_unreachable);
+    tcase_add_test(tc, test_scheduler_run_job);
+    tcase_add_test(tc, test_retention_prune);
+    tcase_add_test(tc, test_prune_keeps_newest);
+    tcase_add_test(tc, test_prune_stop);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -175,7 +175,7 @@ START_TEST(reachability_mix_end_to_end)
                                      "AND message LIKE 'Task completed for device%%'", job), 4);
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
                            "message = 'Job ''reach-mix'' started: dispatching tasks to devices' "
-                           "AND source = 'dispatcher' AND level = 'info'", job));
+                           "AND source = 'dispatcher' AND level = 'INFO'", job));
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
                            "device_id = %lld AND message LIKE 'Reachability check failed for "
                            "device ''edge-dark''%%'", job, d4));
@@ -219,7 +219,7 @@ START_TEST(unknown_job_type_then_next_job)
                                      "status = 'failure' AND details->>'error' LIKE "
                                      "'%%no handler registered for job type ''frobnicate''%%'", bad), 2);
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND level = "
-                           "'error' AND message = 'No handler registered for job type ''frobnicate'' "
+                           "'ERROR' AND message = 'No handler registered for job type ''frobnicate'' "
                            "in job ''mystery'''", bad));
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld AND "
                                      "device_id = %lld", bad, d1), 1);
@@ -229,7 +229,7 @@ START_TEST(unknown_job_type_then_next_job)
     ck_assert_msg(strstr(out, "COMPLETED_NO_DEVICES"), "enqueue printed: %s", out);
     free(out);
     ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND level = "
-                           "'warning' AND message = 'No devices to process for job ''lonely'''", empty));
+                           "'WARNING' AND message = 'No devices to process for job ''lonely'''", empty));
     stop_worker_ok(&w);
     nrt_proc_clear(&w);
     free(spool);

@@ -520,11 +520,13 @@ START_TEST(test_print_masks_secrets)
         "logging.db_level", "logging.format", "logging.file",
         "logging.queue_size", "logging.db_batch_size", "logging.redis.enabled",
         "logging.redis.channel_prefix", "logging.redis.queue_size",
-        "logging.routes.job", "logging.routes.connection",
+        "logging.redis.host", "logging.redis.port", "logging.redis.db",
+        "logging.redis.password", "logging.routes.job", "logging.routes.connection",
         "logging.routes.session", "logging.routes.system",
         "ssh.allow_legacy_kex", "ssh.legacy_kex", "ssh.legacy_macs",
         "ssh.host_key_policy", "ssh.known_hosts", "ssh.enable_secret",
         "security.encryption_key", "security.encryption_salt",
+        "metrics.listen",
     };
     struct nr_config c;
     char *err, *out;
@@ -535,8 +537,14 @@ START_TEST(test_print_masks_secrets)
         "NETRAVEN_ENCRYPTION_KEY=MasterKey-0xDEADBEEF",
         "NETRAVEN_DATABASE__URL=postgresql+psycopg2://netraven:DbPassw0rd@db:5432/netraven",
         "NETRAVEN_SCHEDULER__REDIS_URL=redis://:RedisPassw0rd@redis:6379/0",
+        "NETRAVEN_LOGGING__REDIS__PASSWORD=LogRedisPassw0rd",
         "NETRAVEN_WORKER__COMMAND_TIMEOUT=0.3"), 0);
     out = print_to_string(&c);
+    ck_assert_ptr_null(strstr(out, "LogRedisPassw0rd"));
+    ck_assert_ptr_nonnull(strstr(out, "\nlogging.redis.password: \"********\"\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nlogging.redis.host: null\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nlogging.redis.port: 6379\n"));
+    ck_assert_str_eq(c.logging.redis.password, "LogRedisPassw0rd");
 
     ck_assert_ptr_null(strstr(out, "MasterKey"));
     ck_assert_ptr_null(strstr(out, "DEADBEEF"));

@@ -401,6 +401,41 @@ START_TEST(router_session_rule)
 }
 END_TEST
 
+/* logging.redis.host names the publisher's Redis; scheduler.redis_url is
+ * then not needed. */
+START_TEST(router_redis_host)
+{
+    struct nr_config c;
+
+    cfg_base(&c);
+    c.logging.redis.enabled = true;
+    c.logging.redis.host = "127.0.0.1";
+    c.logging.redis.port = 1;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), NR_SINK_REDIS);
+    nr_log_shutdown();
+
+    /* disabled: the host is not enough */
+    cfg_base(&c);
+    c.logging.redis.host = "127.0.0.1";
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), 0);
+    nr_log_shutdown();
+
+    /* an empty host is unset: the queues' Redis, when there is one */
+    cfg_base(&c);
+    c.logging.redis.enabled = true;
+    c.logging.redis.host = "";
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), 0);
+    nr_log_shutdown();
+    c.scheduler.redis_url = dead_redis;
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    ck_assert_uint_eq(nr_log_sinks(NR_EV_SESSION_DATA), NR_SINK_REDIS);
+    nr_log_shutdown();
+}
+END_TEST
+
 START_TEST(lifecycle_again)
 {
     struct nr_config c;
@@ -507,7 +542,7 @@ START_TEST(stdout_json)
     ck_assert_uint_eq(strlen(ts), 27);
     ck_assert_int_eq(ts[26], 'Z');
     ck_assert_str_eq(json_string_value(json_object_get(o, "log_type")), "job");
-    ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "info");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "INFO");
     ck_assert_int_eq(json_integer_value(json_object_get(o, "job_id")), 5);
     ck_assert(json_is_null(json_object_get(o, "device_id")));
     ck_assert_str_eq(json_string_value(json_object_get(o, "source")), "dispatcher");
@@ -554,8 +589,11 @@ START_TEST(stdout_session_debug)
     capture_end();
 
     text = slurp(out);
-    o = find_line(text, "Session log: rx 8 bytes");
+    o = find_line(text, "abc");
     ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "message")),
+                     "abc\xEF\xBF\xBD\xEF\xBF\xBD" "def");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "DEBUG");
     ck_assert_str_eq(json_string_value(json_object_get(o, "log_type")), "session");
     meta = json_object_get(o, "meta");
     ck_assert_str_eq(json_string_value(json_object_get(meta, "direction")), "rx");
@@ -564,6 +602,313 @@ START_TEST(stdout_session_debug)
                      "abc\xEF\xBF\xBD\xEF\xBF\xBD" "def");
     json_decref(o);
     free(text);
+    free(out);
+}
+END_TEST
+
+/* ------------------------------------------------------- session records */
+
+/* The message of a session record: what a person reads in the live view. */
+START_TEST(session_text_sent_received)
+{
+    static const struct { const char *dir, *in, *want; } cases[] = {
+        /* what the worker typed: "> " before each line */
+        { "sent", "show running-config\n", "> show running-config" },
+        { "sent", "********\n", "> ********" },
+        { "sent", "\n", "> " },
+        { "sent", "a\nb\n", "> a\n> b" },
+        { "sent", "\b\bx\n", "> x" },                   /* never erases the prefix */
+        /* what the device printed: as it reads, without line ends */
+        { "received", "hostname r1\r\ninterface Gi0/1\r\n", "hostname r1\ninterface Gi0/1" },
+        { "received", "r1#", "r1#" },
+        { "received", "\r\n", "" },
+        { "received", "\r\n\r\nend\r\n", "\n\nend" },
+        { "received", "  > not typed\r\n", "  > not typed" },
+        /* a pager prompt the device wipes leaves nothing */
+        { "received", " --More-- \b\b\b\b\b\b\b\b\b\b          \b\b\b\b\b\b\b\b\b\b", "" },
+        { "received", "\x1b[1mbold\x1b[0m\x1b]0;title\a text\x07\x7f", "bold text" },
+        { "received", "caf\xc3\xa9\b!\tx", "caf!\tx" },   /* a backspace erases a character */
+        { "received", "a\xff", "a\xEF\xBF\xBD" },
+        { "rx", "x\r\n", "x" },
+    };
+
+    for (size_t i = 0; i < NR_ARRAY_LEN(cases); i++) {
+        char *t = nr_log_session_text(cases[i].dir, cases[i].in, strlen(cases[i].in));
+        ck_assert_msg(strcmp(t, cases[i].want) == 0, "case %zu: '%s', want '%s'", i, t,
+                      cases[i].want);
+        free(t);
+    }
+}
+END_TEST
+
+/* How data is cut into records: whole lines, at most 8 and 1 KiB each. */
+START_TEST(session_chunk_lines_and_bytes)
+{
+    char buf[8192];
+    size_t n = 0, off, k, recs;
+
+    ck_assert_uint_eq(nr_log_session_chunk("", 0), 0);
+    ck_assert_uint_eq(nr_log_session_chunk("r1#", 3), 3);
+
+    /* 20 short lines: 8, 8, 4 */
+    for (int i = 0; i < 20; i++)
+        n += (size_t)sprintf(buf + n, "line %02d\r\n", i);
+    ck_assert_uint_eq(nr_log_session_chunk(buf, n), 8 * 9);
+    ck_assert_uint_eq(nr_log_session_chunk(buf + 72, n - 72), 8 * 9);
+    ck_assert_uint_eq(nr_log_session_chunk(buf + 144, n - 144), 4 * 9);
+
+    /* lines of 300 bytes: as many whole lines as fit in 1 KiB */
+    memset(buf, 'x', 3000);
+    for (int i = 1; i <= 10; i++)
+        buf[300 * i - 1] = '\n';
+    ck_assert_uint_eq(nr_log_session_chunk(buf, 3000), 900);
+
+    /* one line longer than a record: cut at 1 KiB ... */
+    memset(buf, 'a', 3000);
+    ck_assert_uint_eq(nr_log_session_chunk(buf, 3000), NR_LOG_SESSION_BYTES);
+    /* ... but not inside a UTF-8 sequence */
+    buf[0] = 'a';
+    for (int i = 1; i + 1 < 3000; i += 2) {
+        buf[i] = '\xc3';
+        buf[i + 1] = '\xa9';
+    }
+    k = nr_log_session_chunk(buf, 2999);
+    ck_assert_uint_eq(k, NR_LOG_SESSION_BYTES - 1);
+    ck_assert_int_eq((unsigned char)buf[k], 0xc3);
+
+    /* any data: every record 1..1024 bytes, at most 8 lines, all of it, in order */
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (i * 2654435761u >> 7) % 13 == 0 ? '\n' : (char)('a' + i % 26);
+    for (off = 0, recs = 0; off < sizeof(buf); off += k, recs++) {
+        int lines = 0;
+
+        k = nr_log_session_chunk(buf + off, sizeof(buf) - off);
+        ck_assert_uint_gt(k, 0);
+        ck_assert_uint_le(k, NR_LOG_SESSION_BYTES);
+        for (size_t j = 0; j < k; j++)
+            lines += buf[off + j] == '\n';
+        ck_assert_int_le(lines, NR_LOG_SESSION_LINES);
+    }
+    ck_assert_uint_eq(off, sizeof(buf));
+    ck_assert_uint_ge(recs, sizeof(buf) / NR_LOG_SESSION_BYTES);
+}
+END_TEST
+
+/* Levels are NetRaven's upper-case names in every format that carries one
+ * (human and JSON lines on stdout, and in the file). */
+START_TEST(levels_upper_every_format)
+{
+    static const char *const want[NR_LOG_LEVEL_COUNT] = {
+        "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL",
+    };
+    int seen[NR_LOG_LEVEL_COUNT] = { 0 };
+    enum nr_event pick[NR_LOG_LEVEL_COUNT];
+    char *out = path_in("stdout"), *file = path_in("log/w.log");
+
+    for (int l = 0; l < NR_LOG_LEVEL_COUNT; l++) {
+        pick[l] = NR_EV_COUNT;
+        for (int e = 0; e < NR_EV_COUNT && pick[l] == NR_EV_COUNT; e++)
+            if (nr_events[e].level == (enum nr_log_level)l && nr_events[e].type != NR_LOG_SESSION)
+                pick[l] = (enum nr_event)e;
+    }
+    for (int fmt = 0; fmt < 2; fmt++) {
+        struct nr_config c;
+        char *text, *ftext;
+
+        cfg_base(&c);
+        c.logging.level = NR_LOG_DEBUG;
+        c.logging.format = fmt ? NR_LOG_FORMAT_JSON : NR_LOG_FORMAT_HUMAN;
+        c.logging.file = file;
+        unlink(file);
+        capture_begin(out);
+        ck_assert_int_eq(nr_log_init(&c), 0);
+        for (int l = 0; l < NR_LOG_LEVEL_COUNT; l++)
+            if (pick[l] != NR_EV_COUNT)
+                nr_log_emit(pick[l], 9, 0, NULL, 0);
+        nr_log_session(9, 4, "received", "r1#", 3);
+        ck_assert_int_eq(nr_log_flush(5), 0);
+        nr_log_shutdown();
+        capture_end();
+        text = slurp(out);
+        ftext = slurp(file);
+        ck_assert_ptr_nonnull(ftext);
+        ck_assert_str_eq(text, ftext);
+        for (const char *p = text; *p;) {
+            const char *nl = strchr(p, '\n');
+            const char *lv;
+            int l;
+
+            ck_assert_ptr_nonnull(nl);
+            if (fmt) {
+                json_t *o = json_loadb(p, (size_t)(nl - p), 0, NULL);
+                ck_assert_ptr_nonnull(o);
+                lv = json_string_value(json_object_get(o, "level"));
+                ck_assert_ptr_nonnull(lv);
+                for (l = 0; l < NR_LOG_LEVEL_COUNT && strcmp(lv, want[l]) != 0; l++)
+                    ;
+                ck_assert_msg(l < NR_LOG_LEVEL_COUNT, "level '%s'", lv);
+                json_decref(o);
+            } else {
+                /* 2026-11-23T18:24:02.971991Z INFO    job ... */
+                lv = p + 28;
+                for (l = 0; l < NR_LOG_LEVEL_COUNT; l++)
+                    if (strncmp(lv, want[l], strlen(want[l])) == 0 && lv[strlen(want[l])] == ' ')
+                        break;
+                ck_assert_msg(l < NR_LOG_LEVEL_COUNT, "line '%.*s'", (int)(nl - p), p);
+            }
+            seen[l]++;
+            p = nl + 1;
+        }
+        free(text);
+        free(ftext);
+    }
+    /* each level of the catalog, twice (human and JSON); the session record is DEBUG */
+    for (int l = 0; l < NR_LOG_LEVEL_COUNT; l++)
+        ck_assert_int_eq(seen[l], (pick[l] != NR_EV_COUNT ? 2 : 0) + (l == NR_LOG_DEBUG ? 2 : 0));
+    ck_assert_int_ge(seen[NR_LOG_WARNING] + seen[NR_LOG_ERROR] + seen[NR_LOG_INFO], 6);
+    free(out);
+    free(file);
+}
+END_TEST
+
+/* A command and its output as session records: the text in message, in
+ * order, sent and received told apart; the bytes in meta. */
+START_TEST(session_records_readable)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char rx[512], *text, *p, data[512] = "";
+    size_t n = 0;
+    int k = 0;
+    static const char *const want[] = {
+        "> show running-config",
+        "line 00\nline 01\nline 02\nline 03\nline 04\nline 05\nline 06\nline 07",
+        "line 08\nline 09\nline 10\nline 11\nline 12\nline 13\nline 14\nline 15",
+        "line 16\nline 17\nline 18\nline 19\nr1#",
+    };
+    static const char *const dirs[] = { "sent", "received", "received", "received" };
+    static const int bytes[] = { 20, 72, 72, 39 };
+
+    for (int i = 0; i < 20; i++)
+        n += (size_t)sprintf(rx + n, "line %02d\r\n", i);
+    n += (size_t)sprintf(rx + n, "r1#");
+
+    cfg_base(&c);
+    c.logging.level = NR_LOG_DEBUG;
+    c.logging.format = NR_LOG_FORMAT_JSON;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    nr_log_session(7, 3, "sent", "show running-config\n", 20);
+    nr_log_session(7, 3, "received", rx, n);
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    for (p = text; *p; k++) {
+        char *nl = strchr(p, '\n');
+        json_t *o, *meta;
+
+        ck_assert_ptr_nonnull(nl);
+        ck_assert_int_lt(k, (int)NR_ARRAY_LEN(want));
+        o = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "message")), want[k]);
+        ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "DEBUG");
+        meta = json_object_get(o, "meta");
+        ck_assert_str_eq(json_string_value(json_object_get(meta, "direction")), dirs[k]);
+        ck_assert_int_eq(json_integer_value(json_object_get(meta, "bytes")), bytes[k]);
+        if (k > 0)
+            strcat(data, json_string_value(json_object_get(meta, "data")));
+        json_decref(o);
+        p = nl + 1;
+    }
+    ck_assert_int_eq(k, (int)NR_ARRAY_LEN(want));
+    ck_assert_str_eq(data, rx);     /* meta.data: the stream, byte for byte */
+    free(text);
+
+    /* human format: the catalog's head, then the text on one line */
+    c.logging.format = NR_LOG_FORMAT_HUMAN;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    nr_log_session(7, 3, "sent", "show running-config\n", 20);
+    nr_log_session(7, 3, "received", rx, n);
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+    text = slurp(out);
+    ck_assert_ptr_nonnull(strstr(text, "] Session log: sent 20 bytes: > show running-config\n"));
+    ck_assert_ptr_nonnull(strstr(text, "] Session log: received 72 bytes: line 00 line 01 "));
+    ck_assert_ptr_nonnull(strstr(text, "line 19 r1#\n"));
+    ck_assert_int_eq(count_lines(text), 4);
+    free(text);
+    free(out);
+}
+END_TEST
+
+/* A big output is a bounded number of bounded records: never one per byte
+ * or per line, and nothing lost or reordered. */
+START_TEST(session_records_bounded)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    const size_t lines = 4000, lsz = 50, big = 10000;
+    size_t n = 0, recs = 0, dlen = 0;
+    char *rx = nr_malloc(lines * lsz + big + 1), *text, *data = nr_malloc(lines * lsz + big + 1);
+
+    for (size_t i = 0; i < lines; i++) {
+        memset(rx + n, 'a' + (char)(i % 26), lsz - 2);
+        memcpy(rx + n, "ln", 2);
+        rx[n + lsz - 2] = '\r';
+        rx[n + lsz - 1] = '\n';
+        n += lsz;
+    }
+    memset(rx + n, 'z', big);       /* one long unfinished line */
+    n += big;
+    rx[n] = '\0';
+
+    cfg_base(&c);
+    c.logging.level = NR_LOG_DEBUG;
+    c.logging.format = NR_LOG_FORMAT_JSON;
+    c.logging.queue_size = 4096;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    nr_log_session(8, 2, "received", rx, n);
+    ck_assert_int_eq(nr_log_flush(10), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    text = slurp(out);
+    for (char *p = text; *p; recs++) {
+        char *nl = strchr(p, '\n');
+        json_t *o;
+        const char *m, *d;
+        int ml = 0;
+
+        ck_assert_ptr_nonnull(nl);
+        o = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        m = json_string_value(json_object_get(o, "message"));
+        d = json_string_value(json_object_get(json_object_get(o, "meta"), "data"));
+        ck_assert_uint_le(strlen(m), NR_LOG_SESSION_BYTES);
+        ck_assert_uint_le(strlen(d), NR_LOG_SESSION_BYTES);
+        for (const char *q = m; *q; q++)
+            ml += *q == '\n';
+        ck_assert_int_lt(ml, NR_LOG_SESSION_LINES);
+        ck_assert_ptr_null(strchr(m, '\r'));
+        memcpy(data + dlen, d, strlen(d));
+        dlen += strlen(d);
+        json_decref(o);
+        p = nl + 1;
+    }
+    data[dlen] = '\0';
+    ck_assert_uint_eq(dlen, n);
+    ck_assert_str_eq(data, rx);
+    ck_assert_uint_eq(recs, lines / NR_LOG_SESSION_LINES + (big + NR_LOG_SESSION_BYTES - 1) /
+                            NR_LOG_SESSION_BYTES);
+    free(text);
+    free(rx);
+    free(data);
     free(out);
 }
 END_TEST
@@ -875,6 +1220,8 @@ static Suite *log_suite(void)
     tcase_add_test(tc, catalog_template_keys);
     tcase_add_test(tc, catalog_templates_render);
     tcase_add_test(tc, render_values);
+    tcase_add_test(tc, session_text_sent_received);
+    tcase_add_test(tc, session_chunk_lines_and_bytes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("router");
@@ -885,6 +1232,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, router_overrides);
     tcase_add_test(tc, router_thresholds);
     tcase_add_test(tc, router_session_rule);
+    tcase_add_test(tc, router_redis_host);
     tcase_add_test(tc, lifecycle_again);
     suite_add_tcase(s, tc);
 
@@ -893,6 +1241,9 @@ static Suite *log_suite(void)
     tcase_add_test(tc, stdout_human);
     tcase_add_test(tc, stdout_json);
     tcase_add_test(tc, stdout_session_debug);
+    tcase_add_test(tc, levels_upper_every_format);
+    tcase_add_test(tc, session_records_readable);
+    tcase_add_test(tc, session_records_bounded);
     tcase_add_test(tc, stdout_drops_counted);
     suite_add_tcase(s, tc);
 
