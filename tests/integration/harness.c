@@ -374,3 +374,63 @@ bool nrt_devsim_start(struct nrt_proc *p, const char *inventory, const char *sta
     nrt_proc_clear(p);
     return false;
 }
+
+/* ---- Fernet tokens ------------------------------------------------------------ */
+
+static const char fernet_py[] =
+    "import sys, base64\n"
+    "from cryptography.fernet import Fernet\n"
+    "from cryptography.hazmat.primitives import hashes\n"
+    "from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC\n"
+    "master, salt = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2])\n"
+    "kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=100000)\n"
+    "f = Fernet(base64.urlsafe_b64encode(kdf.derive(master)))\n"
+    "for h in sys.argv[3:]:\n"
+    "    print(f.encrypt(bytes.fromhex(h[1:])).decode())\n";
+
+/* " x" and s in hex appended to *cmd (the "x" keeps an empty argument). */
+static void append_hex(char **cmd, size_t *len, const char *s, bool mark)
+{
+    size_t n = strlen(s);
+
+    *cmd = realloc(*cmd, *len + 2 * n + 3);
+    ck_assert_ptr_nonnull(*cmd);
+    (*cmd)[(*len)++] = ' ';
+    if (mark)
+        (*cmd)[(*len)++] = 'x';
+    for (size_t i = 0; i < n; i++)
+        *len += (size_t)sprintf(*cmd + *len, "%02x", (unsigned char)s[i]);
+}
+
+void nrt_fernet_tokens(const char *master, const char *salt, const char *const *plain,
+                       size_t n, char **tokens)
+{
+    char *dir = nrt_tmpdir("fernet"), *script = NULL, *cmd = NULL, line[4096];
+    size_t len, got = 0;
+    FILE *p;
+
+    ck_assert(asprintf(&script, "%s/fernet.py", dir) > 0);
+    nrt_write_file(script, fernet_py);
+    ck_assert(asprintf(&cmd, "/usr/bin/python3 %s", script) > 0);
+    len = strlen(cmd);
+    append_hex(&cmd, &len, master, false);
+    append_hex(&cmd, &len, salt ? salt : "netraven_salt", false);
+    for (size_t i = 0; i < n; i++)
+        append_hex(&cmd, &len, plain[i], true);
+    cmd[len] = '\0';
+    p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "popen: %s", strerror(errno));
+    while (got < n && fgets(line, sizeof(line), p) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        tokens[got++] = strdup(line);
+    }
+    ck_assert_msg(pclose(p) == 0, "python3 failed (python3-cryptography missing?)");
+    ck_assert_uint_eq(got, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(strncmp(tokens[i], "gAAAAA", 6) == 0, "not a Fernet token: %s", tokens[i]);
+    unlink(script);
+    rmdir(dir);
+    free(script);
+    free(cmd);
+    free(dir);
+}

@@ -75,6 +75,14 @@ char *nrt_proc_stdout(const struct nrt_proc *p);
  * caller can try other ports. */
 bool nrt_devsim_start(struct nrt_proc *p, const char *inventory, const char *state_dir);
 
+/* Fernet tokens of the plaintexts, made as NetRaven's API makes them:
+ * Debian's python3-cryptography (/usr/bin/python3), PBKDF2-HMAC-SHA256 of
+ * master with salt (NULL: "netraven_salt"), 100,000 rounds.  Arguments
+ * pass hex-encoded, so no shell quoting is involved.  tokens[i] malloc'd;
+ * aborts the test if Python fails. */
+void nrt_fernet_tokens(const char *master, const char *salt, const char *const *plain,
+                       size_t n, char **tokens);
+
 /* Poll SQL until its first column equals want (string compare) or
  * timeout_s passes; returns true when it matched. */
 bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt, ...)

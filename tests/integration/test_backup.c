@@ -40,7 +40,6 @@
 #include "harness.h"
 
 /* Debian's interpreter: it has python3-cryptography; the one on PATH may not. */
-#define PYTHON  "/usr/bin/python3"
 
 /* Secrets: distinctive, and free of characters that JSON or SQL escape, so
  * that a plain substring search finds them in every sink. */
@@ -154,41 +153,13 @@ static void devsim_start(void)
 
 /* ---- Fernet tokens, made the way NetRaven's API makes them -------------------- */
 
-static const char PY[] =
-    "import sys, base64\n"
-    "from cryptography.fernet import Fernet\n"
-    "from cryptography.hazmat.primitives import hashes\n"
-    "from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC\n"
-    "kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=b'netraven_salt',\n"
-    "                 iterations=100000)\n"
-    "f = Fernet(base64.urlsafe_b64encode(kdf.derive(sys.argv[1].encode())))\n"
-    "for p in sys.argv[2:]:\n"
-    "    print(f.encrypt(p.encode()).decode())\n";
-
-static char tokens[2][256];
+static char *tokens[2];
 
 static void make_tokens(void)
 {
-    char *script, *cmd;
-    FILE *p;
+    const char *pw[] = { PW, PW2 };
 
-    if (asprintf(&script, "%s/fernet.py", suite_dir) < 0)
-        abort();
-    nrt_write_file(script, PY);
-    if (asprintf(&cmd, PYTHON " %s '%s' '%s' '%s'", script, MASTER, PW, PW2) < 0)
-        abort();
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    for (int i = 0; i < 2; i++) {
-        ck_assert_msg(fgets(tokens[i], sizeof(tokens[i]), p) != NULL,
-                      "%s printed no token (python3-cryptography missing?)", PYTHON);
-        tokens[i][strcspn(tokens[i], "\n")] = '\0';
-        ck_assert_msg(strncmp(tokens[i], "gAAAAA", 6) == 0, "not a Fernet token: %s",
-                      tokens[i]);
-    }
-    ck_assert_int_eq(pclose(p), 0);
-    free(cmd);
-    free(script);
+    nrt_fernet_tokens(MASTER, NULL, pw, 2, tokens);
 }
 
 /* ---- Redis subscriber ------------------------------------------------------------ */
@@ -368,6 +339,10 @@ static void teardown(void)
     PQfinish(db);
     free(suite_dir);
     suite_dir = NULL;
+    for (size_t i = 0; i < N_ARRAY(tokens); i++) {
+        free(tokens[i]);
+        tokens[i] = NULL;
+    }
 }
 
 /* ---- checks ------------------------------------------------------------------------- */

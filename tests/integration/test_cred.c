@@ -16,7 +16,6 @@
 #include "netraven/cred.h"
 
 /* Debian's interpreter: it has python3-cryptography; the one on PATH may not. */
-#define PYTHON "/usr/bin/python3"
 
 static const char MASTER[] = "cred-test-master-\xe2\x9c\x93-7f3a9c";
 static const char WRONG_MASTER[] = "cred-test-wrong-master-0d41e2";
@@ -26,79 +25,10 @@ static PGconn *pg;
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static const char PY[] =
-    "import sys, base64\n"
-    "from cryptography.fernet import Fernet\n"
-    "from cryptography.hazmat.primitives import hashes\n"
-    "from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC\n"
-    "master, salt = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2])\n"
-    "kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=100000)\n"
-    "f = Fernet(base64.urlsafe_b64encode(kdf.derive(master)))\n"
-    "for h in sys.argv[3:]:\n"
-    "    print(f.encrypt(bytes.fromhex(h[1:])).decode())\n";
-
-static char *hex(const char *s)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t n = strlen(s);
-    char *h = malloc(2 * n + 1);
-
-    ck_assert_ptr_nonnull(h);
-    for (size_t i = 0; i < n; i++) {
-        h[2 * i] = digits[(unsigned char)s[i] >> 4];
-        h[2 * i + 1] = digits[(unsigned char)s[i] & 15];
-    }
-    h[2 * n] = '\0';
-    return h;
-}
-
-/* Fernet tokens of the plaintexts, made by NetRaven's derivation in
- * Python with master/salt; tokens[i] malloc'd. */
-static void py_encrypt(const char *master, const char *salt, const char *const *plain,
-                       size_t n, char **tokens)
-{
-    char *dir = nrt_tmpdir("cred"), *script = NULL, *cmd = NULL, *mh = hex(master),
-         *sh = hex(salt), line[4096];
-    size_t cap, got = 0;
-    FILE *p;
-
-    ck_assert(asprintf(&script, "%s/fernet.py", dir) > 0);
-    nrt_write_file(script, PY);
-    cap = strlen(PYTHON) + strlen(script) + strlen(mh) + strlen(sh) + 16;
-    for (size_t i = 0; i < n; i++)
-        cap += 2 * strlen(plain[i]) + 8;
-    cmd = malloc(cap);
-    ck_assert_ptr_nonnull(cmd);
-    snprintf(cmd, cap, "%s %s %s %s", PYTHON, script, mh, sh);
-    for (size_t i = 0; i < n; i++) {
-        char *ph = hex(plain[i]);
-        strcat(cmd, " x");          /* never an empty argument */
-        strcat(cmd, ph);
-        free(ph);
-    }
-    p = popen(cmd, "r");
-    ck_assert_msg(p != NULL, "popen: %s", strerror(errno));
-    while (got < n && fgets(line, sizeof(line), p) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        tokens[got++] = strdup(line);
-    }
-    ck_assert_msg(pclose(p) == 0, "%s failed (python3-cryptography missing?)", PYTHON);
-    ck_assert_uint_eq(got, n);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(strncmp(tokens[i], "gAAAAA", 6) == 0, "not a token: %s", tokens[i]);
-    unlink(script);
-    rmdir(dir);
-    free(script);
-    free(cmd);
-    free(mh);
-    free(sh);
-    free(dir);
-}
-
 static char *py_token(const char *plain)
 {
     char *t;
-    py_encrypt(MASTER, SALT, &plain, 1, &t);
+    nrt_fernet_tokens(MASTER, SALT, &plain, 1, &t);
     return t;
 }
 
@@ -303,7 +233,7 @@ START_TEST(test_resolve_zero_one_two)
     const struct nr_credential *cr;
     size_t n;
 
-    py_encrypt(MASTER, SALT, plain, 3, tok);
+    nrt_fernet_tokens(MASTER, SALT, plain, 3, tok);
     c1 = add_cred("alpha", tok[0], 20);
     c2 = add_cred("bravo", tok[1], 10);
     c3 = add_cred("charlie", tok[2], 5);    /* tagged with nothing a device has */
@@ -528,7 +458,7 @@ START_TEST(test_wrong_key_and_tampered)
     char err[NR_CRED_ERRLEN], want[64];
     size_t mid;
 
-    py_encrypt(MASTER, SALT, plain, 3, tok);
+    nrt_fernet_tokens(MASTER, SALT, plain, 3, tok);
     tampered = strdup(tok[1]);
     mid = strlen(tampered) / 2;
     tampered[mid] = tampered[mid] == 'A' ? 'B' : 'A';
@@ -657,7 +587,7 @@ START_TEST(test_many_devices_one_query)
     PGresult *r;
     size_t matched = 0;
 
-    py_encrypt(MASTER, SALT, plain, 5, tok);
+    nrt_fernet_tokens(MASTER, SALT, plain, 5, tok);
     PQclear(nrt_sql(pg, "INSERT INTO devices (id, hostname, ip_address, device_type)"
                         " SELECT g, 'dev' || g, '10.1.' || (g / 250) || '.' || (g %% 250),"
                         "        'cisco_ios' FROM generate_series(1, %d) g", MANY_DEVICES));

@@ -31,7 +31,6 @@
 
 #include "harness.h"
 
-#define PYTHON  "/usr/bin/python3"
 #define DEVSIM  NR_BUILD_ROOT "/tools/devsim/devsim"
 
 /* Secrets free of redaction keywords and of characters JSON or SQL escape,
@@ -97,7 +96,6 @@ static PGconn *db;
 static struct nrt_proc devsim, worker;
 static bool devsim_up, worker_up;
 static char *suite_dir, *inventory, *log_file;
-static char token[256];
 
 /* ---- devsim ------------------------------------------------------------------ */
 
@@ -174,33 +172,13 @@ static char *devsim_config(const char *name)
 
 /* ---- the credential, as NetRaven's API stores it ------------------------------ */
 
-static const char PY[] =
-    "import sys, base64\n"
-    "from cryptography.fernet import Fernet\n"
-    "from cryptography.hazmat.primitives import hashes\n"
-    "from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC\n"
-    "kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=b'netraven_salt',\n"
-    "                 iterations=100000)\n"
-    "f = Fernet(base64.urlsafe_b64encode(kdf.derive(sys.argv[1].encode())))\n"
-    "print(f.encrypt(sys.argv[2].encode()).decode())\n";
+static char *token;
 
 static void make_token(void)
 {
-    char *script, *cmd;
-    FILE *p;
+    const char *pw = PW;
 
-    if (asprintf(&script, "%s/fernet.py", suite_dir) < 0)
-        abort();
-    nrt_write_file(script, PY);
-    if (asprintf(&cmd, PYTHON " %s '%s' '%s'", script, MASTER, PW) < 0)
-        abort();
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    ck_assert_msg(fgets(token, sizeof(token), p) != NULL, "%s printed no token", PYTHON);
-    token[strcspn(token, "\n")] = '\0';
-    ck_assert_int_eq(pclose(p), 0);
-    free(cmd);
-    free(script);
+    nrt_fernet_tokens(MASTER, NULL, &pw, 1, &token);
 }
 
 /* ---- Redis: everything published while the jobs run ---------------------------- */
@@ -348,7 +326,8 @@ static void teardown(void)
     free(suite_dir);
     free(inventory);
     free(log_file);
-    suite_dir = inventory = log_file = NULL;
+    free(token);
+    suite_dir = inventory = log_file = token = NULL;
 }
 
 /* ---- the oracle -------------------------------------------------------------------- */

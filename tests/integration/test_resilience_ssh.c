@@ -49,7 +49,6 @@
 
 #include "harness.h"
 
-#define PYTHON  "/usr/bin/python3"      /* Debian's, with python3-cryptography */
 #define PW      "Rs-Login.7qXw!2"       /* the devices' login password */
 #define BAD_PW  "Rs-Stale.4kLm#9"       /* a credential the devices refuse */
 #define ES      "Rs-Enable.8zPv$5"      /* the devices' enable secret */
@@ -128,48 +127,6 @@ static bool devsim_try(int port)
     return ready;
 }
 
-/* Debian's python3-cryptography, NetRaven's derivation: tokens of each
- * plaintext under master (hex arguments keep the shell out of it). */
-static void fernet_tokens(const char *master, const char *const *plain, size_t n, char **out)
-{
-    static const char py[] =
-        "import sys, base64\n"
-        "from cryptography.fernet import Fernet\n"
-        "from cryptography.hazmat.primitives import hashes\n"
-        "from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC\n"
-        "kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=b'netraven_salt',\n"
-        "                 iterations=100000)\n"
-        "f = Fernet(base64.urlsafe_b64encode(kdf.derive(bytes.fromhex(sys.argv[1]))))\n"
-        "for h in sys.argv[2:]:\n"
-        "    print(f.encrypt(bytes.fromhex(h)).decode())\n";
-    char *script = NULL, cmd[4096], line[1024];
-    size_t len, got = 0;
-    FILE *p;
-
-    if (asprintf(&script, "%s/fernet.py", suite_dir) < 0)
-        abort();
-    nrt_write_file(script, py);
-    len = (size_t)snprintf(cmd, sizeof(cmd), "%s %s ", PYTHON, script);
-    for (const char *c = master; *c; c++)
-        len += (size_t)snprintf(cmd + len, sizeof(cmd) - len, "%02x", (unsigned char)*c);
-    for (size_t i = 0; i < n; i++) {
-        len += (size_t)snprintf(cmd + len, sizeof(cmd) - len, " ");
-        for (const char *c = plain[i]; *c; c++)
-            len += (size_t)snprintf(cmd + len, sizeof(cmd) - len, "%02x", (unsigned char)*c);
-    }
-    ck_assert_uint_lt(len, sizeof(cmd));
-    p = popen(cmd, "r");
-    ck_assert_msg(p != NULL, "popen: %s", strerror(errno));
-    while (got < n && fgets(line, sizeof(line), p)) {
-        line[strcspn(line, "\n")] = '\0';
-        out[got++] = strdup(line);
-    }
-    ck_assert_msg(pclose(p) == 0 && got == n, "%s failed (python3-cryptography?)", PYTHON);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(strncmp(out[i], "gAAAAA", 6) == 0, "not a Fernet token: %s", out[i]);
-    free(script);
-}
-
 static void suite_start(void)
 {
     const char *pw[] = { PW, BAD_PW };
@@ -181,8 +138,8 @@ static void suite_start(void)
             goto started;
     ck_abort_msg("devsim did not start");
 started:
-    fernet_tokens(MASTER, pw, 2, tokens);
-    fernet_tokens(MASTER2, pw, 1, tokens + 2);
+    nrt_fernet_tokens(MASTER, NULL, pw, 2, tokens);
+    nrt_fernet_tokens(MASTER2, NULL, pw, 1, tokens + 2);
 }
 
 static void suite_stop(void)
