@@ -200,7 +200,17 @@ char *nr_utf8_sanitize(const char *s, size_t n)
 
     nr_sbuf_reserve(&b, n);
     while (i < n) {
-        size_t k = nr_utf8_seq(p + i, n - i);
+        size_t run = i, k;
+
+        /* a run of ASCII goes in one copy */
+        while (run < n && p[run] >= 0x01 && p[run] < 0x80)
+            run++;
+        if (run > i) {
+            nr_sbuf_put(&b, s + i, run - i);
+            i = run;
+            continue;
+        }
+        k = nr_utf8_seq(p + i, n - i);
         if (k == 0) {
             nr_sbuf_put(&b, "\xEF\xBF\xBD", 3);
             i++;

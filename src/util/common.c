@@ -182,7 +182,13 @@ size_t nr_utf8_scrub(char *s, size_t len)
     unsigned char *p = (unsigned char *)s;
 
     for (size_t i = 0; i < len;) {
-        size_t k = nr_utf8_seq(p + i, len - i);
+        size_t k;
+
+        if (p[i] >= 0x01 && p[i] < 0x80) {     /* ASCII, the common case */
+            i++;
+            continue;
+        }
+        k = nr_utf8_seq(p + i, len - i);
         if (k == 0) {
             p[i++] = '?';
             changed++;
