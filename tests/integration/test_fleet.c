@@ -253,11 +253,13 @@ static void sub_finish(struct sub *s)
 
 /* ---- worker ---------------------------------------------------------------------- */
 
-static void worker_start(void)
+/* The worker, with one more NETRAVEN_* setting (or NULL). */
+static void worker_start(const char *setting)
 {
     char *argv[] = { (char *)nrt_worker_bin(), "run", NULL };
     char *spool = NULL, *file = NULL;
 
+    free(log_file);
     if (asprintf(&spool, "NETRAVEN_WORKER__SPOOL_DIR=%s/spool", suite_dir) < 0 ||
         asprintf(&log_file, "%s/log/worker.log", suite_dir) < 0 ||
         asprintf(&file, "NETRAVEN_LOGGING__FILE=%s", log_file) < 0)
@@ -271,7 +273,7 @@ static void worker_start(void)
         "NETRAVEN_WORKER__CONNECTION_TIMEOUT=" TMO,
         "NETRAVEN_WORKER__COMMAND_TIMEOUT=" TMO,
         "NETRAVEN_WORKER__RETRY_ATTEMPTS=0",
-        spool, file, NULL,
+        spool, file, (char *)setting, NULL,
     };
     nrt_proc_start(&worker, argv, extra);
     worker_up = true;
@@ -450,7 +452,7 @@ START_TEST(every_platform_and_shape)
     PQclear(nrt_sql(db, "INSERT INTO job_tags VALUES (%lld, %lld)", job, tag));
 
     sub_start(&sub);
-    worker_start();
+    worker_start(NULL);
 
     /* ---- first run: every device, a correct snapshot */
     double t0 = now_s();
@@ -513,12 +515,80 @@ START_TEST(every_platform_and_shape)
                   PQntuples(r) ? PQgetvalue(r, 0, 0) : "", PQntuples(r) - 1);
     PQclear(r);
 
+    /* ---- a command job whose command line holds the password, on the
+     * device that prints it: shown and stored masked */
+    long long leak_id = 0;
+    for (size_t i = 0; i < ndev; i++)
+        if (strcmp(devs[i].name, "leak") == 0)
+            leak_id = devs[i].id;
+    long long cjob = nrt_sql_int(db, "INSERT INTO jobs (name, job_type, status, is_enabled, "
+                                     "schedule_type) VALUES ('fleet-cmd', 'command', 'PENDING', "
+                                     "true, 'onetime') RETURNING id");
+    PQclear(nrt_sql(db, "INSERT INTO job_tags VALUES (%lld, %lld)", cjob, tag));
+    redisContext *rc = nrt_redis();
+    char payload[512];
+    snprintf(payload, sizeof payload, "{\"job_id\":%lld,\"job_type\":\"command\","
+             "\"device_ids\":[%lld],\"commands\":[\"show running-config\","
+             "\"show logging | include %s\"]}", cjob, leak_id, PW);
+    redisReply *rr = redisCommand(rc, "XADD netraven:jobs * payload %s", payload);
+    ck_assert_msg(rr && rr->type == REDIS_REPLY_STRING, "XADD failed");
+    freeReplyObject(rr);
+    redisFree(rc);
+    ck_assert_msg(nrt_wait_sql(db, "t", 60, "SELECT status LIKE 'COMPLETED%%' FROM jobs "
+                                            "WHERE id = %lld", cjob), "the command job did not end");
+    char *det = nrt_sql_str(db, "SELECT details::text FROM job_results WHERE job_id = %lld",
+                            cjob);
+    ck_assert_ptr_nonnull(det);
+    ck_assert_msg(strstr(det, "[REDACTED LINE] (login password)") != NULL,
+                  "the command job's details name no login password: %s", det);
+    free(det);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                                     "message LIKE 'Sent command ''[REDACTED LINE] (login "
+                                     "password)''%%'", cjob), 1);
+
+    /* ---- the first worker's output */
+    nrt_proc_stop(&worker, 30);
+    worker_up = false;
+    ck_assert_msg(WIFEXITED(worker.status) && WEXITSTATUS(worker.status) == 0,
+                  "worker did not exit 0 (status %d)", worker.status);
+    {
+        char *so = nrt_proc_stdout(&worker);
+        assert_clean("stdout", so, community);
+        ck_assert_ptr_nonnull(strstr(so, "fl-leak"));
+        /* the pager devices were paged, and the worker answered */
+        static const char *const paged[] = { "pglog", "pgmid", "pgbs", "pgcr", "pgansi", "pghp",
+                                             "pgjunos", "pgnxlog", "pgfg", "pgftd" };
+        for (size_t i = 0; i < N_ARRAY(paged); i++) {
+            char pw[96];
+
+            snprintf(pw, sizeof pw, "Pager prompt of 'fl-%s' answered", paged[i]);
+            ck_assert_msg(strstr(so, pw) != NULL, "fl-%s was never paged", paged[i]);
+        }
+        ck_assert_ptr_null(strstr(so, "Pager prompt of 'fl-cisco_ios' answered"));
+        free(so);
+        char *se = nrt_read_file(worker.err_path);
+        assert_clean("stderr", se ? se : "", community);
+        free(se);
+        nrt_proc_clear(&worker);
+    }
+
+    /* ---- keep_volatile for one type: its device stores the changed lines,
+     * no other device stores anything */
+    worker_start("NETRAVEN_WORKER__DEVICE_TYPES__CISCO_ASA__KEEP_VOLATILE=true");
+    out = enqueue_wait(job);
+    ck_assert_msg(strstr(out, "COMPLETED_SUCCESS") != NULL, "third run: %s", out);
+    free(out);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM device_configurations"),
+                     (long long)ndev + 1);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM device_configurations c JOIN devices "
+                                     "d ON d.id = c.device_id WHERE d.hostname = 'fl-cisco_asa' "
+                                     "AND position('Cryptochecksum:' in c.config_data) > 0"), 1);
+    nrt_proc_stop(&worker, 30);
+    worker_up = false;
+    ck_assert(WIFEXITED(worker.status) && WEXITSTATUS(worker.status) == 0);
+
     /* ---- no secret anywhere */
     {
-        nrt_proc_stop(&worker, 30);
-        worker_up = false;
-        ck_assert_msg(WIFEXITED(worker.status) && WEXITSTATUS(worker.status) == 0,
-                      "worker did not exit 0 (status %d)", worker.status);
         sub_finish(&sub);
         assert_clean("Redis messages", sub.all, community);
         free(sub.all);
@@ -532,24 +602,11 @@ START_TEST(every_platform_and_shape)
             free(text);
         }
         char *so = nrt_proc_stdout(&worker);
-        assert_clean("stdout", so, community);
-        ck_assert_ptr_nonnull(strstr(so, "fl-leak"));
-        /* the pager devices were paged, and the worker answered */
-        static const char *const paged[] = { "pglog", "pgmid", "pgbs", "pgcr", "pgansi", "pghp",
-                                             "pgjunos", "pgnxlog", "pgfg", "pgftd" };
-        for (size_t i = 0; i < N_ARRAY(paged); i++) {
-            char want[96];
-
-            snprintf(want, sizeof want, "Pager prompt of 'fl-%s' answered", paged[i]);
-            ck_assert_msg(strstr(so, want) != NULL, "fl-%s was never paged", paged[i]);
-        }
-        ck_assert_ptr_null(strstr(so, "Pager prompt of 'fl-cisco_ios' answered"));
+        assert_clean("stdout (second worker)", so, community);
         free(so);
-        char *se = nrt_read_file(worker.err_path);
-        assert_clean("stderr", se ? se : "", community);
-        free(se);
         char *lf = nrt_read_file(log_file);
         assert_clean("the log file", lf, community);
+        ck_assert_ptr_nonnull(strstr(lf, "fl-leak"));
         free(lf);
     }
     free(community);
