@@ -162,6 +162,7 @@ struct nr_config;
 /* The kinds the handlers give their secrets. */
 #define NR_KIND_LOGIN_PASSWORD "login password"
 #define NR_KIND_ENABLE_SECRET  "enable secret"
+#define NR_KIND_ENCRYPTED      "encrypted value"   /* a device type's secret_words */
 
 #define NR_REDACT_MAX_SECRETS 16
 

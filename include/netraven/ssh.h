@@ -218,6 +218,7 @@ struct nr_devtype {
     unsigned    flags;              /* NR_DT_* */
     const char *const *pagers;      /* pager prompts, matched ignoring case; NULL: none */
     const char *const *volatile_lines; /* fnmatch(3) patterns of whole lines; NULL: none */
+    const char *const *secret_words; /* mark lines of encrypted secrets; NULL: none */
     const char *const *aliases;     /* other names of this row; NULL: none */
     enum nr_devtype_id id;          /* its settings in cfg->worker.device_types;
                                      * NR_DEVTYPE_COUNT for "default" */

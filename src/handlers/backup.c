@@ -187,6 +187,11 @@ void nr_handler_redaction(const struct nr_handler_ctx *ctx, const struct nr_cred
                             NR_KIND_ENABLE_SECRET);
     for (size_t k = 0; k < tried && k < ctx->ncreds; k++)
         nr_redaction_add_secret(r, ctx->creds[k].password, NR_KIND_LOGIN_PASSWORD);
+    /* what the platform prints in place of a secret it keeps encrypted,
+     * differently at each display (FortiOS "ENC") */
+    for (const char *const *w = nr_devtype_find(ctx->device->device_type)->secret_words;
+         w && *w; w++)
+        nr_redaction_add_secret(r, *w, NR_KIND_ENCRYPTED);
 }
 
 /* ---- config_backup ------------------------------------------------------------ */

@@ -21,6 +21,7 @@
 #define NR_PAGERS(...)   ((const char *const[]){ __VA_ARGS__, NULL })
 #define NR_VOLATILE(...) ((const char *const[]){ __VA_ARGS__, NULL })
 #define NR_ALIASES(...)  ((const char *const[]){ __VA_ARGS__, NULL })
+#define NR_WORDS(...)    ((const char *const[]){ __VA_ARGS__, NULL })
 
 static const struct nr_devtype devtypes[] = {
 #define NR_DEVTYPE(tname, ...) { .name = #tname, .id = NR_DEVTYPE_##tname, __VA_ARGS__ },

@@ -345,6 +345,8 @@ static const char *kind_of(const char *line)
         return "login password";
     if (strstr(line, ES))
         return "enable secret";
+    if (strstr(line, " ENC "))             /* FortiOS: encrypted, new at each display */
+        return "encrypted value";
     for (size_t i = 0; i < N_ARRAY(words); i++) {
         const char *h = strcasestr(line, words[i]);
 

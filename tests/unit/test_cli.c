@@ -79,6 +79,7 @@ START_TEST(table_covers_real_fleets)
     ck_assert_ptr_null(T("mikrotik_routeros")->pagers);
     ck_assert_str_eq(T("fortinet")->config_cmds[1], "show full-configuration");
     ck_assert_ptr_null(T("fortinet")->config_cmds[2]);
+    ck_assert_str_eq(T("fortinet")->secret_words[0], " ENC ");
     char *cmds = nr_devtype_commands(T("fortinet"));
     ck_assert_str_eq(cmds, "get system status; show full-configuration");
     free(cmds);
