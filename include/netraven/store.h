@@ -53,6 +53,15 @@ int  nr_store_reset(struct nr_store *s);
 bool nr_store_ok(const struct nr_store *s);
 void nr_store_free(struct nr_store *s);
 
+/* Mask ("****") in msg, a NUL-terminated text in a buffer of size bytes,
+ * the password of url (database.url: a URI, with or without a +driver
+ * suffix, or a keyword=value string) in both forms libpq may quote it:
+ * decoded, and as written in the URI (a token libpq cannot decode, such as
+ * "Hunter2%zz", is quoted raw).  Every writer of a libpq message (the store,
+ * the log's PostgreSQL writer) passes it through here.  No-op when url has
+ * no password. */
+void nr_store_scrub(char *msg, size_t size, const char *url);
+
 /* Apply the schema in sql/ (embedded in the binary) idempotently.
  * Returns 0, or NR_ERR with errstr naming the migration that failed. */
 int nr_store_migrate(struct nr_store *s);

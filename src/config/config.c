@@ -9,6 +9,7 @@
  * default fails the unit test instead of hiding.
  */
 #include "netraven/config.h"
+#include "netraven/redis.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -192,6 +193,11 @@ char *nr_config_mask_url(const char *url)
 
     if (url == NULL)
         return NULL;
+    /* Redis URLs: the redis module's reading (redis-py's), so that what is
+     * masked is what the worker and NetRaven's API send as a password */
+    if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "rediss://", 9) == 0 ||
+        strncmp(url, "unix://", 7) == 0)
+        return nr_redis_url_mask(url);
     sep = strstr(url, "://");
     if (sep != NULL) {
         const char *auth = sep + 3;
@@ -203,12 +209,6 @@ char *nr_config_mask_url(const char *url)
             const char *colon = memchr(auth, ':', (size_t)(at - auth));
             if (colon != NULL) {
                 sb_addn(&b, url, (size_t)(colon + 1 - url));
-                sb_adds(&b, "****");
-                rest = at;
-            } else if (strncmp(url, "redis", 5) == 0 || strncmp(url, "unix", 4) == 0) {
-                /* Redis clients read "redis://secret@host" as a password
-                 * with no user (libpq reads it as a user name): mask it */
-                sb_addn(&b, url, (size_t)(auth - url));
                 sb_adds(&b, "****");
                 rest = at;
             }

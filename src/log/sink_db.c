@@ -82,6 +82,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "netraven/store.h"
+
 #define NR_DB_BACKOFF_MIN_S     0.5
 #define NR_DB_BACKOFF_MAX_S     10.0
 #define NR_DB_REJECT_REPORT_S   10.0
@@ -160,7 +162,9 @@ struct db_state {
 /* -------------------------------------------------------------- helpers */
 
 /* Keep msg as one line: runs of white space (libpq's messages carry
- * newlines and tabs) become one space, the ends are trimmed. */
+ * newlines and tabs) become one space, the ends are trimmed.  libpq may
+ * quote the password of database.url (a URI token it cannot decode), so
+ * the store's scrubber masks it before the text goes anywhere. */
 static void set_error(struct db_state *st, const char *msg)
 {
     char *o = st->last_error, *end = st->last_error + sizeof(st->last_error) - 1;
@@ -181,6 +185,7 @@ static void set_error(struct db_state *st, const char *msg)
         *o++ = *msg;
     }
     *o = '\0';
+    nr_store_scrub(st->last_error, sizeof(st->last_error), st->conninfo);
 }
 
 /* The error of a result without libpq's "ERROR:  " layout: the primary

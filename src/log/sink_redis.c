@@ -8,7 +8,8 @@
  * stream).  The thread owns one hiredis connection to the Redis NetRaven's
  * API subscribes on: logging.redis.host / port / db / password when host is
  * set (NetRaven's own keys, which may name another Redis than the queues'),
- * else scheduler.redis_url (redis://[user:password@]host[:port][/db]); it
+ * else scheduler.redis_url, read and connected to by the redis module
+ * (redis.h: redis-py's reading, AUTH and SELECT as the queue does); it
  * pipelines the PUBLISH commands of a batch, NR_REDIS_PIPELINE records at a
  * time.
  *
@@ -28,22 +29,16 @@
 
 #include <hiredis/hiredis.h>
 
+#include "netraven/redis.h"
+
 #define NR_REDIS_BACKOFF_MIN_S  0.5
 #define NR_REDIS_BACKOFF_MAX_S  10.0
 #define NR_REDIS_PIPELINE       256
-#define NR_REDIS_DEFAULT_PORT   6379
-
-struct redis_target {
-    char *host;
-    int   port;
-    char *user;         /* NULL: AUTH with the password alone */
-    char *password;     /* NULL: no AUTH */
-    int   db;
-};
+#define NR_REDIS_COMMAND_MS     2000
 
 struct redis_state {
     redisContext       *c;
-    struct redis_target t;
+    struct nr_redis_url t;
     char               *masked;     /* URL without password, for messages */
     bool                url_ok;
     double              backoff;
@@ -55,108 +50,7 @@ struct redis_state {
     char                error[256];
 };
 
-/* ------------------------------------------------------------------ URL */
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-static char *pct_decode(const char *s, size_t n)
-{
-    char *d = nr_malloc(n + 1), *o = d;
-
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n &&
-            hexval((unsigned char)s[i + 1]) >= 0 && hexval((unsigned char)s[i + 2]) >= 0) {
-            *o++ = (char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return d;
-}
-
-static void target_clear(struct redis_target *t)
-{
-    free(t->host);
-    free(t->user);
-    free(t->password);
-    memset(t, 0, sizeof(*t));
-}
-
-/* Parse redis://[[user]:password@]host[:port][/db].  Returns 0 or NR_EINVAL
- * (then t is left cleared). */
-static int parse_url(const char *url, struct redis_target *t)
-{
-    const char *p, *end, *at, *host_end, *colon;
-
-    memset(t, 0, sizeof(*t));
-    t->port = NR_REDIS_DEFAULT_PORT;
-    if (url == NULL || strncmp(url, "redis://", 8) != 0)
-        return NR_EINVAL;
-    p = url + 8;
-    end = p + strcspn(p, "/?#");
-    at = memchr(p, '@', (size_t)(end - p));
-    if (at) {
-        const char *rat;
-        /* the last '@' of the authority separates the user info */
-        while ((rat = memchr(at + 1, '@', (size_t)(end - at - 1))) != NULL)
-            at = rat;
-        colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                t->user = pct_decode(p, (size_t)(colon - p));
-            t->password = pct_decode(colon + 1, (size_t)(at - colon - 1));
-        } else if (at > p) {
-            /* redis://secret@host: a password alone, as older clients wrote */
-            t->password = pct_decode(p, (size_t)(at - p));
-        }
-        p = at + 1;
-    }
-    if (*p == '[') {
-        host_end = memchr(p, ']', (size_t)(end - p));
-        if (host_end == NULL)
-            goto bad;
-        t->host = nr_strndup(p + 1, (size_t)(host_end - p - 1));
-        p = host_end + 1;
-    } else {
-        host_end = memchr(p, ':', (size_t)(end - p));
-        if (host_end == NULL)
-            host_end = end;
-        t->host = nr_strndup(p, (size_t)(host_end - p));
-        p = host_end;
-    }
-    if (t->host[0] == '\0') {
-        free(t->host);
-        t->host = nr_strdup("127.0.0.1");
-    }
-    if (p < end && *p == ':') {
-        char *e;
-        long port = strtol(p + 1, &e, 10);
-        if (e != end || port <= 0 || port > 65535)
-            goto bad;
-        t->port = (int)port;
-    } else if (p != end) {
-        goto bad;
-    }
-    if (*end == '/' && end[1] && end[1] != '?' && end[1] != '#') {
-        char *e;
-        long db = strtol(end + 1, &e, 10);
-        if ((*e && *e != '?' && *e != '#') || db < 0 || db > 65535)
-            goto bad;
-        t->db = (int)db;
-    }
-    return NR_OK;
-bad:
-    target_clear(t);
-    return NR_EINVAL;
-}
+/* --------------------------------------------------------------- target */
 
 /* The target from logging.redis.host / port / db / password, and how
  * messages name it (a URL with the password masked). */
@@ -165,6 +59,8 @@ static void target_from_keys(struct redis_state *st)
     const char *h = nr_log_set.redis_host;
     bool v6 = strchr(h, ':') != NULL;
 
+    /* NetRaven's own keys name no user and no socket: the same struct as
+     * a URL would give, for the same connect */
     memset(&st->t, 0, sizeof(st->t));
     st->t.host = nr_strdup(h);
     st->t.port = nr_log_set.redis_port;
@@ -209,40 +105,15 @@ static void drop_conn(struct redis_state *st)
                                                            : st->backoff * 2;
 }
 
-/* Run one setup command; false (error recorded) if it failed. */
-static bool setup_cmd(struct redis_state *st, const char *what, redisReply *rep)
-{
-    bool ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
-
-    if (!ok)
-        set_error(st, what, rep ? rep->str : st->c->errstr);
-    if (rep)
-        freeReplyObject(rep);
-    return ok;
-}
-
 static bool redis_connect(struct redis_state *st)
 {
-    struct timeval conn_tv = { 1, 0 }, cmd_tv = { 2, 0 };
-
-    st->c = redisConnectWithTimeout(st->t.host, st->t.port, conn_tv);
-    if (st->c == NULL || st->c->err) {
-        set_error(st, "connect", st->c ? st->c->errstr : "out of memory");
-        goto fail;
+    if (nr_redis_connect(&st->t, NR_REDIS_COMMAND_MS, &st->c, st->error,
+                         sizeof(st->error)) < 0) {
+        st->c = NULL;
+        report_trouble(st);
+        drop_conn(st);
+        return false;
     }
-    if (redisSetTimeout(st->c, cmd_tv) != REDIS_OK) {
-        set_error(st, "connect", st->c->errstr);
-        goto fail;
-    }
-    if (st->t.password) {
-        redisReply *rep = st->t.user
-            ? redisCommand(st->c, "AUTH %s %s", st->t.user, st->t.password)
-            : redisCommand(st->c, "AUTH %s", st->t.password);
-        if (!setup_cmd(st, "AUTH", rep))
-            goto fail;
-    }
-    if (st->t.db && !setup_cmd(st, "SELECT", redisCommand(st->c, "SELECT %d", st->t.db)))
-        goto fail;
     st->backoff = NR_REDIS_BACKOFF_MIN_S;
     st->outage = false;
     if (!st->said_connected) {
@@ -252,10 +123,6 @@ static bool redis_connect(struct redis_state *st)
                          1, ~(unsigned)NR_SINK_REDIS, 0);
     }
     return true;
-fail:
-    report_trouble(st);
-    drop_conn(st);
-    return false;
 }
 
 /* ------------------------------------------------------------ publish */
@@ -340,11 +207,10 @@ void *nr_log_redis_main(void *arg)
         target_from_keys(&st);
     } else {
         st.masked = nr_config_mask_url(nr_log_set.redis_url);
-        st.url_ok = parse_url(nr_log_set.redis_url, &st.t) == NR_OK;
-    }
-    if (!st.url_ok) {
-        set_error(&st, "bad scheduler.redis_url", "expected redis://[:password@]host[:port][/db]");
-        report_trouble(&st);
+        st.url_ok = nr_redis_url_parse(nr_log_set.redis_url, "scheduler.redis_url", &st.t,
+                                       st.error, sizeof(st.error)) == 0;
+        if (!st.url_ok)
+            report_trouble(&st);
     }
 
     for (;;) {
@@ -360,7 +226,7 @@ void *nr_log_redis_main(void *arg)
 
     if (st.c)
         redisFree(st.c);
-    target_clear(&st.t);
+    nr_redis_url_clear(&st.t);
     free(st.masked);
     nr_sbuf_free(&st.json);
     return NULL;

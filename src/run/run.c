@@ -488,6 +488,16 @@ static void fail_device(struct run *run, size_t idx, const char *error)
     json_decref(res.details);
 }
 
+/* devices.port is an int column: past 65535 the socket API wraps it (port
+ * 101599 is 36063 there) and the credentials would go to whatever listens
+ * on that port; a negative value is no port either.  0 and NULL mean 22,
+ * as NetRaven reads them.  Checked before any handler runs, for every job
+ * type: a device row this wrong gets no connection at all. */
+static bool device_port_ok(const struct nr_device *dev)
+{
+    return dev->port >= 0 && dev->port <= 65535;
+}
+
 /* Dispatch every device and collect the results; returns the final status. */
 static const char *dispatch_devices(struct run *run)
 {
@@ -503,6 +513,18 @@ static const char *dispatch_devices(struct run *run)
         struct run_task *t = &run->tasks[i];
         t->run = run;
         t->idx = i;
+        if (!device_port_ok(&run->devices[i])) {
+            char *why = nr_asprintf("device port %d is outside 1-65535 (0 or NULL means 22); "
+                                    "nothing was connected", run->devices[i].port);
+
+            NR_LOG(NR_EV_TASK_NON_RETRIABLE, jid, run->devices[i].id,
+                   NR_S("device_name", run->devices[i].hostname),
+                   NR_S("job_name", run->job.name), NR_S("error", why),
+                   NR_I("port", run->devices[i].port));
+            fail_device(run, i, why);
+            free(why);
+            continue;
+        }
         if (run->handler->needs_credentials &&
             nr_cred_set_get(run->creds, run->devices[i].id, NULL) == NULL) {
             NR_LOG(NR_EV_DEVICE_NO_CREDENTIALS, jid, run->devices[i].id,

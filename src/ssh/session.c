@@ -10,13 +10,15 @@
  * SSH_OPTIONS_FD; from ssh_connect() on, libssh owns it (see close_ssh).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>    /* TCP_NODELAY, and TCP_INFO's tcpi_data_segs_in */
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -609,6 +611,53 @@ static int check_host_key(struct nr_ssh *s, const char *known_hosts)
     }
 }
 
+/* Segments with data the peer has sent on fd (TCP_INFO; its FIN alone
+ * carries none), or -1 when the kernel does not say (before Linux 4.6). */
+static long long tcp_data_segs_in(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    memset(&ti, 0, sizeof(ti));
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_data_segs_in) + sizeof(ti.tcpi_data_segs_in))
+        return -1;
+    return (long long)ti.tcpi_data_segs_in;
+}
+
+/*
+ * ssh_connect() failed: say why, in the class the dispatcher acts on.
+ * libssh reports "disconnected" alike for a peer that closed at once and
+ * for one that sent something else than an SSH version (an HTTP reply,
+ * noise, a line too long for a banner) and then closed.  The first is
+ * `refused` (retried, and the breaker counts it as nothing listening);
+ * the second answered, and not in SSH: `protocol`, which asking again does
+ * not change.  watch is a descriptor of the same socket, kept by us, whose
+ * TCP_INFO tells the two apart.
+ */
+static int handshake_failed(struct nr_ssh *s, uint64_t deadline, int watch)
+{
+    ssh_session ss = s->i->sess;
+    long long got;
+
+    if (nr_mono_ns() >= deadline || nr_strcasestr(ssh_get_error(ss), "timeout"))
+        return nr_ssh_fail(s, NR_SSH_TIMEOUT, NR_SSH_STAGE_CONNECT,
+                           "SSH handshake with %s:%d: no answer within %.3gs",
+                           s->t.host, s->t.port, connect_timeout(s));
+    if (ssh_get_serverbanner(ss) != NULL)
+        return nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT,
+                           "SSH handshake with %s:%d: %s", s->t.host, s->t.port,
+                           ssh_get_error(ss));
+    got = tcp_data_segs_in(watch);
+    if (got > 0)
+        return nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT,
+                           "%s:%d is not an SSH server: it sent something else than an SSH "
+                           "version line (%s)", s->t.host, s->t.port, ssh_get_error(ss));
+    return nr_ssh_fail(s, NR_SSH_REFUSED, NR_SSH_STAGE_CONNECT,
+                       "%s:%d closed the connection before the SSH banner (%s)",
+                       s->t.host, s->t.port, ssh_get_error(ss));
+}
+
 static int ssh_handshake(struct nr_ssh *s, uint64_t deadline)
 {
     struct nr_ssh_i *i = s->i;
@@ -622,23 +671,15 @@ static int ssh_handshake(struct nr_ssh *s, uint64_t deadline)
     }
     rc = set_options(s, known_hosts);
     if (rc == 0) {
+        /* a descriptor of our own on the socket, for handshake_failed() */
+        int watch = fcntl(i->fd, F_DUPFD_CLOEXEC, 0);
+
         set_ssh_timeout(s, deadline);
         i->fd_given = true;     /* libssh closes it from now on */
-        if (ssh_connect(i->sess) != SSH_OK) {
-            if (nr_mono_ns() >= deadline ||
-                nr_strcasestr(ssh_get_error(i->sess), "timeout"))
-                rc = nr_ssh_fail(s, NR_SSH_TIMEOUT, NR_SSH_STAGE_CONNECT,
-                                 "SSH handshake with %s:%d: no answer within %.3gs",
-                                 s->t.host, s->t.port, connect_timeout(s));
-            else if (ssh_get_serverbanner(i->sess) == NULL)
-                rc = nr_ssh_fail(s, NR_SSH_REFUSED, NR_SSH_STAGE_CONNECT,
-                                 "%s:%d closed the connection before the SSH banner (%s)",
-                                 s->t.host, s->t.port, ssh_get_error(i->sess));
-            else
-                rc = nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT,
-                                 "SSH handshake with %s:%d: %s", s->t.host, s->t.port,
-                                 ssh_get_error(i->sess));
-        }
+        if (ssh_connect(i->sess) != SSH_OK)
+            rc = handshake_failed(s, deadline, watch);
+        if (watch >= 0)
+            close(watch);
     }
     if (rc == 0) {
         describe(s);
@@ -779,7 +820,7 @@ struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_t
         s->t.host = "";
     if (s->t.device_name == NULL || s->t.device_name[0] == '\0')
         s->t.device_name = s->t.host;
-    if (s->t.port <= 0)
+    if (s->t.port == 0)
         s->t.port = 22;
     s->i = nr_calloc(1, sizeof(*s->i));
     s->i->fd = -1;
@@ -792,6 +833,14 @@ struct nr_ssh *nr_ssh_connect(const struct nr_config *cfg, const struct nr_ssh_t
            NR_S("device_name", s->t.device_name), NR_S("host", s->t.host),
            NR_I("port", s->t.port));
     s->stage = NR_SSH_STAGE_CONNECT;
+    /* Past 65535 getaddrinfo() wraps the port (101599 -> 36063) and the
+     * credentials would go there: refuse before any socket exists. */
+    if (s->t.port < 0 || s->t.port > 65535) {
+        nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT,
+                    "port %d of %s is outside 1-65535; nothing was connected", s->t.port,
+                    s->t.host);
+        return s;
+    }
     if (tcp_connect(s, deadline_after(tmo)) < 0)
         return s;
     if (ssh_handshake(s, deadline_after(tmo)) < 0)

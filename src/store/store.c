@@ -61,29 +61,35 @@ static void store_clear_err(struct nr_store *s)
     s->errstr[0] = '\0';
 }
 
-/* Replace every occurrence of secret in s->errstr by "****". */
-static void store_scrub(struct nr_store *s, const char *secret)
+/* Replace every occurrence of secret in msg (size bytes) by "****", in one
+ * left-to-right pass, so that a secret found inside "****" cannot loop.
+ * Messages are one line of at most 1023 bytes (longer ones are cut). */
+static void scrub_one(char *msg, size_t size, const char *secret)
 {
-    char out[sizeof(s->errstr)];
-    size_t slen, n = 0;
-    const char *p, *hit;
+    char out[1024];
+    size_t slen, n = 0, cap;
+    const char *p;
 
-    if (secret == NULL || (slen = strlen(secret)) == 0 || strstr(s->errstr, secret) == NULL)
+    if (secret == NULL || (slen = strlen(secret)) == 0 || size == 0 ||
+        strstr(msg, secret) == NULL)
         return;
-    for (p = s->errstr; (hit = strstr(p, secret)) != NULL; p = hit + slen) {
-        n += (size_t)snprintf(out + n, sizeof(out) - n, "%.*s****", (int)(hit - p), p);
-        if (n >= sizeof(out))
-            break;
+    cap = size < sizeof(out) ? size : sizeof(out);
+    for (p = msg; *p != '\0' && n + 1 < cap;) {
+        if (strncmp(p, secret, slen) == 0) {
+            for (int k = 0; k < 4 && n + 1 < cap; k++)
+                out[n++] = '*';
+            p += slen;
+        } else {
+            out[n++] = *p++;
+        }
     }
-    if (n < sizeof(out))
-        snprintf(out + n, sizeof(out) - n, "%s", p);
-    memcpy(s->errstr, out, sizeof(out));
-    s->errstr[sizeof(s->errstr) - 1] = '\0';
+    out[n] = '\0';
+    memcpy(msg, out, n + 1);
 }
 
 /* The password as written in a URI's userinfo (still percent-encoded),
  * malloc'd, or NULL.  libpq decodes it, and some of its URI errors quote
- * the raw text, so both forms are scrubbed from connect errors. */
+ * the raw text ("invalid percent-encoded token"), so both forms go. */
 static char *store_uri_password(const char *url)
 {
     const char *p = strstr(url, "://");
@@ -122,13 +128,29 @@ static char *store_conninfo_password(const char *url)
     return pw;
 }
 
+void nr_store_scrub(char *msg, size_t size, const char *url)
+{
+    char *conninfo, *pw;
+
+    if (msg == NULL || url == NULL || *url == '\0')
+        return;
+    conninfo = nr_config_libpq_url(url);
+    pw = store_conninfo_password(conninfo);
+    scrub_one(msg, size, pw);
+    free(pw);
+    pw = store_uri_password(conninfo);
+    scrub_one(msg, size, pw);
+    free(pw);
+    free(conninfo);
+}
+
 /* Record that the connection is unusable; msg from libpq. */
 static int store_fail_conn(struct nr_store *s, const char *what, const char *msg)
 {
     s->err = NR_EIO;
     store_set_errstr(s, what, msg);
     if (s->conn != NULL)
-        store_scrub(s, PQpass(s->conn));
+        scrub_one(s->errstr, sizeof(s->errstr), PQpass(s->conn));
     return NR_EIO;
 }
 
@@ -247,7 +269,7 @@ struct nr_store *nr_store_connect(const char *url)
     const char *vals[] = { STORE_CONNECT_TIMEOUT, STORE_APP_NAME, "30", "10", "3",
                            NULL, NULL };
     struct nr_store *s = nr_calloc(1, sizeof(*s));
-    char *conninfo, *pw;
+    char *conninfo;
 
     if (url == NULL || *url == '\0') {
         s->err = NR_EINVAL;
@@ -263,12 +285,7 @@ struct nr_store *nr_store_connect(const char *url)
         store_fail_conn(s, "connect", "out of memory");
     } else if (PQstatus(s->conn) != CONNECTION_OK) {
         store_fail_conn(s, "connect", PQerrorMessage(s->conn));
-        pw = store_conninfo_password(conninfo);
-        store_scrub(s, pw);
-        free(pw);
-        pw = store_uri_password(conninfo);
-        store_scrub(s, pw);
-        free(pw);
+        nr_store_scrub(s->errstr, sizeof(s->errstr), conninfo);
     } else {
         PQsetNoticeProcessor(s->conn, store_notice, NULL);
     }

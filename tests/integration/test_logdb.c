@@ -385,6 +385,57 @@ START_TEST(session_redis_away)
 }
 END_TEST
 
+/* database.url with a password libpq cannot %-decode: libpq's error quotes
+ * the raw token ("invalid percent-encoded token: ..."), and the DB writer
+ * says why PostgreSQL is unavailable.  The password never reaches stdout
+ * or stderr (issue 10, defect 3). */
+START_TEST(db_password_never_printed)
+{
+    static const char pw[] = "Hunter2%zz";
+    const char *base = nrt_db_url(), *auth = strstr(base, "://"), *at;
+    struct nr_config c;
+    char *url, *out, *err, *err_path = nr_asprintf("%s/stderr", scratch);
+    int saved_stderr, fd;
+
+    ck_assert_ptr_nonnull(auth);
+    auth += 3;
+    at = strchr(auth, '@');
+    if (at != NULL)     /* the test URL's user, with the bad password added */
+        url = nr_asprintf("postgresql://%.*s:%s%s", (int)(at - auth), auth, pw, at);
+    else
+        url = nr_asprintf("postgresql://nr:%s@%s", pw, auth);
+    cfg_db(&c);
+    c.database.url = url;
+    c.worker.spool_dir = scratch;       /* the row waits there: shutdown is quick */
+
+    capture_begin();
+    fflush(stderr);
+    saved_stderr = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    dup2(fd, 2);
+    close(fd);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_JOB_STARTED, job_a, 0, NR_S("job_name", "log-job-a"));
+    nr_log_flush(1);    /* the writer has tried PostgreSQL by then (connect fails at once) */
+    nr_log_shutdown();
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    out = capture_end();
+    err = nrt_read_file(err_path);
+
+    ck_assert_msg(strstr(out, "PostgreSQL unavailable") != NULL, "no outage said: %s", out);
+    ck_assert_msg(strstr(out, "percent-encoded") != NULL, "not libpq's reason: %s", out);
+    ck_assert_msg(strstr(out, "Hunter2") == NULL, "password on stdout: %s", out);
+    ck_assert_msg(err == NULL || strstr(err, "Hunter2") == NULL, "password on stderr: %s", err);
+    free(out);
+    free(err);
+    free(err_path);
+    free(url);
+}
+END_TEST
+
 static Suite *logdb_suite(void)
 {
     Suite *s = suite_create("logdb");
@@ -395,6 +446,7 @@ static Suite *logdb_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, rows_reach_logs);
     tcase_add_test(tc, rows_with_unknown_ids);
+    tcase_add_test(tc, db_password_never_printed);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("restart");

@@ -12,10 +12,14 @@
  * calls the handlers directly, then scans that file for secrets.
  */
 #include <check.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -857,6 +861,126 @@ START_TEST(round_trips)
 }
 END_TEST
 
+/* ---- peers that are not SSH servers ---------------------------------------- */
+
+/* A listener of the test's own on loopback: it takes one connection, sends
+ * what it was given (no SSH version line in it), ends its side, and reads
+ * until the client gives up. */
+struct bogus_peer {
+    int         lfd, port;
+    const char *data;
+    size_t      len;
+    pthread_t   th;
+};
+
+static void *bogus_main(void *arg)
+{
+    struct bogus_peer *b = arg;
+    int fd = accept(b->lfd, NULL, NULL);
+    char buf[4096];
+
+    if (fd < 0)
+        return NULL;
+    for (size_t off = 0; off < b->len;) {
+        ssize_t w = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
+
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    shutdown(fd, SHUT_WR);      /* then EOF: the client has all there is */
+    while (recv(fd, buf, sizeof(buf), 0) > 0)
+        ;
+    close(fd);
+    return NULL;
+}
+
+static void bogus_start(struct bogus_peer *b, const char *data, size_t len)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+
+    b->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(b->lfd, 0);
+    ck_assert_int_eq(bind(b->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(b->lfd, 4), 0);
+    ck_assert_int_eq(getsockname(b->lfd, (struct sockaddr *)&sa, &sl), 0);
+    b->port = ntohs(sa.sin_port);
+    b->data = data;
+    b->len = len;
+    ck_assert_int_eq(pthread_create(&b->th, NULL, bogus_main, b), 0);
+}
+
+static void bogus_stop(struct bogus_peer *b)
+{
+    pthread_join(b->th, NULL);
+    close(b->lfd);
+}
+
+/* A peer that answers with something other than an SSH version (an HTTP
+ * reply, binary noise, a 1 MB line) failed the handshake: class protocol
+ * at connect, which the dispatcher does not retry and the breaker does not
+ * count as "nothing listened".  It was called `refused` (issue 10,
+ * defect 7).  A peer that closes at once stays `refused`. */
+START_TEST(handshake_garbage_is_protocol)
+{
+    static const char http[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    static char noise[4096], longline[1024 * 1024 + 2];
+    struct { const char *what, *data; size_t len; const char *cls; } cases[] = {
+        { "an HTTP reply", http, sizeof(http) - 1, "protocol" },
+        { "binary noise", noise, sizeof(noise), "protocol" },
+        { "a 1 MB line", longline, sizeof(longline), "protocol" },
+        { "nothing (closed at once)", "", 0, "refused" },
+    };
+    char *log;
+
+    for (size_t i = 0; i < sizeof(noise); i++)
+        noise[i] = (char)((i * 151u + 7u) & 0xff);
+    memset(longline, 'x', sizeof(longline));
+    longline[sizeof(longline) - 2] = '\r';
+    longline[sizeof(longline) - 1] = '\n';
+
+    test_begin("handshake", NULL);
+    for (size_t i = 0; i < NR_ARRAY_LEN(cases); i++) {
+        struct bogus_peer b;
+        struct nr_device dev = { .id = 7, .ip_address = "127.0.0.1", .device_type = "cisco_ios",
+                                 .hostname = "h-bogus" };
+        struct nr_job job = { .id = 42, .name = "ssh-test" };
+        struct nr_handler_ctx ctx = { .cfg = &cfg, .job = &job, .device = &dev,
+                                      .creds = &cred_ok, .ncreds = 1 };
+        struct nr_result res;
+        const char *cls, *stage;
+        double t0 = nr_mono_ms(), ms;
+
+        bogus_start(&b, cases[i].data, cases[i].len);
+        dev.port = b.port;
+        memset(&res, 0, sizeof(res));
+        nr_handler_config_backup(&ctx, &res);
+        ms = nr_mono_ms() - t0;
+        bogus_stop(&b);
+        ck_assert_ptr_nonnull(res.details);
+        cls = json_string_value(json_object_get(res.details, "class"));
+        stage = json_string_value(json_object_get(res.details, "stage"));
+        fprintf(stderr, "  %-26s %s at %s: %s\n", cases[i].what, cls, stage,
+                json_string_value(json_object_get(res.details, "error")));
+        ck_assert(!res.success);
+        ck_assert_msg(cls && strcmp(cls, cases[i].cls) == 0, "%s: class %s, want %s",
+                      cases[i].what, cls, cases[i].cls);
+        ck_assert_msg(stage && strcmp(stage, "connect") == 0, "%s: stage %s", cases[i].what,
+                      stage);
+        /* protocol at connect is not retried; refused is (nothing listened) */
+        ck_assert_int_eq(res.fail, strcmp(cases[i].cls, "protocol") == 0 ? NR_FAIL_PERMANENT
+                                                                          : NR_FAIL_TRANSIENT);
+        ck_assert_msg(ms < (TMO_S + 1.5) * 1000, "%s took %.0f ms", cases[i].what, ms);
+        json_decref(res.details);
+        free(res.config);
+    }
+    log = test_end();
+    ck_assert_ptr_nonnull(strstr(log, "Connection to 'h-bogus' failed (protocol)"));
+    free(log);
+}
+END_TEST
+
 static Suite *ssh_suite(void)
 {
     Suite *s = suite_create("ssh");
@@ -874,6 +998,7 @@ static Suite *ssh_suite(void)
     tcase_add_test(tc, command_handler);
     tcase_add_test(tc, credential_fallback);
     tcase_add_test(tc, round_trips);
+    tcase_add_test(tc, handshake_garbage_is_protocol);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -476,6 +477,95 @@ START_TEST(python_rq_job_through_the_daemon)
 }
 END_TEST
 
+/* A listener has a connection waiting (or had one): readable at once. */
+static bool had_connection(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    return poll(&p, 1, 0) == 1;
+}
+
+static long long add_device_port(const char *name, const char *ip, long long port, long long tag)
+{
+    long long id = nrt_sql_int(db,
+        "INSERT INTO devices (hostname, ip_address, device_type, port) "
+        "VALUES ('%s', '%s', 'cisco_ios', %lld) RETURNING id", name, ip, port);
+    PQclear(nrt_sql(db, "INSERT INTO device_tag_association VALUES (%lld, %lld)", id, tag));
+    return id;
+}
+
+static char *result_error(long long job, long long dev)
+{
+    return nrt_sql_str(db, "SELECT details->>'error' FROM job_results WHERE job_id = %lld "
+                           "AND device_id = %lld AND status = 'failure'", job, dev);
+}
+
+/* devices.port past 65535 used to wrap in getaddrinfo (101599 -> 36063),
+ * and the credentials went to whatever listened there; a negative port
+ * became 22.  Both are refused before any connection, with a failure
+ * result naming the port, for SSH handlers and reachability alike; 0
+ * still means 22 (issue 10, defect 8). */
+START_TEST(device_port_out_of_range_is_refused)
+{
+    int wrapped = listen_on("127.1.3.9", 101599 - 65536);  /* where the wrap went */
+    int l22 = listen_on("127.1.3.10", 22);                 /* where -1 went */
+    int l0 = listen_on("127.1.3.11", 22);                  /* port 0: 22, as NetRaven */
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('ports', 'device') RETURNING id");
+    long long big = add_device_port("port-big", "127.1.3.9", 101599, tag);
+    long long neg = add_device_port("port-neg", "127.1.3.10", -1, tag);
+    long long cred = nrt_sql_int(db, "INSERT INTO credentials (username, password, priority) "
+                                     "VALUES ('admin', 'portLogin-Pw.5tG', 10) RETURNING id");
+    PQclear(nrt_sql(db, "INSERT INTO credential_tag_association VALUES (%lld, %lld)", cred, tag));
+    long long backup = add_job("ports-backup", "config_backup", tag);
+
+    char *spool = spool_env();
+    char *extra[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=1", "NETRAVEN_WORKER__RETRY_ATTEMPTS=0",
+                      spool, NULL };
+    struct nrt_proc w;
+    start_worker(&w, extra);
+
+    char *out = enqueue_wait(backup);
+    ck_assert_msg(strstr(out, "COMPLETED_FAILURE") != NULL, "enqueue printed: %s", out);
+    free(out);
+    char *e = result_error(backup, big);
+    ck_assert_msg(e && strstr(e, "port 101599") && strstr(e, "1-65535"), "error: %s", e ? e : "(null)");
+    free(e);
+    e = result_error(backup, neg);
+    ck_assert_msg(e && strstr(e, "port -1") && strstr(e, "1-65535"), "error: %s", e ? e : "(null)");
+    free(e);
+    ck_assert_msg(!had_connection(wrapped), "the wrapped port 36063 was connected to");
+    ck_assert_msg(!had_connection(l22), "port -1 was connected to as 22");
+
+    /* reachability: the same refusal; port 0 is 22 and probed as ever */
+    long long zero = add_device_port("port-zero", "127.1.3.11", 0, tag);
+    long long reach = add_job("ports-reach", "reachability", tag);
+    out = enqueue_wait(reach);
+    ck_assert_msg(strstr(out, "COMPLETED_PARTIAL_FAILURE") != NULL, "enqueue printed: %s", out);
+    free(out);
+    e = result_error(reach, big);
+    ck_assert_msg(e && strstr(e, "port 101599"), "error: %s", e ? e : "(null)");
+    free(e);
+    e = result_error(reach, neg);
+    ck_assert_msg(e && strstr(e, "port -1"), "error: %s", e ? e : "(null)");
+    free(e);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld "
+                                     "AND device_id = %lld AND status = 'success'", reach, zero), 1);
+    ck_assert_msg(!had_connection(wrapped), "the wrapped port 36063 was connected to");
+    ck_assert_msg(!had_connection(l22), "port -1 was connected to as 22");
+    ck_assert_msg(had_connection(l0), "port 0 was not probed as 22");
+    /* the job log says why, with the device's ids */
+    ck_assert(nrt_wait_sql(db, "1", 15, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                           "device_id = %lld AND message LIKE '%%device port 101599 is outside%%'",
+                           backup, big));
+
+    stop_worker_ok(&w);
+    nrt_proc_clear(&w);
+    close(wrapped);
+    close(l22);
+    close(l0);
+    free(spool);
+}
+END_TEST
+
 START_TEST(check_config_refuses_bad_values_and_masks_secrets)
 {
     char *argv[] = { (char *)nrt_worker_bin(), "check-config", NULL };
@@ -520,6 +610,7 @@ int main(void)
     tcase_add_test(tc, file_logging_on_and_unwritable);
     tcase_add_test(tc, python_rq_job_through_the_daemon);
     tcase_add_test(tc, check_config_refuses_bad_values_and_masks_secrets);
+    tcase_add_test(tc, device_port_out_of_range_is_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
