@@ -130,7 +130,8 @@ struct daemon {
     size_t                  n_unacked;
     char                  **inflight;   /* entry ids handed to the runner */
     size_t                  n_inflight;
-    uint64_t                next_claim; /* mono ns of the next touch/claim */
+    uint64_t                next_touch; /* mono ns of the next touch of inflight */
+    uint64_t                next_claim; /* mono ns of the next claim */
     bool                    redis_down;
 };
 
@@ -249,7 +250,16 @@ static void handle_entry(struct daemon *d, struct nr_queue_msg *m)
     struct nr_run_request req = { 0 };
     char *reason = NULL;
 
-    if (m->payload == NULL)
+    /* Delivered again and again, never acknowledged: every worker that took
+     * it died, gave it back or could not record its run (a PostgreSQL
+     * outage is waited out inside the run, so it does not count here).
+     * Running it once more would likely take the next worker down. */
+    if (m->deliveries > d->cfg->worker.max_deliveries)
+        reason = nr_asprintf("delivered %lld times without being acknowledged "
+                             "(worker.max_deliveries is %d): each worker that took it "
+                             "died, gave it back or could not record its run",
+                             m->deliveries, d->cfg->worker.max_deliveries);
+    else if (m->payload == NULL)
         reason = nr_strdup("entry has no 'payload' field");
     else if (nr_payload_parse(m->payload, m->payload_len, &req.payload, &reason) != 0 &&
              reason == NULL)
@@ -277,9 +287,27 @@ static void handle_entry(struct daemon *d, struct nr_queue_msg *m)
     }
 }
 
-/* Every third of worker.claim_idle_seconds: keep the entries we run from
- * looking idle, then take over entries that a dead worker (or a run of
- * ours that could not be recorded) left pending for claim_idle_seconds. */
+/* Every third of worker.claim_idle_seconds, whatever the run slots do: keep
+ * the entries we run from looking idle.  It must not wait for a free slot:
+ * a worker whose every slot runs longer than claim_idle_seconds would have
+ * its entries taken over, and run twice, by another worker (or by its own
+ * next claim).  The loop comes here at least every half second, the
+ * runner's wait, so the touch is at most that late. */
+static void keep_fresh(struct daemon *d)
+{
+    uint64_t now = nr_mono_ns();
+
+    if (now < d->next_touch || d->n_inflight == 0)
+        return;
+    if (nr_queue_touch(d->q, d->inflight, d->n_inflight) < 0)
+        return;         /* err is set: the loop reconnects, then touches */
+    d->next_touch = now + (uint64_t)d->cfg->worker.claim_idle_seconds * 1000000000ull / 3;
+}
+
+/* Every third of worker.claim_idle_seconds, when a slot is free: take over
+ * entries that a dead worker (or a run of ours that could not be recorded)
+ * left pending for claim_idle_seconds.  keep_fresh() runs first in every
+ * turn of the loop, so none of our own runs looks idle to this claim. */
 static void claim_idle(struct daemon *d, struct nr_queue_msg *msgs, size_t free_slots)
 {
     uint64_t now = nr_mono_ns();
@@ -288,8 +316,6 @@ static void claim_idle(struct daemon *d, struct nr_queue_msg *msgs, size_t free_
     if (now < d->next_claim)
         return;
     d->next_claim = now + (uint64_t)d->cfg->worker.claim_idle_seconds * 1000000000ull / 3;
-    if (nr_queue_touch(d->q, d->inflight, d->n_inflight) < 0)
-        return;
     if (nr_queue_claim(d->q, (long)d->cfg->worker.claim_idle_seconds * 1000, msgs,
                        free_slots, &n) < 0)
         return;
@@ -323,6 +349,9 @@ static void intake_loop(struct daemon *d)
         if (!redis_ensure(d, &backoff))
             continue;
         settle_completions(d);
+        keep_fresh(d);
+        if (d->q->err)
+            continue;
 
         size_t free_slots = nr_runner_free_slots(d->runner);
         if (free_slots == 0) {

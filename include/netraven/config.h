@@ -106,6 +106,7 @@ struct nr_config {
         int    max_credential_attempts;
         long   max_output_bytes;
         int    claim_idle_seconds;
+        int    max_deliveries;      /* stream deliveries before the dead stream */
         int    shutdown_grace_seconds;
         char  *spool_dir;
         char  *consumer_name;       /* stream consumer / RQ worker name; default host:pid */

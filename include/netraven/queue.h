@@ -5,8 +5,15 @@
  * "payload", holding {"job_id": N} with optional "device_ids": [..],
  * "job_type", "run_id" and "commands": [..].  Workers read them through the
  * consumer group queue.group (netraven-workers); an entry is acknowledged
- * only after its run is recorded.  An entry that cannot be run is copied to
- * queue.dead_stream with the reason, then acknowledged.
+ * only after its run is recorded, and deleted from the stream as it is
+ * acknowledged, so the stream holds only entries not yet done.  An entry
+ * that cannot be run is copied to queue.dead_stream with the reason, then
+ * acknowledged and deleted; so is one delivered more than
+ * worker.max_deliveries times (a poison entry that kills every worker that
+ * takes it): msg.deliveries tells the caller.
+ *
+ * No function frees what the caller passed in; replies and messages handed
+ * out are the caller's to clear, on the error path too.
  *
  * One struct nr_queue is one Redis connection; not thread-safe.
  *
@@ -37,6 +44,10 @@ struct nr_queue_msg {
     char  *entry_id;            /* "1700000000000-0" */
     char  *payload;             /* raw field value; NULL if the field is missing */
     size_t payload_len;
+    long long deliveries;       /* times Redis has handed the entry out, this time
+                                 * included (XPENDING's delivery count): 1 for a new
+                                 * entry, more for one re-read after a restart or
+                                 * claimed; 0 when Redis no longer knew it */
 };
 
 /* A parsed payload. */
@@ -65,7 +76,8 @@ void nr_queue_free(struct nr_queue *q);
 
 /* Read up to max entries: first this consumer's own pending entries that
  * were never acknowledged (after a restart), then new ones, blocking up to
- * block_ms.  Returns 0 with *n set (possibly 0), or NR_EIO. */
+ * block_ms.  Returns 0 with *n set (possibly 0) and msgs[0..n) filled
+ * (deliveries too), or NR_EIO with msgs untouched. */
 int  nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
                    int block_ms, size_t *n);
 void nr_queue_msg_clear(struct nr_queue_msg *m);
@@ -73,8 +85,12 @@ void nr_queue_msg_clear(struct nr_queue_msg *m);
 /* Take over entries that other consumers (a dead worker) have held
  * pending for at least idle_ms without acknowledging them: XAUTOCLAIM, up
  * to max, continuing from where the previous call stopped.  Entries whose
- * data was deleted are acknowledged and skipped.  Returns 0 with *n set,
- * or NR_EIO. */
+ * data was deleted are acknowledged and skipped.  Claims nothing (0, *n 0)
+ * until nr_queue_read() has re-read this consumer's own pending entries
+ * after the connect, which would hand the claimed ones out again.  Returns
+ * 0 with *n set and
+ * msgs[0..n) filled (deliveries counts this claim), or NR_EIO with msgs
+ * untouched (the entries claimed stay pending, for a later claim). */
 int  nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
                     size_t max, size_t *n);
 
@@ -83,13 +99,14 @@ int  nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
  * 0 or NR_EIO. */
 int  nr_queue_touch(struct nr_queue *q, char *const *entry_ids, size_t n);
 
-/* XACK the entry.  Also pushes final_status (may be NULL) to the entry's
- * done list (netraven:jobs:done:<entry_id>, expiring after an hour) for
+/* XACK the entry and XDEL it from the stream, in one transaction.  Also
+ * pushes final_status (may be NULL) to the entry's done list
+ * (netraven:jobs:done:<entry_id>, expiring after an hour) for
  * `enqueue --wait`.  0 or NR_EIO. */
 int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_status);
 
 /* Copy the entry to the dead-letter stream with fields payload, reason,
- * entry_id, consumer, then acknowledge it.  0 or NR_EIO. */
+ * entry_id, consumer, then acknowledge and delete it.  0 or NR_EIO. */
 int nr_queue_dead(struct nr_queue *q, const struct nr_queue_msg *m, const char *reason);
 
 /* XADD a payload to the stream; the new entry id is written to

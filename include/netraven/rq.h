@@ -31,12 +31,17 @@
  *        deadline of every job it holds and refresh the worker key (TTL
  *        480 s); every CLEANUP_S (60 s, and once at start): fail or requeue
  *        jobs abandoned by dead workers;
- *     3. when the runner has a free slot: BLPOP over the queues (1 s while
- *        runs are in flight, so completions are written promptly, else
- *        2 s, so a stop is seen soon: both far below the worker key's TTL;
- *        before each, `rq suspend` is honoured), decode and check the
- *        job, mark it started, submit it; else wait on the runner's
- *        completion condition for up to 1 s.
+ *     3. when the runner has a free slot: take a job (an atomic move from
+ *        the first non-empty queue into this worker's intake list, see
+ *        "Taking" below; when all are empty, a blocking move on the first
+ *        queue for 1 s while runs are in flight or several queues are
+ *        served, so completions are written and the other queues looked
+ *        at promptly, else 2 s, so a stop is seen soon: all far below the
+ *        worker key's TTL; before each, `rq suspend` is honoured), decode
+ *        and check the job, mark it started, submit it; else wait on the
+ *        runner's completion condition for up to 1 s;
+ *     4. fail the runs that outlive their job's RQ `timeout` (see
+ *        "Timeouts" below).
  *   The runner's slots are shared with the native stream intake (main
  *   thread), so a submit may find the slot taken: the job, already marked
  *   started, is then held (and heart-beaten) until a slot frees.
@@ -45,7 +50,42 @@
  *   polls it every 0.2 s while it runs and heart-beats its job meanwhile.
  *   A Redis failure closes the connection; the loop reconnects with backoff
  *   (0.5 s doubling to 10 s) and keeps completions it could not write until
- *   then.  Runs go on meanwhile; they never wait on Redis.
+ *   then.  Runs go on meanwhile; they never wait on Redis.  A command Redis
+ *   refuses on a connection that stays up (say WRONGTYPE: someone wrote
+ *   `SET rq:queue:low x`) is retried after its own backoff (0.5 s doubling
+ *   to 10 s), is logged once when it starts failing and once when it
+ *   works again, and holds up nothing else: the take from one queue is
+ *   refused alone, the other queues are served meanwhile.
+ *
+ * Taking (a job is never lost between its queue and its start):
+ *   a job moves (LMOVE / BLMOVE, atomic) from rq:queue:<q> to the tail of
+ *   rq:queue:<q>:intake:<worker>, this worker's intake list for that
+ *   queue, and leaves it in the Start MULTI, or in the failure MULTI of a
+ *   job that cannot run, or when it is handed back.  python-rq 2.x does
+ *   the same with one list per queue, rq:queue:<q>:intermediate (its
+ *   Queue.lmove(), only for workers of a single queue, cleaned by
+ *   IntermediateQueue.cleanup(), which fails what stayed there a minute);
+ *   a list per worker is what lets the entries of one dead worker be put
+ *   back without touching those of live ones, and this worker serves
+ *   several queues.  Each worker's name is in the set rq:queue:<q>:intakes
+ *   (written with its registration and every heartbeat).  What an intake
+ *   list holds goes back to the front of its queue, in order
+ *   (nr_rq_recover()): this worker's own at start and after every
+ *   reconnect (but for the jobs it holds: it still starts or fails
+ *   those), and those of workers whose key rq:worker:<w> has expired
+ *   (480 s without a heartbeat), at every cleanup.  Marking a job started checks,
+ *   under WATCH, that it is still in the intake list: a worker taken for
+ *   dead that comes back never starts a job that was put back meanwhile.
+ *
+ * Timeouts: a run_job or retention call still running past the job's
+ *   `timeout` (the hash field; 180 s, RQ's default, when empty; -1: none)
+ *   fails in RQ with "JobTimeoutException: job timed out after N s", as a
+ *   Python worker reports it, and is never retried (the run goes on: a
+ *   retry would run the same NetRaven job twice at once).  Runs cannot be
+ *   killed: a run_job run is abandoned, as the shutdown path abandons runs
+ *   past the grace time (its runner slot stays taken until it ends, it
+ *   still records its own outcome in NetRaven's database, and nothing of
+ *   it is written to RQ); a retention call stops before its next device.
  *
  * Outcome mapping (NetRaven's run_job returns normally after any run it
  * recorded, whatever the job's status; it raises when the database fails):
@@ -181,8 +221,12 @@ struct nr_rq_job {
     long    result_ttl;         /* result_ttl, else 500; -1 = forever */
     long    failure_ttl;        /* failure_ttl, else 31536000; -1 = forever */
     long    retries_left;       /* 0 when absent */
+    long    timeout;            /* seconds; the field, else 180 (RQ's
+                                   default); 0: none (-1 in RQ) */
     char   *retry_intervals;    /* JSON list, e.g. "[0]" */
     char   *worker_name;        /* the worker that started it, if any */
+    bool    in_intake;          /* in this worker's intake list: set by the
+                                   take, cleared by nr_rq_start() */
     /* features this module does not implement */
     bool    has_callbacks;      /* success/failure/stopped callback set */
     long    repeats_left;       /* 0 when absent */
@@ -201,13 +245,39 @@ int  nr_rq_reset(struct nr_rq *rq);
 void nr_rq_free(struct nr_rq *rq);
 
 /*
- * Take the next job: BLPOP over rq:queue:<q> for every queue, in order,
- * waiting up to timeout_s (1..60), then HGETALL rq:job:<id> and EXISTS of
- * its dependents key.  Returns 0 with *job filled (caller clears it);
- * NR_NOTFOUND when nothing came, or the id had no job hash (a deleted job:
- * skipped, as RQ skips it); NR_EIO.
+ * Take the next job of queue number qi (in rq->queues): LMOVE (timeout_s
+ * 0) or BLMOVE waiting up to timeout_s (1..60) from rq:queue:<q> to the
+ * tail of rq:queue:<q>:intake:<worker> (see "Taking" above), then HGETALL
+ * rq:job:<id> and EXISTS of its dependents key.  Returns 0 with *job
+ * filled (caller clears it; the id stays in the intake list until
+ * nr_rq_start(), nr_rq_fail() or nr_rq_release()); NR_NOTFOUND when
+ * nothing came, or the id had no job hash (a deleted job: skipped, as RQ
+ * skips it, and out of the intake list); NR_EINVAL when Redis refused the
+ * move (rq->errstr says why: say WRONGTYPE on the queue key; the
+ * connection stays usable); NR_EIO.
  */
+int nr_rq_take_from(struct nr_rq *rq, size_t qi, int timeout_s, struct nr_rq_job *job);
+
+/* The same over every queue, in order, waiting up to timeout_s (1..60):
+ * each queue is tried at once, then a blocking move waits on the first
+ * (for 1 s at a time when there are several, then all are tried again).
+ * Stops at the first refusal (NR_EINVAL). */
 int nr_rq_take(struct nr_rq *rq, int timeout_s, struct nr_rq_job *job);
+
+/*
+ * Put back what intake lists of queue hold (jobs taken, never started):
+ * each id moves (LMOVE, atomic: two workers recovering the same list never
+ * duplicate an id) from the tail of the list to the front of its queue, so
+ * the queue's order is kept.  The lists: this worker's own when own is
+ * true, but for the ids of keep (may be NULL: jobs it took and still
+ * holds, after a reconnect; those go back by one MULTI each under WATCH of
+ * the list), and those of every worker of rq:queue:<q>:intakes whose key
+ * rq:worker:<w> no longer exists; a dead worker whose list is then empty
+ * leaves the set.  *moved (may be NULL) counts the ids moved.  0,
+ * NR_EINVAL (refused; errstr) or NR_EIO.
+ */
+int nr_rq_recover(struct nr_rq *rq, const char *queue, bool own,
+                  const struct nr_strlist *keep, size_t *moved);
 
 /* Is the job something this worker can run?  Decodes its data and checks
  * for unimplemented features.  0 with *call, or NR_EINVAL with *reason
@@ -219,8 +289,14 @@ int nr_rq_job_check_call(const struct nr_rq_job *job, struct nr_rq_call *call, c
 int nr_rq_job_check(const struct nr_rq_job *job, long long *job_id, char **reason);
 
 /* Start MULTI: status started, started_at, last_heartbeat, worker_name;
- * PERSIST the job; ZADD rq:wip:<q> now+90.  0 or NR_EIO. */
-int nr_rq_start(struct nr_rq *rq, const struct nr_rq_job *job);
+ * PERSIST the job; ZADD rq:wip:<q> now+90; LREM from the intake list, all
+ * under WATCH of the intake list once LPOS found the id in it.  0;
+ * NR_NOTFOUND when the id is no longer in this worker's intake list
+ * (another worker put it back: the job must not run here), nothing
+ * written; NR_EINVAL (refused) or NR_EIO.  Retried after NR_EIO, it
+ * returns 0 when the first call did commit (the job is started by this
+ * worker and in rq:wip:<q>). */
+int nr_rq_start(struct nr_rq *rq, struct nr_rq_job *job);
 
 /* Heartbeat for the jobs held (n may be 0): last_heartbeat and ZADD XX of
  * the wip deadline of each, and the worker key's last_heartbeat and TTL.
@@ -234,17 +310,20 @@ int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job);
 /* Failure: when may_retry and the job has retries_left > 0, requeue it
  * (retries_left - 1, status queued, RPUSH) and set *requeued; else the
  * failure MULTI with reason as the exception text (type-2 result, the
- * failed registry).  requeued may be NULL.  0 or NR_EIO. */
+ * failed registry).  Either takes a job that never started out of the
+ * intake list too (job->in_intake).  requeued may be NULL.  0 or NR_EIO. */
 int nr_rq_fail(struct nr_rq *rq, const struct nr_rq_job *job, const char *reason,
                bool may_retry, bool *requeued);
 
 /* Hand back a job taken but never run (shutdown): status queued, LPUSH to
- * the front of its queue, out of rq:wip:<q>.  Like an enqueue at_front;
- * nothing of the job's own fields changes otherwise.  0 or NR_EIO. */
+ * the front of its queue, out of rq:wip:<q> and (job->in_intake) of the intake list.  Like
+ * an enqueue at_front; nothing of the job's own fields changes otherwise.
+ * 0 or NR_EIO. */
 int nr_rq_release(struct nr_rq *rq, const struct nr_rq_job *job);
 
 /* Worker registration: rq:worker:<w> (birth, last_heartbeat, queues, pid,
- * hostname, state idle; TTL 480), rq:workers and rq:workers:<q>. */
+ * hostname, state idle; TTL 480), rq:workers, rq:workers:<q> and
+ * rq:queue:<q>:intakes. */
 int nr_rq_worker_register(struct nr_rq *rq);
 /* state busy with current_job (job_id non-NULL), or idle. */
 int nr_rq_worker_state(struct nr_rq *rq, const char *job_id);

@@ -11,7 +11,8 @@
  * nr_queue_reset() has reconnected.
  *
  * Every command is sent with redisCommandArgv()/redisAppendCommandArgv() and
- * explicit lengths, so payloads and names are binary safe.
+ * explicit lengths, so payloads and names are binary safe.  No helper frees
+ * a reply it is given: whoever received a reply frees it, on every path.
  *
  * The password from scheduler.redis_url never enters errstr: messages name
  * the server as host:port (or the socket path), never the URL, and as a last
@@ -30,7 +31,8 @@
 
 #include <hiredis/hiredis.h>
 
-#define CONNECT_TIMEOUT_MS   5000
+#include "netraven/redis.h"
+
 #define COMMAND_TIMEOUT_MS   5000   /* on top of queue.block_ms */
 #define BLOCKING_MARGIN_MS   5000   /* beyond the server-side block time */
 #define DONE_KEY_PREFIX      "netraven:jobs:done:"
@@ -43,21 +45,11 @@
 #define DEFAULT_GROUP        "netraven-workers"
 #define DEFAULT_DEAD_STREAM  "netraven:jobs:dead"
 
-/* Where scheduler.redis_url points. */
-struct target {
-    bool  is_unix;
-    char *host;         /* TCP host, or the socket path when is_unix */
-    int   port;
-    char *user;         /* NULL: no user name (plain AUTH <password>) */
-    char *password;     /* NULL: no AUTH */
-    int   db;
-};
-
 /* The public struct first, so that struct nr_queue * converts to and from
  * struct queue_i * (C11 6.7.2.1p15). */
 struct queue_i {
     struct nr_queue pub;
-    struct target   t;
+    struct nr_redis_url t;      /* scheduler.redis_url, read by the redis module */
     bool            target_ok;
     char            where[96];      /* "host:port" / "unix:/path", for messages */
     int             timeout_ms;     /* the context's current timeout, 0 before set */
@@ -169,8 +161,10 @@ static void conn_err(struct queue_i *qi, const char *what)
 }
 
 /* The server answered with an error reply (or something unexpected).
- * Frees r. */
-static void reply_err(struct queue_i *qi, const char *what, redisReply *r)
+ * Like every helper here it leaves r to the caller, who frees it: a helper
+ * that freed its argument made callers that free their replies on every
+ * path free this one twice. */
+static void reply_err(struct queue_i *qi, const char *what, const redisReply *r)
 {
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
         set_err(qi, "redis at %s: %s failed: %.*s", qi->where, what,
@@ -178,7 +172,6 @@ static void reply_err(struct queue_i *qi, const char *what, redisReply *r)
     else
         set_err(qi, "redis at %s: %s returned an unexpected reply (type %d)",
                 qi->where, what, r ? r->type : -1);
-    freeReplyObject(r);
 }
 
 static bool is_error(const redisReply *r, const char *prefix)
@@ -271,15 +264,15 @@ static int transaction(struct queue_i *qi, const char *what, struct cmd *cmds, i
             if (r->type == REDIS_REPLY_ERROR && rcode == NR_OK) {
                 reply_err(qi, what, r);
                 rcode = NR_EIO;
-            } else {
-                freeReplyObject(r);
             }
+            freeReplyObject(r);
             continue;
         }
         /* EXEC */
         if (rcode == NR_OK) {
             if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
                 reply_err(qi, what, r);
+                freeReplyObject(r);
                 return NR_EIO;
             }
             for (size_t k = 0; k < r->elements; k++) {
@@ -304,232 +297,6 @@ oom:
     return NR_EIO;
 }
 
-/* ------------------------------------------------------------- URL parsing */
-
-static void target_clear(struct target *t)
-{
-    free(t->host);
-    free(t->user);
-    free(t->password);
-    memset(t, 0, sizeof(*t));
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* %XX-decode s[0..n) into a new string; NULL if an escape is malformed or
- * decodes to NUL. */
-static char *pct_decode(const char *s, size_t n)
-{
-    char *out = nr_malloc(n + 1), *o = out;
-
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            if (i + 2 >= n) {
-                free(out);
-                return NULL;
-            }
-            int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0)) {
-                free(out);
-                return NULL;
-            }
-            *o++ = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-static bool parse_uint(const char *s, size_t n, long max, long *out)
-{
-    long v = 0;
-
-    if (n == 0 || n > 10)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* user:password@ in s[0..n), into t; the messages never quote it. */
-static int parse_userinfo(const char *s, size_t n, struct target *t, char *err, size_t errlen)
-{
-    const char *colon = memchr(s, ':', n);
-    size_t ulen = colon ? (size_t)(colon - s) : n;
-
-    if (ulen > 0 && (t->user = pct_decode(s, ulen)) == NULL) {
-        snprintf(err, errlen, "scheduler.redis_url: the user name has a bad %%-escape");
-        return -1;
-    }
-    if (colon != NULL) {
-        size_t plen = n - ulen - 1;
-        if (plen > 0 && (t->password = pct_decode(colon + 1, plen)) == NULL) {
-            snprintf(err, errlen, "scheduler.redis_url: the password has a bad %%-escape");
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* ?db=N (other parameters are ignored, as redis-py ignores what it does
- * not know). */
-static int parse_query(const char *q, struct target *t, bool have_db, char *err, size_t errlen)
-{
-    while (q && *q) {
-        const char *end = strchr(q, '&');
-        size_t n = end ? (size_t)(end - q) : strlen(q);
-        long v;
-
-        if (n >= 3 && memcmp(q, "db=", 3) == 0 && !have_db) {
-            if (!parse_uint(q + 3, n - 3, INT_MAX, &v)) {
-                snprintf(err, errlen, "scheduler.redis_url: the db= parameter is not a database number");
-                return -1;
-            }
-            t->db = (int)v;
-        }
-        q = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
-/*
- * redis://[[user]:password@]host[:port][/db][?db=N]
- * unix://[[user]:password@]/path/to/socket[?db=N]
- *
- * Messages never quote the URL or a piece of it: in a mistyped URL any
- * piece may be part of the password.
- */
-static int parse_url(const char *url, struct target *t, char *err, size_t errlen)
-{
-    const char *p, *auth_end, *at, *hp, *query;
-    long v;
-
-    memset(t, 0, sizeof(*t));
-    t->port = 6379;
-    if (url == NULL || url[0] == '\0') {
-        snprintf(err, errlen, "scheduler.redis_url is not set");
-        return -1;
-    }
-    if (strncmp(url, "redis://", 8) == 0) {
-        p = url + 8;
-    } else if (strncmp(url, "unix://", 7) == 0) {
-        p = url + 7;
-        t->is_unix = true;
-    } else if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(err, errlen, "scheduler.redis_url: TLS (rediss://) is not supported");
-        return -1;
-    } else {
-        snprintf(err, errlen, "scheduler.redis_url must start with redis:// or unix://");
-        return -1;
-    }
-
-    /* userinfo ends at the last '@' before the path (a raw '@' may sit in
-     * an unescaped password) */
-    auth_end = p + strcspn(p, t->is_unix ? "?" : "/?");
-    at = NULL;
-    for (const char *s = p; s < auth_end; s++)
-        if (*s == '@')
-            at = s;
-    if (t->is_unix && at == NULL)
-        auth_end = p;   /* unix:///path: nothing before the path */
-    if (at != NULL) {
-        if (parse_userinfo(p, (size_t)(at - p), t, err, errlen) < 0)
-            goto fail;
-        p = at + 1;
-    }
-
-    query = strchr(p, '?');
-    if (t->is_unix) {
-        size_t n = query ? (size_t)(query - p) : strlen(p);
-        if (n == 0 || p[0] != '/') {
-            snprintf(err, errlen, "scheduler.redis_url: unix:// needs an absolute socket path");
-            goto fail;
-        }
-        t->host = nr_strndup(p, n);
-        if (parse_query(query ? query + 1 : NULL, t, false, err, errlen) < 0)
-            goto fail;
-        return 0;
-    }
-
-    /* host[:port] */
-    hp = p;
-    auth_end = p + strcspn(p, "/?");
-    /* An '@' further on means a password with a raw '/' or '?': what looks
-     * like the host or port would be part of it. */
-    if (strchr(auth_end, '@') != NULL) {
-        snprintf(err, errlen, "scheduler.redis_url: '@' after the host; %%-escape '/', '?' and "
-                 "'@' in the user name and password (%%2F, %%3F, %%40)");
-        goto fail;
-    }
-    if (*hp == '[') {
-        const char *close = memchr(hp, ']', (size_t)(auth_end - hp));
-        if (close == NULL) {
-            snprintf(err, errlen, "scheduler.redis_url: '[' without ']' in the host");
-            goto fail;
-        }
-        t->host = nr_strndup(hp + 1, (size_t)(close - hp - 1));
-        p = close + 1;
-    } else {
-        const char *colon = memchr(hp, ':', (size_t)(auth_end - hp));
-        const char *hend = colon ? colon : auth_end;
-        t->host = nr_strndup(hp, (size_t)(hend - hp));
-        p = hend;
-    }
-    if (t->host[0] == '\0') {
-        free(t->host);
-        t->host = nr_strdup("localhost");   /* as redis-py */
-    }
-    if (p < auth_end && *p == ':') {
-        size_t n = (size_t)(auth_end - p - 1);
-        if (!parse_uint(p + 1, n, 65535, &v) || v == 0) {
-            snprintf(err, errlen, "scheduler.redis_url: the port is not a number from 1 to 65535");
-            goto fail;
-        }
-        t->port = (int)v;
-    } else if (p < auth_end) {
-        snprintf(err, errlen, "scheduler.redis_url: unexpected text after the host");
-        goto fail;
-    }
-    p = auth_end;
-
-    /* [/db] */
-    bool have_db = false;
-    if (*p == '/') {
-        size_t n = strcspn(p + 1, "?");
-        if (n > 0) {
-            if (!parse_uint(p + 1, n, INT_MAX, &v)) {
-                snprintf(err, errlen, "scheduler.redis_url: the path is not a database number");
-                goto fail;
-            }
-            t->db = (int)v;
-            have_db = true;
-        }
-        p += 1 + n;
-    }
-    if (*p == '?' && parse_query(p + 1, t, have_db, err, errlen) < 0)
-        goto fail;
-    return 0;
-
-fail:
-    target_clear(t);
-    return -1;
-}
-
 /* -------------------------------------------------------------- connection */
 
 /* The group starts at the beginning of the stream ("0", not "$"): entries
@@ -549,58 +316,7 @@ static int create_group(struct queue_i *qi)
         return NR_EIO;
     if (r->type == REDIS_REPLY_ERROR && !is_error(r, "BUSYGROUP")) {
         reply_err(qi, "XGROUP CREATE", r);
-        return NR_EIO;
-    }
-    freeReplyObject(r);
-    return NR_OK;
-}
-
-static int authenticate(struct queue_i *qi)
-{
-    struct cmd c = { 0 };
-    redisReply *r;
-
-    if (qi->t.password == NULL)
-        return NR_OK;
-    cmd_str(&c, "AUTH");
-    if (qi->t.user != NULL)
-        cmd_str(&c, qi->t.user);
-    cmd_str(&c, qi->t.password);
-    if ((r = command(qi, base_timeout_ms(qi), "AUTH", &c)) == NULL)
-        return NR_EIO;
-    /* Redis before 6 knows only AUTH <password>; old URLs carry a dummy
-     * user name ("redis://h:pw@host"). */
-    if (qi->t.user != NULL && is_error(r, "ERR wrong number of arguments")) {
         freeReplyObject(r);
-        c.argc = 0;
-        cmd_str(&c, "AUTH");
-        cmd_str(&c, qi->t.password);
-        if ((r = command(qi, base_timeout_ms(qi), "AUTH", &c)) == NULL)
-            return NR_EIO;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        reply_err(qi, "AUTH", r);
-        return NR_EIO;
-    }
-    freeReplyObject(r);
-    return NR_OK;
-}
-
-static int select_db(struct queue_i *qi)
-{
-    struct cmd c = { 0 };
-    char db[16];
-    redisReply *r;
-
-    if (qi->t.db == 0)
-        return NR_OK;
-    snprintf(db, sizeof(db), "%d", qi->t.db);
-    cmd_str(&c, "SELECT");
-    cmd_str(&c, db);
-    if ((r = command(qi, base_timeout_ms(qi), "SELECT", &c)) == NULL)
-        return NR_EIO;
-    if (r->type == REDIS_REPLY_ERROR) {
-        reply_err(qi, "SELECT", r);
         return NR_EIO;
     }
     freeReplyObject(r);
@@ -615,48 +331,30 @@ static void disconnect(struct queue_i *qi)
     qi->timeout_ms = 0;
 }
 
+/* Connect (the redis module: timeouts, AUTH, SELECT), then the group. */
 static int do_connect(struct queue_i *qi)
 {
-    struct timeval tv = tv_of_ms(CONNECT_TIMEOUT_MS);
-    redisContext *rc;
+    char msg[sizeof(qi->pub.errstr)];
 
     disconnect(qi);
     qi->pub.err = 0;
     qi->pub.errstr[0] = '\0';
     if (!qi->target_ok) {
-        char msg[sizeof(qi->pub.errstr)];
-        target_clear(&qi->t);
-        if (parse_url(qi->pub.cfg->scheduler.redis_url, &qi->t, msg, sizeof(msg)) < 0) {
+        nr_redis_url_clear(&qi->t);
+        if (nr_redis_url_parse(qi->pub.cfg->scheduler.redis_url, "scheduler.redis_url", &qi->t,
+                               msg, sizeof(msg)) < 0) {
             set_err(qi, "%s", msg);
             return NR_EIO;
         }
         qi->target_ok = true;
-        if (qi->t.is_unix)
-            snprintf(qi->where, sizeof(qi->where), "unix:%s", qi->t.host);
-        else if (strchr(qi->t.host, ':') != NULL)
-            snprintf(qi->where, sizeof(qi->where), "[%s]:%d", qi->t.host, qi->t.port);
-        else
-            snprintf(qi->where, sizeof(qi->where), "%s:%d", qi->t.host, qi->t.port);
+        nr_redis_url_where(&qi->t, qi->where, sizeof(qi->where));
     }
-
-    if (qi->t.is_unix)
-        rc = redisConnectUnixWithTimeout(qi->t.host, tv);
-    else
-        rc = redisConnectWithTimeout(qi->t.host, qi->t.port, tv);
-    if (rc == NULL) {
-        set_err(qi, "redis at %s: cannot allocate a connection", qi->where);
+    if (nr_redis_connect(&qi->t, base_timeout_ms(qi), &qi->pub.rc, msg, sizeof(msg)) < 0) {
+        set_err(qi, "%s", msg);
         return NR_EIO;
     }
-    if (rc->err) {
-        set_err(qi, "cannot connect to redis at %s: %s", qi->where, rc->errstr);
-        redisFree(rc);
-        return NR_EIO;
-    }
-    qi->pub.rc = rc;
-    if (!qi->t.is_unix)
-        redisEnableKeepAlive(rc);
-
-    if (authenticate(qi) < 0 || select_db(qi) < 0 || create_group(qi) < 0) {
+    qi->timeout_ms = base_timeout_ms(qi);
+    if (create_group(qi) < 0) {
         disconnect(qi);
         return NR_EIO;
     }
@@ -705,7 +403,7 @@ void nr_queue_free(struct nr_queue *q)
         return;
     qi = qi_of(q);
     disconnect(qi);
-    target_clear(&qi->t);
+    nr_redis_url_clear(&qi->t);
     free(qi->pending_after);
     free(qi->claim_cursor);
     free(qi->pub.consumer);
@@ -721,6 +419,12 @@ void nr_queue_msg_clear(struct nr_queue_msg *m)
     free(m->entry_id);
     free(m->payload);
     memset(m, 0, sizeof(*m));
+}
+
+static void clear_msgs(struct nr_queue_msg *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        nr_queue_msg_clear(&msgs[i]);
 }
 
 static bool is_str(const redisReply *r)
@@ -784,8 +488,7 @@ static int entries_of(struct queue_i *qi, const redisReply *r, struct nr_queue_m
         goto bad;
     for (size_t i = 0; i < entries->elements && got < max; i++) {
         if (!entry_of(entries->element[i], &msgs[got])) {
-            for (size_t k = 0; k < got; k++)
-                nr_queue_msg_clear(&msgs[k]);
+            clear_msgs(msgs, got);
             goto bad;
         }
         got++;
@@ -841,12 +544,48 @@ static int xreadgroup(struct queue_i *qi, const char *id, int block_ms,
         }
         if (r->type == REDIS_REPLY_ERROR) {
             reply_err(qi, "XREADGROUP", r);
+            freeReplyObject(r);
             return NR_EIO;
         }
         rc = entries_of(qi, r, msgs, max, n);
         freeReplyObject(r);
         return rc;
     }
+}
+
+/* XPENDING's delivery count of each entry into msgs[i].deliveries (0 when
+ * the entry is pending no more: acknowledged meanwhile).  One command per
+ * entry: only entries read again after a restart or claimed come here, and
+ * they are few.  0, or NR_EIO with err set. */
+static int read_deliveries(struct queue_i *qi, struct nr_queue_msg *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct cmd c = { 0 };
+        const redisReply *e;
+        redisReply *r;
+
+        cmd_str(&c, "XPENDING");
+        cmd_str(&c, stream_of(qi));
+        cmd_str(&c, group_of(qi));
+        cmd_str(&c, msgs[i].entry_id);
+        cmd_str(&c, msgs[i].entry_id);
+        cmd_str(&c, "1");
+        if ((r = command(qi, base_timeout_ms(qi), "XPENDING", &c)) == NULL)
+            return NR_EIO;
+        if (r->type != REDIS_REPLY_ARRAY) {
+            reply_err(qi, "XPENDING", r);
+            freeReplyObject(r);
+            return NR_EIO;
+        }
+        /* [[id, consumer, idle-ms, delivery-count]] or [] */
+        msgs[i].deliveries = 0;
+        e = r->elements == 1 ? r->element[0] : NULL;
+        if (e != NULL && e->type == REDIS_REPLY_ARRAY && e->elements >= 4 &&
+            e->element[3]->type == REDIS_REPLY_INTEGER)
+            msgs[i].deliveries = e->element[3]->integer;
+        freeReplyObject(r);
+    }
+    return NR_OK;
 }
 
 int nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
@@ -872,6 +611,13 @@ int nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
         rc = xreadgroup(qi, qi->pending_after ? qi->pending_after : "0", -1, msgs, max, &got);
         if (rc < 0)
             return rc;
+        /* Reading them again counted as a delivery: a poison entry that
+         * kills the worker comes back here after each restart under the
+         * same name (a container's host:pid does not change). */
+        if (got > 0 && read_deliveries(qi, msgs, got) < 0) {
+            clear_msgs(msgs, got);
+            return NR_EIO;
+        }
         if (got > 0) {
             free(qi->pending_after);
             qi->pending_after = nr_strdup(msgs[got - 1].entry_id);
@@ -891,6 +637,8 @@ int nr_queue_read(struct nr_queue *q, struct nr_queue_msg *msgs, size_t max,
     rc = xreadgroup(qi, ">", block_ms > 0 ? block_ms : -1, msgs, max, &got);
     if (rc < 0)
         return rc;
+    for (size_t i = 0; i < got; i++)
+        msgs[i].deliveries = 1;
     *n = got;
     return NR_OK;
 }
@@ -909,7 +657,10 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
     if (q == NULL || n == NULL || (msgs == NULL && max > 0) || idle_ms < 0)
         return NR_EINVAL;
     qi = qi_of(q);
-    if (max == 0) {
+    /* What this consumer claims becomes its own pending entry, which the
+     * re-read of its own pending entries after a connect would hand out a
+     * second time: claim only once that re-read is over. */
+    if (max == 0 || !qi->pending_done) {
         *n = 0;
         return NR_OK;
     }
@@ -948,8 +699,7 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
         if (entries->element[i]->type == REDIS_REPLY_NIL)
             continue;
         if (!entry_of(entries->element[i], &msgs[got])) {
-            for (size_t k = 0; k < got; k++)
-                nr_queue_msg_clear(&msgs[k]);
+            clear_msgs(msgs, got);
             set_err(qi, "redis at %s: XAUTOCLAIM returned an entry of an unexpected shape", qi->where);
             freeReplyObject(r);
             return NR_EIO;
@@ -957,6 +707,10 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
         got++;
     }
     freeReplyObject(r);
+    if (read_deliveries(qi, msgs, got) < 0) {
+        clear_msgs(msgs, got);
+        return NR_EIO;
+    }
     *n = got;
     return NR_OK;
 }
@@ -995,10 +749,29 @@ int nr_queue_touch(struct nr_queue *q, char *const *entry_ids, size_t n)
 
 /* ------------------------------------------------------------ ack and dead */
 
+/*
+ * An entry is deleted (XDEL) in the transaction that acknowledges it, so the
+ * stream does not keep every job ever run.  XDEL rather than a trim by id
+ * (XTRIM MINID) because it is safe with several workers without knowing
+ * what they hold: it removes exactly the entry this worker is done with,
+ * never one another worker still runs or one not yet delivered, and it
+ * cannot race with their reads.  A trim would have to compute the oldest
+ * entry that is pending or undelivered across every worker, and a worker
+ * whose XPENDING answer was stale would cut entries still wanted.  A second
+ * XDEL of the same id (an entry run twice) deletes nothing.  The stream has
+ * one consumer group; nothing else reads it.
+ */
+static void cmd_xdel(struct queue_i *qi, struct cmd *c, const char *entry_id)
+{
+    cmd_str(c, "XDEL");
+    cmd_str(c, stream_of(qi));
+    cmd_str(c, entry_id);
+}
+
 int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_status)
 {
     struct queue_i *qi;
-    struct cmd cmds[3];
+    struct cmd cmds[4];
     char *key;
     int n = 0, rc;
 
@@ -1015,6 +788,7 @@ int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_sta
     cmd_str(&cmds[n], group_of(qi));
     cmd_str(&cmds[n], entry_id);
     n++;
+    cmd_xdel(qi, &cmds[n++], entry_id);
     if (final_status != NULL) {
         cmd_str(&cmds[n], "RPUSH");
         cmd_str(&cmds[n], key);
@@ -1033,7 +807,7 @@ int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_sta
 int nr_queue_dead(struct nr_queue *q, const struct nr_queue_msg *m, const char *reason)
 {
     struct queue_i *qi;
-    struct cmd cmds[2];
+    struct cmd cmds[3];
 
     if (q == NULL || m == NULL || m->entry_id == NULL)
         return NR_EINVAL;
@@ -1064,7 +838,8 @@ int nr_queue_dead(struct nr_queue *q, const struct nr_queue_msg *m, const char *
     cmd_str(&cmds[1], stream_of(qi));
     cmd_str(&cmds[1], group_of(qi));
     cmd_str(&cmds[1], m->entry_id);
-    return transaction(qi, "dead-lettering", cmds, 2);
+    cmd_xdel(qi, &cmds[2], m->entry_id);
+    return transaction(qi, "dead-lettering", cmds, 3);
 }
 
 /* ------------------------------------------------------- enqueue and wait */
@@ -1087,6 +862,7 @@ int nr_queue_enqueue(struct nr_queue *q, const char *payload_json, char **id_out
         return NR_EIO;
     if (r->type != REDIS_REPLY_STRING) {
         reply_err(qi, "XADD", r);
+        freeReplyObject(r);
         return NR_EIO;
     }
     if (id_out != NULL)
@@ -1153,6 +929,7 @@ int nr_queue_wait_done(struct nr_queue *q, const char *entry_id, double timeout_
         v = r;
     if (v == NULL) {
         reply_err(qi, blocking ? "BLPOP" : "LPOP", r);
+        freeReplyObject(r);
         return NR_EIO;
     }
     *status = nr_strndup(v->str, v->len);

@@ -10,9 +10,15 @@
  *   DONE    the runner reported; its outcome is not written yet
  *
  * and leaves when the write that ends it succeeded.  Every Redis write is
- * retried after a reconnect, so a job popped from its queue is never lost
- * to a Redis failure: it is started, failed, finished or handed back.
+ * retried after a reconnect; TAKEN and REJECT jobs are in this worker's
+ * intake list (rq.h, "Taking"), whose other ids (a take that failed half
+ * way) go back to their queue after a (re)connect.  So a job taken from
+ * its queue is never lost to a Redis failure, nor to this process dying:
+ * it is started, failed, finished or handed back.
  * WAITING, RUNNING and DONE jobs are in rq:wip:<q> and are heart-beaten.
+ * A RUNNING job past its RQ timeout becomes DONE with a failure, and its
+ * run (which goes on) is forgotten: its report, when it comes, matches no
+ * held job (each run is submitted under an entry id of its own).
  *
  * A run_job call runs in a runner slot; the scheduler's retention call
  * (prune_old_device_configs) runs on a prune thread of its own (prune.c),
@@ -47,6 +53,8 @@ enum held_state { H_TAKEN, H_REJECT, H_WAITING, H_RUNNING, H_DONE };
 
 struct held {
     enum held_state     state;
+    char               *entry;      /* RUNNING: the run's entry id ("<rq id>#<n>") */
+    uint64_t            deadline_ns;/* RUNNING: mono time of its RQ timeout, 0 none */
     struct nr_rq_job    job;
     struct nr_rq_call   call;       /* what it calls (not for REJECT) */
     long long           job_id;     /* NetRaven's job id; 0 for REJECT and prunes */
@@ -54,6 +62,22 @@ struct held {
     struct nr_run_done  done;       /* DONE: the runner's report */
     struct nr_rq_prune *prune;      /* RUNNING prune: its thread */
     long long           devices, pruned, deleted;  /* DONE prune: what it did */
+};
+
+/* A command Redis refuses while the connection stays up (say WRONGTYPE on
+ * a key someone else wrote): tried again after its own backoff, said once
+ * when it starts failing and once when it works again. */
+struct refusal {
+    bool                    said;
+    double                  backoff;        /* 0: BACKOFF_MIN_S */
+    uint64_t                retry_at_ns;
+};
+
+/* Per queue, in the order of rq->queues. */
+struct qstate {
+    struct refusal          take;           /* the move from the queue */
+    struct refusal          cleanup;        /* its wip registry and intake lists */
+    char                    take_what[160], cleanup_what[160];
 };
 
 struct intake {
@@ -73,6 +97,9 @@ struct intake {
     uint64_t                next_hb_ns, next_cleanup_ns;
     bool                    suspended;
     char                   *shown_job;      /* current_job last written, NULL idle */
+    struct qstate          *qs;             /* rq->queues.n of them, once connected */
+    struct refusal          hb_refusal, state_refusal, susp_refusal;
+    unsigned long long      run_seq;        /* for the runs' entry ids */
 
     struct held           **h;
     size_t                  nh, cap;
@@ -105,6 +132,7 @@ static struct held *held_add(struct intake *in, enum held_state st, struct nr_rq
 static void held_free(struct held *h)
 {
     nr_rq_prune_abandon(h->prune);  /* stops before its next device */
+    free(h->entry);
     nr_rq_job_clear(&h->job);
     free(h->reason);
     nr_run_done_clear(&h->done);
@@ -158,6 +186,37 @@ static bool redis_ok(struct intake *in)
     return in->connected && in->rq->err == 0;
 }
 
+static bool refusal_due(const struct refusal *r)
+{
+    return nr_mono_ns() >= r->retry_at_ns;
+}
+
+/* A call under r ended with rc: a refusal backs off (and is said the
+ * first time), success ends the refusal (said if it was), NR_EIO drops
+ * the connection.  Returns rc. */
+static int refusal_note(struct intake *in, struct refusal *r, const char *what, int rc)
+{
+    if (rc == NR_EIO) {
+        in->connected = false;
+    } else if (rc == NR_EINVAL) {
+        if (r->backoff < BACKOFF_MIN_S)
+            r->backoff = BACKOFF_MIN_S;
+        if (!r->said)
+            NR_LOG(NR_EV_RQ_REFUSED, 0, 0, NR_S("what", what), NR_S("error", in->rq->errstr),
+                   NR_D("delay_s", r->backoff));
+        r->said = true;
+        r->retry_at_ns = nr_mono_ns() + s_to_ns(r->backoff);
+        r->backoff = r->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : r->backoff * 2;
+    } else {
+        if (r->said)
+            NR_LOG(NR_EV_RQ_ACCEPTED, 0, 0, NR_S("what", what));
+        r->said = false;
+        r->backoff = BACKOFF_MIN_S;
+        r->retry_at_ns = 0;
+    }
+    return rc;
+}
+
 /* The jobs RQ sees as started by us, for heartbeats. */
 static int heartbeat(struct intake *in)
 {
@@ -171,8 +230,7 @@ static int heartbeat(struct intake *in)
             jobs[n++] = &in->h[i]->job;
     rc = nr_rq_heartbeat(in->rq, jobs, n);
     free(jobs);
-    if (rc < 0)
-        note_failure(in, NULL, "the heartbeat", rc);
+    refusal_note(in, &in->hb_refusal, "the heartbeat", rc);
     in->next_hb_ns = nr_mono_ns() + s_to_ns(HEARTBEAT_S);
     return rc;
 }
@@ -196,6 +254,28 @@ static void end_abandoned_runs(struct intake *in, const struct nr_rq_died *died)
     }
 }
 
+/* Put back the intake lists of queue i: this worker's own (own) or those
+ * of dead workers. */
+static int recover(struct intake *in, size_t i, bool own)
+{
+    struct nr_strlist keep = { 0 };
+    size_t moved = 0;
+    int rc;
+
+    for (size_t k = 0; own && k < in->nh; k++)
+        if (in->h[k]->job.in_intake && strcmp(in->h[k]->job.queue, in->rq->queues.v[i]) == 0)
+            nr_strlist_push(&keep, in->h[k]->job.id);
+    rc = nr_rq_recover(in->rq, in->rq->queues.v[i], own, &keep, &moved);
+    nr_strlist_clear(&keep);
+
+    if (moved > 0)
+        NR_LOG(NR_EV_RQ_INTAKE_RECOVERED, 0, 0, NR_S("queue", in->rq->queues.v[i]),
+               NR_I("moved", moved),
+               NR_S("whose", own ? "this worker (before it restarted or reconnected)"
+                                 : "workers that died"));
+    return rc;
+}
+
 static void cleanup(struct intake *in)
 {
     for (size_t i = 0; i < in->rq->queues.n && redis_ok(in); i++) {
@@ -207,10 +287,36 @@ static void cleanup(struct intake *in)
         if (failed + requeued > 0)
             NR_LOG(NR_EV_RQ_ABANDONED, 0, 0, NR_S("queue", in->rq->queues.v[i]),
                    NR_I("failed", failed), NR_I("requeued", requeued));
-        if (rc < 0)
-            note_failure(in, NULL, "the abandoned-job cleanup", rc);
+        if (rc != NR_EIO) {
+            int r2 = recover(in, i, false);
+            if (rc == NR_OK || r2 == NR_EIO)
+                rc = r2;
+        }
+        refusal_note(in, &in->qs[i].cleanup, in->qs[i].cleanup_what, rc);
     }
     in->next_cleanup_ns = nr_mono_ns() + s_to_ns(CLEANUP_S);
+}
+
+/* After a (re)connect: what our intake lists hold and we do not (a take
+ * that failed after its move, or all of it after a restart) goes back to
+ * its queue (rq.h, "Taking"). */
+static void recover_own(struct intake *in)
+{
+    for (size_t i = 0; i < in->rq->queues.n && redis_ok(in); i++)
+        refusal_note(in, &in->qs[i].cleanup, in->qs[i].cleanup_what, recover(in, i, true));
+}
+
+static void queues_init(struct intake *in)
+{
+    if (in->qs != NULL)
+        return;
+    in->qs = nr_calloc(in->rq->queues.n + 1, sizeof(*in->qs));
+    for (size_t i = 0; i < in->rq->queues.n; i++) {
+        snprintf(in->qs[i].take_what, sizeof(in->qs[i].take_what), "taking jobs from queue %s",
+                 in->rq->queues.v[i]);
+        snprintf(in->qs[i].cleanup_what, sizeof(in->qs[i].cleanup_what),
+                 "the cleanup of queue %s", in->rq->queues.v[i]);
+    }
 }
 
 /* Connect or reconnect, then register, heart-beat our own jobs (so that
@@ -232,7 +338,9 @@ static void ensure_connected(struct intake *in)
         free(in->shown_job);
         in->shown_job = NULL;
         in->connected = true;
-        if (heartbeat(in) == NR_OK) {
+        queues_init(in);
+        /* a refused heartbeat is said by itself; the connection is fine */
+        if (heartbeat(in) != NR_EIO && redis_ok(in)) {
             char *queues = NULL;
             size_t len = 0;
             for (size_t i = 0; i < in->rq->queues.n; i++)
@@ -247,7 +355,9 @@ static void ensure_connected(struct intake *in)
             free(queues);
             in->down_logged = false;
             in->backoff = BACKOFF_MIN_S;
-            cleanup(in);
+            recover_own(in);
+            if (redis_ok(in))
+                cleanup(in);
             return;
         }
     }
@@ -275,11 +385,12 @@ static void update_worker_state(struct intake *in)
     if ((want == NULL && in->shown_job == NULL) ||
         (want != NULL && in->shown_job != NULL && strcmp(want, in->shown_job) == 0))
         return;
-    rc = nr_rq_worker_state(in->rq, want);
-    if (rc < 0) {
-        note_failure(in, NULL, "the worker state", rc);
+    if (!refusal_due(&in->state_refusal))
         return;
-    }
+    rc = refusal_note(in, &in->state_refusal, "the worker state",
+                      nr_rq_worker_state(in->rq, want));
+    if (rc < 0)
+        return;
     free(in->shown_job);
     in->shown_job = want ? nr_strdup(want) : NULL;
 }
@@ -357,6 +468,39 @@ static void write_outcome(struct intake *in, size_t i)
     held_remove(in, i);
 }
 
+/* When a run started now must end: its job's RQ timeout; 0 for none. */
+static uint64_t deadline_of(const struct held *h)
+{
+    return h->job.timeout > 0 ? nr_mono_ns() + (uint64_t)h->job.timeout * 1000000000ull : 0;
+}
+
+/* RUNNING jobs past their RQ timeout fail, as a Python worker's
+ * JobTimeoutException; never retried, since the run cannot be stopped and
+ * a retry would run the same NetRaven job twice at once (rq.h). */
+static void expire(struct intake *in)
+{
+    uint64_t now = nr_mono_ns();
+
+    for (size_t i = 0; i < in->nh; i++) {
+        struct held *h = in->h[i];
+        bool prune = h->prune != NULL;
+
+        if (h->state != H_RUNNING || h->deadline_ns == 0 || now < h->deadline_ns)
+            continue;
+        nr_rq_prune_abandon(h->prune);      /* stops before its next device */
+        h->prune = NULL;
+        free(h->entry);                     /* its report will match nothing */
+        h->entry = NULL;
+        h->done.outcome = NR_RUN_REJECTED;  /* failed, never retried */
+        h->done.reason = nr_asprintf("JobTimeoutException: job timed out after %ld s (its RQ "
+                                     "timeout); %s", h->job.timeout,
+                                     prune ? "the retention call stops before its next device"
+                                           : "the run goes on and records its own outcome in "
+                                             "NetRaven");
+        h->state = H_DONE;
+    }
+}
+
 /* Hand the job to the runner: RUNNING, or still WAITING when the slot was
  * taken by the other intake. */
 static void submit(struct intake *in, struct held *h)
@@ -370,6 +514,7 @@ static void submit(struct intake *in, struct held *h)
         h->prune = nr_rq_prune_start(in->cfg->database.url, h->call.arg, h->job.id);
         if (h->prune != NULL) {
             h->state = H_RUNNING;
+            h->deadline_ns = deadline_of(h);
             return;
         }
         /* as a run the runner could not record: RQ may retry it */
@@ -378,13 +523,19 @@ static void submit(struct intake *in, struct held *h)
         h->state = H_DONE;
         return;
     }
-    req.entry_id = nr_strdup(h->job.id);
+    /* an entry id of its own: the same RQ id may run again while a run of
+     * it that timed out goes on */
+    req.entry_id = nr_asprintf("%s#%llu", h->job.id, ++in->run_seq);
     req.payload.job_id = h->job_id;
+    h->entry = nr_strdup(req.entry_id);
     rc = nr_runner_submit(in->runner, &req);
     if (rc == NR_OK) {
         h->state = H_RUNNING;
+        h->deadline_ns = deadline_of(h);
         return;
     }
+    free(h->entry);
+    h->entry = NULL;
     free(req.entry_id);
     nr_payload_clear(&req.payload);
 }
@@ -425,6 +576,13 @@ static void advance(struct intake *in)
             if (rc == NR_OK) {
                 h->state = H_WAITING;
                 continue;       /* and try to submit at once */
+            }
+            if (rc == NR_NOTFOUND) {
+                /* put back by a worker that took us for dead: not ours */
+                NR_LOG(NR_EV_RQ_JOB_TAKEN_BACK, h->job_id, 0, NR_S("rq_job", h->job.id),
+                       NR_S("queue", h->job.queue));
+                held_remove(in, i);
+                break;
             }
             note_failure(in, h, "marking the job started", rc);
             if (rc != NR_EIO) {
@@ -492,11 +650,13 @@ static void collect(struct intake *in)
         for (size_t k = 0; k < n; k++) {
             struct held *match = NULL;
             for (size_t i = 0; i < in->nh && !match; i++)
-                if (in->h[i]->state == H_RUNNING && d[k].entry_id &&
-                    strcmp(in->h[i]->job.id, d[k].entry_id) == 0)
+                if (in->h[i]->state == H_RUNNING && in->h[i]->entry && d[k].entry_id &&
+                    strcmp(in->h[i]->entry, d[k].entry_id) == 0)
                     match = in->h[i];
             if (match == NULL) {
-                nr_run_done_clear(&d[k]);   /* cannot happen: every run is ours */
+                /* a run whose job timed out: RQ has its failure already,
+                 * NetRaven's database has the run's own outcome */
+                nr_run_done_clear(&d[k]);
                 continue;
             }
             match->done = d[k];
@@ -505,20 +665,39 @@ static void collect(struct intake *in)
     }
 }
 
-/* BLPOP one job and hold it as TAKEN or REJECT. */
+/* One queue's move: refusals back off per queue (refusal_note). */
+static int take_q(struct intake *in, size_t qi, int timeout_s, struct nr_rq_job *job)
+{
+    return refusal_note(in, &in->qs[qi].take, in->qs[qi].take_what,
+                        nr_rq_take_from(in->rq, qi, timeout_s, job));
+}
+
+/* Take one job and hold it as TAKEN or REJECT: every queue not backing off
+ * from a refusal at once, in order, then a blocking move on the first of
+ * them (1 s when there are others to look at again, or runs in flight). */
 static void take_one(struct intake *in)
 {
     struct nr_rq_job job;
     struct nr_rq_call call;
     char *reason = NULL;
-    int timeout = count_state(in, H_RUNNING) ? TAKE_BUSY_S : TAKE_IDLE_S;
-    int rc = nr_rq_take(in->rq, timeout, &job);
+    size_t nq = in->rq->queues.n, first = nq, qi;
+    int rc = NR_NOTFOUND;
 
-    if (rc == NR_NOTFOUND)
-        return;
-    if (rc < 0) {
-        note_failure(in, NULL, "taking a job", rc);
-        return;
+    for (qi = 0; qi < nq && rc != NR_OK; qi++)
+        if (refusal_due(&in->qs[qi].take) && (rc = take_q(in, qi, 0, &job)) == NR_EIO)
+            return;
+    if (rc != NR_OK) {
+        for (qi = 0; qi < nq && first == nq; qi++)
+            if (refusal_due(&in->qs[qi].take))
+                first = qi;
+        if (first == nq) {
+            /* every queue refused: wait for the first retry, or a run */
+            nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ, WAIT_S);
+            return;
+        }
+        int timeout = nq > 1 || count_state(in, H_RUNNING) ? TAKE_BUSY_S : TAKE_IDLE_S;
+        if (take_q(in, first, timeout, &job) != NR_OK)
+            return;
     }
     if (nr_rq_job_check_call(&job, &call, &reason) != NR_OK) {
         struct held *h = held_add(in, H_REJECT, &job);
@@ -540,12 +719,14 @@ static void take_one(struct intake *in)
 /* Is `rq suspend` in force?  Logged on change. */
 static bool suspended(struct intake *in)
 {
-    int rc = nr_rq_suspended(in->rq);
+    int rc;
 
-    if (rc < 0) {
-        note_failure(in, NULL, "reading rq:suspended", rc);
+    if (!refusal_due(&in->susp_refusal))
         return true;
-    }
+    rc = nr_rq_suspended(in->rq);
+    refusal_note(in, &in->susp_refusal, "reading rq:suspended", rc < 0 ? rc : NR_OK);
+    if (rc < 0)
+        return true;
     if (rc != in->suspended) {
         if (rc)
             NR_LOG(NR_EV_RQ_SUSPENDED, 0, 0);
@@ -582,6 +763,7 @@ static void *intake_main(void *arg)
 
         collect(in);
         ensure_connected(in);
+        expire(in);
         if (redis_ok(in))
             advance(in);
         if (redis_ok(in))
@@ -651,6 +833,7 @@ static void intake_free(struct intake *in)
     nr_rq_free(in->rq);
     nr_store_free(in->store);
     free(in->shown_job);
+    free(in->qs);
     free(in->worker);
     free(in);
 }

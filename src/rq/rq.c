@@ -11,7 +11,10 @@
  *     result types 1 and 2 are written;
  *   - the final status and the removal from rq:wip:<q> go in one MULTI, so
  *     no reader can see a finished job whose wip deadline passed;
- *   - timestamps are UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ" (nr_iso_ts()).
+ *   - timestamps are UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ" (nr_iso_ts());
+ *   - a job is only ever taken by a move into this worker's intake list
+ *     (never popped), and leaves that list in the MULTI that starts,
+ *     fails or hands back the job (rq.h, "Taking").
  *
  * Beyond RQ.md's letter, on purpose:
  *   - the failure MULTI also gives rq:results:<id> the job's failure TTL
@@ -52,6 +55,7 @@
 #define DEATH_TTL_S          60
 #define DEFAULT_RESULT_TTL   500
 #define DEFAULT_FAILURE_TTL  31536000
+#define DEFAULT_TIMEOUT      180        /* python-rq's Queue.DEFAULT_TIMEOUT */
 #define RESULTS_MAXLEN       "10"
 #define MAX_QUEUES           64
 #define MAX_ARGS             (MAX_QUEUES + 8)
@@ -59,6 +63,8 @@
 #define CLEANUP_BATCH        100        /* ids per ZRANGEBYSCORE */
 #define CLEANUP_ATTEMPTS     3          /* per id, when WATCH fires */
 #define ABANDONED_REASON     "worker died (abandoned job)"
+#define START_ATTEMPTS       3          /* when WATCH of the intake list fires */
+#define RECOVER_MAX          100000     /* ids moved back per list and call */
 
 /* The public struct first, so that pointers convert both ways. */
 struct rq_i {
@@ -72,6 +78,9 @@ struct rq_i {
 };
 
 static struct rq_i *ri_of(struct nr_rq *rq) { return (struct rq_i *)rq; }
+
+struct cmd;
+static int int_reply(struct rq_i *ri, const char *what, struct cmd *c, long long *out);
 
 /* ---------------------------------------------------------------- commands */
 
@@ -476,6 +485,7 @@ static bool job_of_hash(const redisReply *h, struct nr_rq_job *job)
 
     job->result_ttl = DEFAULT_RESULT_TTL;
     job->failure_ttl = DEFAULT_FAILURE_TTL;
+    job->timeout = DEFAULT_TIMEOUT;
     if (h->type != REDIS_REPLY_ARRAY || h->elements < 2)
         return false;
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
@@ -500,6 +510,11 @@ static bool job_of_hash(const redisReply *h, struct nr_rq_job *job)
         } else if (field_is(k, "failure_ttl")) {
             if (field_long(v, &x) && (x == -1 || x > 0))
                 job->failure_ttl = x;
+        } else if (field_is(k, "timeout")) {
+            /* an int (Queue.enqueue parses "1h" before it stores it);
+             * -1 is RQ's "no timeout"; empty: the default */
+            if (field_long(v, &x))
+                job->timeout = x > 0 ? x : 0;
         } else if (field_is(k, "retries_left")) {
             if (field_long(v, &x) && x > 0)
                 job->retries_left = x;
@@ -573,27 +588,58 @@ out:
 
 /* ------------------------------------------------------------------- take */
 
-int nr_rq_take(struct nr_rq *rq, int timeout_s, struct nr_rq_job *job)
+/* The list a job moves to when worker takes it from queue (rq.h, "Taking"). */
+static void arg_intake(struct cmd *c, const char *queue, const char *worker)
+{
+    argf(c, "rq:queue:%s:intake:%s", queue, worker);
+}
+
+/* LREM the id from this worker's intake list of queue, outside any MULTI:
+ * for ids that will never start.  A failure only leaves the id for the
+ * next recovery, which skips it again. */
+static void intake_drop(struct rq_i *ri, const char *queue, const char *id, size_t idlen)
+{
+    struct cmd c = { 0 };
+    redisReply *r;
+
+    arg(&c, "LREM");
+    arg_intake(&c, queue, ri->pub.worker);
+    arg(&c, "1");
+    arg_n(&c, id, idlen);
+    r = command(ri, COMMAND_TIMEOUT_MS, "LREM", &c);
+    freeReplyObject(r);
+    cmd_clear(&c);
+}
+
+int nr_rq_take_from(struct nr_rq *rq, size_t qi, int timeout_s, struct nr_rq_job *job)
 {
     struct rq_i *ri;
     struct cmd c = { 0 };
     redisReply *r;
-    char *id = NULL, *queue = NULL;
+    const char *queue, *what;
+    char *id;
     int rcode;
 
-    if (rq == NULL || job == NULL)
+    if (rq == NULL || job == NULL || qi >= rq->queues.n)
         return NR_EINVAL;
     ri = ri_of(rq);
-    if (timeout_s < 1)
-        timeout_s = 1;
+    queue = rq->queues.v[qi];
+    if (timeout_s < 0)
+        timeout_s = 0;
     if (timeout_s > 60)
         timeout_s = 60;
 
-    arg(&c, "BLPOP");
-    for (size_t i = 0; i < rq->queues.n; i++)
-        argf(&c, "rq:queue:%s", rq->queues.v[i]);
-    argf(&c, "%d", timeout_s);
-    r = command(ri, timeout_s * 1000 + BLOCKING_MARGIN_MS, "BLPOP", &c);
+    /* from the head, as BLPOP takes: RPUSH enqueues, LPUSH puts in front */
+    what = timeout_s ? "BLMOVE" : "LMOVE";
+    arg(&c, what);
+    argf(&c, "rq:queue:%s", queue);
+    arg_intake(&c, queue, rq->worker);
+    arg(&c, "LEFT");
+    arg(&c, "RIGHT");
+    if (timeout_s)
+        argf(&c, "%d", timeout_s);
+    r = command(ri, timeout_s ? timeout_s * 1000 + BLOCKING_MARGIN_MS : COMMAND_TIMEOUT_MS,
+                what, &c);
     cmd_clear(&c);
     if (r == NULL)
         return NR_EIO;
@@ -601,26 +647,264 @@ int nr_rq_take(struct nr_rq *rq, int timeout_s, struct nr_rq_job *job)
         freeReplyObject(r);
         return NR_NOTFOUND;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
-        r->element[0]->len < 9 || memcmp(r->element[0]->str, "rq:queue:", 9) != 0) {
-        rcode = reply_refused(ri, "BLPOP", r);
+    if (r->type != REDIS_REPLY_STRING) {
+        char w[96];
+        snprintf(w, sizeof(w), "%s from queue %s", what, queue);
+        rcode = reply_refused(ri, w, r);
         freeReplyObject(r);
         return rcode;
     }
     /* an id with a NUL byte (or none at all) can name no job: skipped */
-    if (r->element[1]->len == 0 || memchr(r->element[1]->str, '\0', r->element[1]->len) ||
-        memchr(r->element[0]->str, '\0', r->element[0]->len)) {
+    if (r->len == 0 || memchr(r->str, '\0', r->len)) {
+        intake_drop(ri, queue, r->str, r->len);
         freeReplyObject(r);
-        return NR_NOTFOUND;
+        return ri->pub.err ? NR_EIO : NR_NOTFOUND;
     }
-    queue = nr_strndup(r->element[0]->str + 9, r->element[0]->len - 9);
-    id = nr_strndup(r->element[1]->str, r->element[1]->len);
+    id = nr_strndup(r->str, r->len);
     freeReplyObject(r);
     rcode = job_load(ri, id, queue, job);
+    if (rcode == NR_OK)
+        job->in_intake = true;
+    if (rcode == NR_NOTFOUND) {
+        intake_drop(ri, queue, id, strlen(id));
+        if (ri->pub.err)
+            rcode = NR_EIO;
+    }
     free(id);
-    free(queue);
     return rcode;
+}
+
+int nr_rq_take(struct nr_rq *rq, int timeout_s, struct nr_rq_job *job)
+{
+    uint64_t deadline;
+    int rc;
+
+    if (rq == NULL || job == NULL || rq->queues.n == 0)
+        return NR_EINVAL;
+    if (timeout_s < 1)
+        timeout_s = 1;
+    if (timeout_s > 60)
+        timeout_s = 60;
+    deadline = nr_mono_ns() + (uint64_t)timeout_s * 1000000000ull;
+    for (;;) {
+        for (size_t i = 0; i < rq->queues.n; i++)
+            if ((rc = nr_rq_take_from(rq, i, 0, job)) != NR_NOTFOUND)
+                return rc;
+        uint64_t now = nr_mono_ns();
+        if (now >= deadline)
+            return NR_NOTFOUND;
+        int left = (int)((deadline - now + 999999999ull) / 1000000000ull);
+        rc = nr_rq_take_from(rq, 0, rq->queues.n > 1 ? 1 : left, job);
+        if (rc != NR_NOTFOUND)
+            return rc;
+    }
+}
+
+/* Move every id of worker's intake list of queue back to the front of
+ * queue, newest first, so that they end in their old order. */
+static int move_back(struct rq_i *ri, const char *queue, const char *worker, size_t *moved)
+{
+    for (size_t n = 0; n < RECOVER_MAX; n++) {
+        struct cmd c = { 0 };
+        redisReply *r;
+        int rc = NR_OK;
+
+        arg(&c, "LMOVE");
+        arg_intake(&c, queue, worker);
+        argf(&c, "rq:queue:%s", queue);
+        arg(&c, "RIGHT");
+        arg(&c, "LEFT");
+        r = command(ri, COMMAND_TIMEOUT_MS, "LMOVE", &c);
+        cmd_clear(&c);
+        if (r == NULL)
+            return NR_EIO;
+        if (r->type == REDIS_REPLY_NIL) {
+            freeReplyObject(r);
+            return NR_OK;
+        }
+        if (r->type == REDIS_REPLY_STRING)
+            (*moved)++;
+        else
+            rc = reply_refused(ri, "putting back an intake list", r);
+        freeReplyObject(r);
+        if (rc < 0)
+            return rc;
+    }
+    return NR_OK;
+}
+
+/* Move back this worker's own intake list of queue but for the ids of
+ * keep (jobs it still holds: it will start, fail or hand them back
+ * itself), one MULTI of LREM + LPUSH per id, under WATCH of the list. */
+static int move_back_except(struct rq_i *ri, const char *queue, const struct nr_strlist *keep,
+                            size_t *moved)
+{
+    int rc = NR_NOTFOUND;
+
+    for (int attempt = 0; attempt < START_ATTEMPTS && rc == NR_NOTFOUND; attempt++) {
+        struct cmd c = { 0 };
+        struct batch b = { 0 };
+        redisReply *r;
+        bool *kept;
+        size_t n = 0;
+
+        arg(&c, "WATCH");
+        arg_intake(&c, queue, ri->pub.worker);
+        rc = simple(ri, "WATCH", &c);
+        cmd_clear(&c);
+        if (rc < 0)
+            return rc;
+        arg(&c, "LRANGE");
+        arg_intake(&c, queue, ri->pub.worker);
+        arg(&c, "0");
+        argf(&c, "%d", RECOVER_MAX - 1);
+        r = command(ri, COMMAND_TIMEOUT_MS, "LRANGE", &c);
+        cmd_clear(&c);
+        if (r == NULL)
+            return NR_EIO;
+        if (r->type != REDIS_REPLY_ARRAY) {
+            rc = reply_refused(ri, "LRANGE of the intake list", r);
+            freeReplyObject(r);
+            arg(&c, "UNWATCH");
+            simple(ri, "UNWATCH", &c);
+            cmd_clear(&c);
+            return ri->pub.err ? NR_EIO : rc;
+        }
+        /* newest first, each to the front: the oldest ends in front */
+        kept = nr_calloc(keep->n + 1, sizeof(*kept));
+        for (size_t i = r->elements; i-- > 0;) {
+            const redisReply *e = r->element[i];
+            bool held = false;
+            struct cmd *bc;
+
+            if (e->type != REDIS_REPLY_STRING)
+                continue;
+            for (size_t k = 0; k < keep->n && !held; k++)
+                if (!kept[k] && strlen(keep->v[k]) == e->len &&
+                    memcmp(keep->v[k], e->str, e->len) == 0)
+                    held = kept[k] = true;
+            if (held)
+                continue;
+            bc = batch_add(&b);
+            arg(bc, "LREM");
+            arg_intake(bc, queue, ri->pub.worker);
+            arg(bc, "1");
+            arg_own(bc, nr_strndup(e->str, e->len), e->len);
+            bc = batch_add(&b);
+            arg(bc, "LPUSH");
+            argf(bc, "rq:queue:%s", queue);
+            arg_own(bc, nr_strndup(e->str, e->len), e->len);
+            n++;
+        }
+        free(kept);
+        freeReplyObject(r);
+        if (n == 0) {
+            arg(&c, "UNWATCH");
+            rc = simple(ri, "UNWATCH", &c);
+            cmd_clear(&c);
+            return rc;
+        }
+        rc = transaction(ri, "putting back an intake list", &b);
+        batch_free(&b);
+        if (rc == NR_OK)
+            *moved += n;
+    }
+    return rc == NR_NOTFOUND ? NR_OK : rc;     /* still racing: the next call */
+}
+
+/* A dead worker whose intake list is empty leaves the set, under WATCH of
+ * the list: if it comes back to life and takes a job meanwhile, it stays
+ * (and its next heartbeat adds it again anyway). */
+static int forget_worker(struct rq_i *ri, const char *queue, const char *worker)
+{
+    struct cmd c = { 0 };
+    struct batch b = { 0 };
+    struct cmd *bc;
+    long long len = 0;
+    int rc;
+
+    arg(&c, "WATCH");
+    arg_intake(&c, queue, worker);
+    rc = simple(ri, "WATCH", &c);
+    cmd_clear(&c);
+    if (rc < 0)
+        return rc;
+    arg(&c, "LLEN");
+    arg_intake(&c, queue, worker);
+    rc = int_reply(ri, "LLEN", &c, &len);
+    cmd_clear(&c);
+    if (rc < 0 || len != 0) {
+        if (!ri->pub.err) {
+            arg(&c, "UNWATCH");
+            simple(ri, "UNWATCH", &c);
+            cmd_clear(&c);
+        }
+        return ri->pub.err ? NR_EIO : rc;
+    }
+    bc = batch_add(&b);
+    arg(bc, "SREM");
+    argf(bc, "rq:queue:%s:intakes", queue);
+    arg(bc, worker);
+    rc = transaction(ri, "forgetting a dead worker's intake list", &b);
+    batch_free(&b);
+    return rc == NR_NOTFOUND ? NR_OK : rc;
+}
+
+int nr_rq_recover(struct nr_rq *rq, const char *queue, bool own,
+                  const struct nr_strlist *keep, size_t *moved)
+{
+    struct rq_i *ri;
+    struct cmd c = { 0 };
+    redisReply *r;
+    char **workers = NULL;
+    size_t nw = 0, n = 0;
+    int rc = NR_OK;
+
+    if (rq == NULL || queue == NULL)
+        return NR_EINVAL;
+    ri = ri_of(rq);
+    if (own && keep != NULL && keep->n > 0)
+        rc = move_back_except(ri, queue, keep, &n);
+    else if (own)
+        rc = move_back(ri, queue, rq->worker, &n);
+
+    arg(&c, "SMEMBERS");
+    argf(&c, "rq:queue:%s:intakes", queue);
+    r = rc < 0 ? NULL : command(ri, COMMAND_TIMEOUT_MS, "SMEMBERS", &c);
+    cmd_clear(&c);
+    if (r != NULL && r->type != REDIS_REPLY_ARRAY)
+        rc = reply_refused(ri, "SMEMBERS of the intake lists", r);
+    else if (r != NULL) {
+        workers = nr_calloc(r->elements + 1, sizeof(*workers));
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING && r->element[i]->len > 0 &&
+                !memchr(r->element[i]->str, '\0', r->element[i]->len))
+                workers[nw++] = nr_strndup(r->element[i]->str, r->element[i]->len);
+    } else if (rc == NR_OK) {
+        rc = NR_EIO;
+    }
+    freeReplyObject(r);
+
+    for (size_t i = 0; i < nw && rc >= 0; i++) {
+        long long alive = 0;
+
+        if (strcmp(workers[i], rq->worker) == 0)
+            continue;
+        arg(&c, "EXISTS");
+        argf(&c, "rq:worker:%s", workers[i]);
+        rc = int_reply(ri, "EXISTS", &c, &alive);
+        cmd_clear(&c);
+        if (rc < 0 || alive > 0)
+            continue;
+        if ((rc = move_back(ri, queue, workers[i], &n)) == NR_OK)
+            rc = forget_worker(ri, queue, workers[i]);
+    }
+    for (size_t i = 0; i < nw; i++)
+        free(workers[i]);
+    free(workers);
+    if (moved != NULL)
+        *moved = n;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ check */
@@ -720,42 +1004,146 @@ static void add_zrem_wip(struct batch *b, const char *queue, const char *member)
     arg(c, member);
 }
 
-int nr_rq_start(struct nr_rq *rq, const struct nr_rq_job *job)
+/* Out of this worker's intake list, for a job that never started (one
+ * that did is not in it, but the same id may be again: rq-scheduler
+ * enqueues a periodic job under one id every time). */
+static void add_lrem_intake(struct batch *b, const struct nr_rq *rq, const struct nr_rq_job *job)
+{
+    struct cmd *c;
+
+    if (!job->in_intake)
+        return;
+    c = batch_add(b);
+    arg(c, "LREM");
+    arg_intake(c, job->queue, rq->worker);
+    arg(c, "1");
+    arg(c, job->id);
+}
+
+/* Is id in this worker's intake list of queue?  1 yes, 0 no, or < 0. */
+static int in_intake(struct rq_i *ri, const char *queue, const char *id)
+{
+    struct cmd c = { 0 };
+    long long pos = -1;
+    int rc;
+
+    arg(&c, "LPOS");
+    arg_intake(&c, queue, ri->pub.worker);
+    arg(&c, id);
+    rc = int_reply(ri, "LPOS", &c, &pos);
+    cmd_clear(&c);
+    return rc < 0 ? rc : pos >= 0;
+}
+
+/* Did an earlier nr_rq_start() of job commit (its reply was lost with the
+ * connection)?  1 when the job is started by this worker and in the wip
+ * registry, 0 when not, or < 0. */
+static int started_here(struct rq_i *ri, const struct nr_rq_job *job)
+{
+    struct cmd c = { 0 };
+    redisReply *r;
+    long long score = -1;
+    int rc;
+
+    arg(&c, "HMGET");
+    argf(&c, "rq:job:%s", job->id);
+    arg(&c, "status");
+    arg(&c, "worker_name");
+    r = command(ri, COMMAND_TIMEOUT_MS, "HMGET", &c);
+    cmd_clear(&c);
+    if (r == NULL)
+        return NR_EIO;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        rc = reply_refused(ri, "HMGET of the job", r);
+        freeReplyObject(r);
+        return rc;
+    }
+    rc = r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len == 7 &&
+         memcmp(r->element[0]->str, "started", 7) == 0 &&
+         r->element[1]->type == REDIS_REPLY_STRING &&
+         r->element[1]->len == strlen(ri->pub.worker) &&
+         memcmp(r->element[1]->str, ri->pub.worker, r->element[1]->len) == 0;
+    freeReplyObject(r);
+    if (rc == 1) {
+        arg(&c, "ZSCORE");
+        argf(&c, "rq:wip:%s", job->queue);
+        arg(&c, job->id);
+        rc = int_reply(ri, "ZSCORE", &c, &score);
+        cmd_clear(&c);
+        if (rc == NR_OK)
+            rc = score >= 0;
+    }
+    return rc;
+}
+
+int nr_rq_start(struct nr_rq *rq, struct nr_rq_job *job)
 {
     struct rq_i *ri;
-    struct batch b = { 0 };
-    struct cmd *c;
     char ts[NR_ISO_TS_LEN];
     long long now;
-    int rc;
+    int rc = NR_NOTFOUND;
 
     if (rq == NULL || job == NULL || job->id == NULL || job->queue == NULL)
         return NR_EINVAL;
     ri = ri_of(rq);
-    now_ts(ts, &now);
 
-    c = batch_add(&b);
-    arg(c, "HSET");
-    argf(c, "rq:job:%s", job->id);
-    arg(c, "status");
-    arg(c, "started");
-    arg(c, "started_at");
-    arg(c, ts);
-    arg(c, "last_heartbeat");
-    arg(c, ts);
-    arg(c, "worker_name");
-    arg(c, rq->worker);
-    c = batch_add(&b);
-    arg(c, "PERSIST");
-    argf(c, "rq:job:%s", job->id);
-    c = batch_add(&b);
-    arg(c, "ZADD");
-    argf(c, "rq:wip:%s", job->queue);
-    argf(c, "%lld", now + WIP_GRACE_S);
-    arg(c, job->id);
+    /* WATCH, then LPOS: if a recovery put the id back since we took it
+     * (we were taken for dead), EXEC does not run and we see it gone */
+    for (int attempt = 0; attempt < START_ATTEMPTS && rc == NR_NOTFOUND; attempt++) {
+        struct batch b = { 0 };
+        struct cmd w = { 0 }, *c;
 
-    rc = transaction(ri, "marking the job started", &b);
-    batch_free(&b);
+        arg(&w, "WATCH");
+        arg_intake(&w, job->queue, rq->worker);
+        rc = simple(ri, "WATCH", &w);
+        cmd_clear(&w);
+        if (rc < 0)
+            return rc;
+        if ((rc = in_intake(ri, job->queue, job->id)) <= 0) {
+            if (!ri->pub.err) {
+                arg(&w, "UNWATCH");
+                simple(ri, "UNWATCH", &w);
+                cmd_clear(&w);
+            }
+            if (ri->pub.err)
+                return NR_EIO;
+            if (rc == 0 && (rc = started_here(ri, job)) == 1) {
+                job->in_intake = false;
+                return NR_OK;
+            }
+            return rc == 0 ? NR_NOTFOUND : rc;
+        }
+
+        now_ts(ts, &now);
+        c = batch_add(&b);
+        arg(c, "HSET");
+        argf(c, "rq:job:%s", job->id);
+        arg(c, "status");
+        arg(c, "started");
+        arg(c, "started_at");
+        arg(c, ts);
+        arg(c, "last_heartbeat");
+        arg(c, ts);
+        arg(c, "worker_name");
+        arg(c, rq->worker);
+        c = batch_add(&b);
+        arg(c, "PERSIST");
+        argf(c, "rq:job:%s", job->id);
+        c = batch_add(&b);
+        arg(c, "ZADD");
+        argf(c, "rq:wip:%s", job->queue);
+        argf(c, "%lld", now + WIP_GRACE_S);
+        arg(c, job->id);
+        c = batch_add(&b);
+        arg(c, "LREM");
+        arg_intake(c, job->queue, rq->worker);
+        arg(c, "1");
+        arg(c, job->id);
+        rc = transaction(ri, "marking the job started", &b);
+        batch_free(&b);
+    }
+    if (rc == NR_OK)
+        job->in_intake = false;
     return rc;
 }
 
@@ -801,6 +1189,11 @@ static void add_worker_fields(struct rq_i *ri, struct batch *b, const char *ts)
         arg(c, "SADD");
         argf(c, "rq:workers:%s", ri->pub.queues.v[i]);
         argf(c, "rq:worker:%s", ri->pub.worker);
+        /* whose intake lists to look at when their worker is gone */
+        c = batch_add(b);
+        arg(c, "SADD");
+        argf(c, "rq:queue:%s:intakes", ri->pub.queues.v[i]);
+        arg(c, ri->pub.worker);
     }
 }
 
@@ -1030,6 +1423,7 @@ int nr_rq_fail(struct nr_rq *rq, const struct nr_rq_job *job, const char *reason
         add_requeue(&b, job, job->id);
     else
         add_failure(&b, job, job->id, reason);
+    add_lrem_intake(&b, rq, job);
     rc = transaction(ri_of(rq), retry ? "requeueing the job" : "recording the job failed", &b);
     batch_free(&b);
     if (rc == NR_OK && requeued != NULL)
@@ -1055,6 +1449,7 @@ int nr_rq_release(struct nr_rq *rq, const struct nr_rq_job *job)
     argf(c, "rq:queue:%s", job->queue);
     arg(c, job->id);
     add_zrem_wip(&b, job->queue, job->id);
+    add_lrem_intake(&b, rq, job);
     rc = transaction(ri_of(rq), "handing the job back", &b);
     batch_free(&b);
     return rc;

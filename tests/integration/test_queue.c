@@ -2,7 +2,9 @@
  * test_queue.c - the native job queue against a real Redis
  * (NR_TEST_REDIS_URL): group creation, enqueue/read, re-delivery of pending
  * entries after a restart, ack and the done list, wait_done, dead letters,
- * two consumers sharing a stream, connection failures, AUTH and SELECT.
+ * two consumers sharing a stream, connection failures, AUTH and SELECT,
+ * error replies (a stream key holding a string), the trim of acknowledged
+ * entries and delivery counts.
  *
  * Every test starts from an empty database (FLUSHDB) and inspects Redis
  * through a separate raw hiredis connection.
@@ -657,7 +659,8 @@ START_TEST(test_bad_urls)
         { "redis://admin:hunter22/x@127.0.0.1:6379/0", "'@' after the host" },
         { "redis://admin:hunter22?x@127.0.0.1:6379/0", "'@' after the host" },
         { "redis://admin:hunter22", "the port is not a number" },
-        { "redis://:hunter22%zz@127.0.0.1/", "the password has a bad %-escape" },
+        /* "%zz" is no escape and stays (redis-py); %00 cannot be sent */
+        { "redis://:hunter22%00@127.0.0.1/", "the password has a %00 escape" },
         { "redis://[::1:6379/0", "'[' without ']'" },
         { "unix://relative/path", "absolute socket path" },
         { "unix:///nonexistent/netraven-test.sock", "cannot connect to redis at unix:/nonexistent/netraven-test.sock" },
@@ -798,6 +801,224 @@ START_TEST(test_group_recreated_after_flush)
 }
 END_TEST
 
+/* Replace the stream by a string: every stream command is refused with
+ * WRONGTYPE.  First restores a stream and reconnects q, since a reset on
+ * the string would fail (XGROUP CREATE is refused too). */
+static void stream_becomes_string(struct nr_queue *q)
+{
+    freeReplyObject(rcmd("DEL %s", STREAM));
+    ck_assert_msg(nr_queue_reset(q) == 0, "reset: %s", q->errstr);
+    freeReplyObject(rcmd("DEL %s", STREAM));
+    freeReplyObject(rcmd("SET %s not-a-stream", STREAM));
+}
+
+static void assert_refused(struct nr_queue *q, const char *what)
+{
+    char want[64];
+
+    snprintf(want, sizeof(want), "%s failed: WRONGTYPE", what);
+    ck_assert_int_eq(q->err, NR_EIO);
+    ck_assert_msg(strstr(q->errstr, want) != NULL, "errstr \"%s\" lacks \"%s\"", q->errstr, want);
+}
+
+/* An error reply is reported, and freed once: XAUTOCLAIM and XCLAIM freed
+ * it a second time (a crash, or "attempting double-free" under ASan). */
+START_TEST(test_error_reply_freed_once)
+{
+    struct nr_queue *q = connect_ok("w");
+    struct nr_queue_msg m[2];
+    char *const ids[] = { "1-1", "2-1" };
+    size_t n = 7;
+
+    ck_assert_uint_eq(read_ok(q, m, 2, 0), 0);     /* claims come after the pending re-read */
+    stream_becomes_string(q);
+    ck_assert_int_eq(nr_queue_claim(q, 0, m, 2, &n), NR_EIO);
+    ck_assert_uint_eq(n, 7);
+    assert_refused(q, "XAUTOCLAIM");
+
+    /* a reset cannot make the group on a string: refused, reported */
+    ck_assert_int_eq(nr_queue_reset(q), NR_EIO);
+    assert_refused(q, "XGROUP CREATE");
+
+    stream_becomes_string(q);
+    ck_assert_int_eq(nr_queue_touch(q, ids, 2), NR_EIO);
+    assert_refused(q, "XCLAIM");
+
+    stream_becomes_string(q);
+    ck_assert_int_eq(nr_queue_read(q, m, 2, 100, &n), NR_EIO);
+    ck_assert_uint_eq(n, 7);
+    assert_refused(q, "XREADGROUP");
+
+    stream_becomes_string(q);
+    ck_assert_int_eq(nr_queue_enqueue(q, "{\"job_id\": 1}", NULL), NR_EIO);
+    assert_refused(q, "XADD");
+
+    stream_becomes_string(q);
+    ck_assert_int_eq(nr_queue_ack(q, "1-1", "COMPLETED_SUCCESS"), NR_EIO);
+    ck_assert_msg(strstr(q->errstr, "XACK failed while acknowledging: WRONGTYPE") != NULL,
+                  "errstr: %s", q->errstr);
+
+    /* and the queue works again once the key is a stream */
+    freeReplyObject(rcmd("DEL %s", STREAM));
+    ck_assert_int_eq(nr_queue_reset(q), 0);
+    char *id = enqueue_ok(q, "{\"job_id\": 2}");
+    ck_assert_uint_eq(read_ok(q, m, 2, 1000), 1);
+    ck_assert_str_eq(m[0].entry_id, id);
+    clear_msgs(m, 1);
+    free(id);
+    nr_queue_free(q);
+}
+END_TEST
+
+/* Acknowledged and dead-lettered entries leave the stream: its length is
+ * what is not done yet, not every job ever run. */
+START_TEST(test_acked_entries_trimmed)
+{
+    enum { ROUNDS = 20, BATCH = 10 };
+    struct nr_queue *q = connect_ok("w");
+    struct nr_queue_msg m[BATCH];
+    long long most = 0;
+
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < BATCH; i++) {
+            char p[32];
+            snprintf(p, sizeof(p), "{\"job_id\": %d}", round * BATCH + i + 1);
+            ck_assert_int_eq(nr_queue_enqueue(q, p, NULL), 0);
+        }
+        size_t n = read_ok(q, m, BATCH, 1000);
+        ck_assert_uint_eq(n, BATCH);
+        /* pending entries are kept: they may still have to run */
+        long long len = rint_("XLEN %s", STREAM);
+        if (len > most)
+            most = len;
+        for (size_t k = 0; k < n; k++)
+            ck_assert_int_eq(nr_queue_ack(q, m[k].entry_id, k % 2 ? "COMPLETED_SUCCESS" : NULL), 0);
+        clear_msgs(m, n);
+    }
+    ck_assert_int_eq(most, BATCH);
+    ck_assert_int_eq(rint_("XLEN %s", STREAM), 0);
+    ck_assert_int_eq(pending_count(), 0);
+
+    /* a dead-lettered entry goes too, and its copy stays in the dead stream */
+    char *id = enqueue_ok(q, "{\"job_id\": \"x\"}");
+    ck_assert_uint_eq(read_ok(q, m, 1, 1000), 1);
+    ck_assert_int_eq(nr_queue_dead(q, &m[0], "job_id must be a positive integer"), 0);
+    clear_msgs(m, 1);
+    ck_assert_int_eq(rint_("XLEN %s", STREAM), 0);
+    ck_assert_int_eq(rint_("XLEN %s", DEAD), 1);
+
+    /* an unacknowledged entry stays; acknowledging it twice is harmless */
+    char *id2 = enqueue_ok(q, "{\"job_id\": 9}");
+    ck_assert_uint_eq(read_ok(q, m, 1, 1000), 1);
+    clear_msgs(m, 1);
+    ck_assert_int_eq(rint_("XLEN %s", STREAM), 1);
+    ck_assert_int_eq(nr_queue_ack(q, id2, NULL), 0);
+    ck_assert_int_eq(nr_queue_ack(q, id2, NULL), 0);
+    ck_assert_int_eq(rint_("XLEN %s", STREAM), 0);
+    /* the group still reads new entries after the deletions */
+    char *id3 = enqueue_ok(q, "{\"job_id\": 10}");
+    ck_assert_uint_eq(read_ok(q, m, 1, 1000), 1);
+    ck_assert_str_eq(m[0].entry_id, id3);
+    clear_msgs(m, 1);
+    free(id);
+    free(id2);
+    free(id3);
+    nr_queue_free(q);
+}
+END_TEST
+
+/* XPENDING's delivery count of one entry, read raw. */
+static long long deliveries_of(const char *id)
+{
+    redisReply *r = rcmd("XPENDING %s %s %s %s 1", STREAM, GROUP, id, id);
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(r->elements, 1);
+    long long v = r->element[0]->element[3]->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Each hand-out counts: a new read 1, a re-read after a restart and each
+ * claim one more; keeping an entry fresh (touch) does not count. */
+START_TEST(test_delivery_counts)
+{
+    struct nr_queue *q = connect_ok("a");
+    struct nr_queue_msg m[4];
+    char *id = enqueue_ok(q, "{\"job_id\": 5}");
+
+    ck_assert_uint_eq(read_ok(q, m, 4, 1000), 1);
+    ck_assert_int_eq(m[0].deliveries, 1);
+    clear_msgs(m, 1);
+    ck_assert_int_eq(m[0].deliveries, 0);
+    nr_queue_free(q);                           /* died running it */
+
+    q = connect_ok("a");                        /* restarted under the same name */
+    ck_assert_uint_eq(read_ok(q, m, 4, 100), 1);
+    ck_assert_str_eq(m[0].entry_id, id);
+    ck_assert_int_eq(m[0].deliveries, 2);
+    clear_msgs(m, 1);
+    ck_assert_int_eq(nr_queue_touch(q, &id, 1), 0);
+    ck_assert_int_eq(deliveries_of(id), 2);
+    nr_queue_free(q);                           /* died again */
+
+    for (long long want = 3; want <= 5; want++) {
+        char name[16];
+        size_t n = 0;
+        snprintf(name, sizeof(name), "b%lld", want);
+        struct nr_queue *b = connect_ok(name);
+        ck_assert_uint_eq(read_ok(b, m, 4, 0), 0);
+        ck_assert_int_eq(nr_queue_claim(b, 0, m, 4, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_str_eq(m[0].entry_id, id);
+        ck_assert_str_eq(m[0].payload, "{\"job_id\": 5}");
+        ck_assert_int_eq(m[0].deliveries, want);
+        ck_assert_int_eq(deliveries_of(id), want);
+        clear_msgs(m, n);
+        nr_queue_free(b);
+    }
+    q = connect_ok("c");
+    ck_assert_uint_eq(read_ok(q, m, 4, 0), 0);
+    ck_assert_int_eq(nr_queue_ack(q, id, NULL), 0);
+    size_t n = 9;
+    ck_assert_int_eq(nr_queue_claim(q, 0, m, 4, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    free(id);
+    nr_queue_free(q);
+}
+END_TEST
+
+/* A claim before the re-read of the consumer's own pending entries after a
+ * connect claims nothing: the re-read would have handed the claimed entry
+ * out a second time (a worker starting beside a dead one ran its entries
+ * twice). */
+START_TEST(test_claim_waits_for_pending_reread)
+{
+    struct nr_queue *dead = connect_ok("gone");
+    struct nr_queue_msg m[4];
+    char *id = enqueue_ok(dead, "{\"job_id\": 6}");
+    size_t n = 9;
+
+    ck_assert_uint_eq(read_ok(dead, m, 4, 1000), 1);
+    clear_msgs(m, 1);
+    nr_queue_free(dead);
+
+    struct nr_queue *q = connect_ok("w");
+    ck_assert_int_eq(nr_queue_claim(q, 0, m, 4, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(read_ok(q, m, 4, 0), 0);              /* nothing of its own */
+    ck_assert_int_eq(nr_queue_claim(q, 0, m, 4, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(m[0].entry_id, id);
+    ck_assert_int_eq(m[0].deliveries, 2);
+    clear_msgs(m, 1);
+    ck_assert_uint_eq(read_ok(q, m, 4, 100), 0);            /* not handed out again */
+    ck_assert_int_eq(deliveries_of(id), 2);
+    ck_assert_int_eq(nr_queue_ack(q, id, NULL), 0);
+    free(id);
+    nr_queue_free(q);
+}
+END_TEST
+
 static Suite *queue_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -823,6 +1044,10 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, test_auth_and_select);
     tcase_add_test(tc, test_reset_after_connection_loss);
     tcase_add_test(tc, test_group_recreated_after_flush);
+    tcase_add_test(tc, test_error_reply_freed_once);
+    tcase_add_test(tc, test_acked_entries_trimmed);
+    tcase_add_test(tc, test_delivery_counts);
+    tcase_add_test(tc, test_claim_waits_for_pending_reread);
     suite_add_tcase(s, tc);
     return s;
 }

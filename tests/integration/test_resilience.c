@@ -1,12 +1,16 @@
 /*
  * test_resilience.c - nothing is lost: PostgreSQL stopped mid-run, SIGTERM
- * during a run, two workers sharing the queue, a worker killed mid-run.
+ * during a run, two workers sharing the queue, a worker killed mid-run;
+ * nothing runs twice: a worker whose every slot runs longer than
+ * claim_idle_seconds keeps its entries; a poison entry (delivered and never
+ * acknowledged, again and again) goes to the dead stream.
  *
  * Slow runs come from devices in a network namespace the test makes, whose
  * probes wait for worker.connection_timeout.
  */
 #include <check.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +312,192 @@ START_TEST(worker_killed_mid_run)
 }
 END_TEST
 
+/* One redis command on rc that must answer with the given type. */
+static redisReply *rc_cmd(redisContext *rc, int type, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(r != NULL, "redis: %s", rc->errstr);
+    ck_assert_msg(r->type == type, "%s: reply type %d (%s)", fmt, r->type,
+                  r->type == REDIS_REPLY_ERROR ? r->str : "");
+    return r;
+}
+
+static long long rc_int(redisContext *rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_INTEGER, "%s: not an integer", fmt);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long pending_entries(redisContext *rc)
+{
+    redisReply *r = rc_cmd(rc, REDIS_REPLY_ARRAY, "XPENDING netraven:jobs netraven-workers");
+    long long n = r->element[0]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Defect: the intake refreshed its entries only when it had a free slot to
+ * claim with, so a worker running max_concurrent_jobs runs longer than
+ * claim_idle_seconds had them taken over by another worker and run twice. */
+START_TEST(busy_slots_keep_their_entries)
+{
+    nrt_blackhole_up(4);
+    redisContext *rc = nrt_redis();
+    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=2", "NETRAVEN_WORKER__THREAD_POOL_SIZE=2",
+                     "NETRAVEN_WORKER__MAX_CONCURRENT_JOBS=2",
+                     "NETRAVEN_WORKER__CLAIM_IDLE_SECONDS=3", NULL };
+    struct nrt_proc a, b;
+    long long dark[2], empty[2];
+
+    /* two jobs over the same five dark devices: 10 probes of 2 s on two
+     * threads keep both of a's slots busy about 10 s, past the 3 s claim */
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('busy', 'device') "
+                                    "RETURNING id");
+    PQclear(nrt_sql(db, "INSERT INTO devices (hostname, ip_address, device_type, port) "
+                        "SELECT format('busy-%%s', i), format('10.199.3.%%s', i + 2), 'cisco_ios', 22 "
+                        "FROM generate_series(0, 4) AS i"));
+    PQclear(nrt_sql(db, "INSERT INTO device_tag_association SELECT id, %lld FROM devices "
+                        "WHERE hostname LIKE 'busy-%%'", tag));
+    for (int i = 0; i < 2; i++) {
+        dark[i] = nrt_sql_int(db, "INSERT INTO jobs (name, job_type, status, is_enabled, "
+                                  "schedule_type) VALUES ('busy-%d', 'reachability', 'PENDING', "
+                                  "true, 'onetime') RETURNING id", i);
+        PQclear(nrt_sql(db, "INSERT INTO job_tags VALUES (%lld, %lld)", dark[i], tag));
+    }
+
+    start_worker(0, &a, "busy-a", more);
+    enqueue(rc, dark[0]);
+    enqueue(rc, dark[1]);
+    ck_assert(nrt_wait_sql(db, "2", 30, "SELECT count(*) FROM jobs WHERE status = 'RUNNING'"));
+    /* a second worker with free slots, claiming what is idle 3 s */
+    start_worker(1, &b, "busy-b", more);
+    for (int i = 0; i < 2; i++) {
+        empty[i] = empty_job(i);
+        enqueue(rc, empty[i]);
+    }
+    ck_assert_msg(nrt_wait_sql(db, "2", 90, "SELECT count(*) FROM jobs WHERE status = "
+                               "'COMPLETED_FAILURE'"), "the long runs did not end");
+    ck_assert(nrt_wait_sql(db, "2", 30, "SELECT count(*) FROM jobs WHERE status = "
+                           "'COMPLETED_NO_DEVICES'"));
+    for (int i = 0; i < 100 && pending_entries(rc) > 0; i++)
+        usleep(100000);
+    ck_assert_int_eq(pending_entries(rc), 0);
+    stop_ok(0, &a, 60);
+    stop_ok(1, &b, 60);
+
+    /* every job ran once: one "Executing job" row each */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE message LIKE 'Executing job%%'"),
+                     4);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT job_id) FROM logs WHERE message "
+                                     "LIKE 'Executing job%%'"), 4);
+    /* every (job, device) pair has one result */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id IN (%lld, %lld)",
+                                 dark[0], dark[1]), 10);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM (SELECT DISTINCT job_id, device_id "
+                                     "FROM job_results WHERE job_id IN (%lld, %lld)) p",
+                                 dark[0], dark[1]), 10);
+    char *ob = nrt_proc_stdout(&b);
+    ck_assert_msg(strstr(ob, "taken over") == NULL, "b took over a live run: %s", ob);
+    free(ob);
+    /* done entries left the stream */
+    ck_assert_int_eq(rc_int(rc, "XLEN netraven:jobs"), 0);
+    nrt_proc_clear(&a);
+    nrt_proc_clear(&b);
+    redisFree(rc);
+}
+END_TEST
+
+/* Make an entry for job pending under consumer, handed out `times` times
+ * and idle long enough for any claim. */
+static char *pending_entry(redisContext *rc, long long job, const char *consumer, int times)
+{
+    char payload[64];
+    snprintf(payload, sizeof(payload), "{\"job_id\": %lld}", job);
+    redisReply *r = rc_cmd(rc, REDIS_REPLY_STRING, "XADD netraven:jobs * payload %s", payload);
+    char *id = strdup(r->str);
+    freeReplyObject(r);
+    freeReplyObject(rc_cmd(rc, REDIS_REPLY_ARRAY, "XREADGROUP GROUP netraven-workers %s COUNT 1 "
+                           "STREAMS netraven:jobs >", consumer));
+    freeReplyObject(rc_cmd(rc, REDIS_REPLY_ARRAY, "XCLAIM netraven:jobs netraven-workers %s 0 %s "
+                           "IDLE 600000 RETRYCOUNT %d JUSTID", consumer, id, times));
+    return id;
+}
+
+/* Defect: an entry that kills every worker taking it was claimed forever.
+ * After worker.max_deliveries hand-outs it goes to the dead stream, both
+ * when another worker claims it and when its own worker reads it again
+ * after a restart; an entry under the limit still runs. */
+START_TEST(poison_entry_goes_to_the_dead_stream)
+{
+    redisContext *rc = nrt_redis();
+    char *more[] = { "NETRAVEN_WORKER__MAX_DELIVERIES=3", "NETRAVEN_WORKER__CLAIM_IDLE_SECONDS=1",
+                     NULL };
+    struct nrt_proc w;
+    long long poison[2] = { empty_job(0), empty_job(1) }, fine = empty_job(2);
+
+    freeReplyObject(rc_cmd(rc, REDIS_REPLY_STATUS, "XGROUP CREATE netraven:jobs netraven-workers "
+                           "0 MKSTREAM"));
+    char *p0 = pending_entry(rc, poison[0], "gone", 3);         /* a dead worker's */
+    char *p1 = pending_entry(rc, poison[1], "poisoned", 3);     /* the worker's own */
+    char *ok = pending_entry(rc, fine, "gone", 2);
+
+    start_worker(0, &w, "poisoned", more);
+    ck_assert_msg(nrt_wait_sql(db, "COMPLETED_NO_DEVICES", 30, "SELECT status FROM jobs "
+                               "WHERE id = %lld", fine), "the entry under the limit did not run");
+    for (int i = 0; i < 100 && (rc_int(rc, "XLEN netraven:jobs:dead") < 2 || pending_entries(rc) > 0);
+         i++)
+        usleep(100000);
+    stop_ok(0, &w, 30);
+
+    redisReply *r = rc_cmd(rc, REDIS_REPLY_ARRAY, "XRANGE netraven:jobs:dead - +");
+    ck_assert_uint_eq(r->elements, 2);
+    int seen = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *f = r->element[i]->element[1];
+        ck_assert_uint_eq(f->elements, 8);
+        ck_assert_str_eq(f->element[2]->str, "reason");
+        ck_assert_msg(strstr(f->element[3]->str, "delivered 4 times") &&
+                      strstr(f->element[3]->str, "worker.max_deliveries is 3"),
+                      "reason: %s", f->element[3]->str);
+        ck_assert_str_eq(f->element[4]->str, "entry_id");
+        long long job = strcmp(f->element[5]->str, p0) == 0 ? poison[0]
+                        : strcmp(f->element[5]->str, p1) == 0 ? poison[1] : 0;
+        ck_assert_msg(job != 0, "unexpected dead entry %s", f->element[5]->str);
+        char want[64];
+        snprintf(want, sizeof(want), "{\"job_id\": %lld}", job);
+        ck_assert_str_eq(f->element[1]->str, want);
+        seen |= job == poison[0] ? 1 : 2;
+    }
+    ck_assert_int_eq(seen, 3);
+    freeReplyObject(r);
+    /* the poison jobs never ran */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM jobs WHERE id IN (%lld, %lld) AND "
+                                     "status = 'PENDING'", poison[0], poison[1]), 2);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE message LIKE 'Executing job%%' "
+                                     "AND job_id IN (%lld, %lld)", poison[0], poison[1]), 0);
+    char *out = nrt_proc_stdout(&w);
+    ck_assert_msg(strstr(out, "delivered 4 times"), "stdout: %s", out);
+    free(out);
+    /* nothing left pending, and the stream holds nothing done */
+    ck_assert_int_eq(pending_entries(rc), 0);
+    ck_assert_int_eq(rc_int(rc, "XLEN netraven:jobs"), 0);
+    free(p0);
+    free(p1);
+    free(ok);
+    nrt_proc_clear(&w);
+    redisFree(rc);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("resilience");
@@ -319,6 +509,8 @@ int main(void)
     tcase_add_test(tc, sigterm_past_the_grace_time_hands_back);
     tcase_add_test(tc, two_workers_run_each_job_once);
     tcase_add_test(tc, worker_killed_mid_run);
+    tcase_add_test(tc, busy_slots_keep_their_entries);
+    tcase_add_test(tc, poison_entry_goes_to_the_dead_stream);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,6 +25,7 @@
 
 #include "harness.h"
 #include "netraven/config.h"
+#include "netraven/log.h"
 #include "netraven/pool.h"
 #include "netraven/rq.h"
 #include "netraven/run.h"
@@ -44,9 +46,10 @@ static bool intake_running;
 
 /* ---------------------------------------------------------------- config */
 
+/* extra: more NAME=value settings, one a line. */
 static void load_cfg(const char *db_url, const char *extra)
 {
-    char *env[8], *err = NULL;
+    char *env[16], *err = NULL;
     int n = 0;
 
     if (asprintf(&env[n++], "NETRAVEN_DATABASE__URL=%s", db_url) < 0 ||
@@ -57,7 +60,12 @@ static void load_cfg(const char *db_url, const char *extra)
     if (extra == NULL || strstr(extra, "SHUTDOWN_GRACE") == NULL)
         env[n++] = strdup("NETRAVEN_WORKER__SHUTDOWN_GRACE_SECONDS=20");
     env[n++] = strdup("NETRAVEN_WORKER__RETRY_ATTEMPTS=0");
-    env[n++] = extra ? strdup(extra) : NULL;
+    for (const char *p = extra, *e; p != NULL && *p != '\0' && n < 15; p = *e ? e + 1 : e) {
+        e = strchr(p, '\n');
+        if (e == NULL)
+            e = p + strlen(p);
+        env[n++] = strndup(p, (size_t)(e - p));
+    }
     env[n] = NULL;
     int rc = nr_config_load(&cfg, NR_SOURCE_ROOT "/config", env, &err);
     ck_assert_msg(rc == 0, "config: %s", err ? err : "?");
@@ -66,9 +74,9 @@ static void load_cfg(const char *db_url, const char *extra)
     cfg_loaded = true;
 }
 
-static void intake_up_with(const char *db_url, const char *extra_env)
+/* Start the intake with cfg as loaded. */
+static void intake_start(void)
 {
-    load_cfg(db_url, extra_env);
     pool = nr_pool_new(4, 64);
     ck_assert_ptr_nonnull(pool);
     runner = nr_runner_new(&cfg, pool);
@@ -77,6 +85,12 @@ static void intake_up_with(const char *db_url, const char *extra_env)
     /* one intake per process */
     ck_assert_int_eq(nr_rq_intake_start(&cfg, runner, WORKER), NR_EINVAL);
     intake_running = true;
+}
+
+static void intake_up_with(const char *db_url, const char *extra_env)
+{
+    load_cfg(db_url, extra_env);
+    intake_start();
 }
 
 static void intake_up(void) { intake_up_with(nrt_db_url(), NULL); }
@@ -725,6 +739,7 @@ START_TEST(test_protocol_writes)
     ck_assert_str_eq(job.queue, "default");
     ck_assert_int_eq(job.result_ttl, -1);
     ck_assert_int_eq(job.failure_ttl, 31536000);
+    ck_assert_int_eq(job.timeout, 180);         /* RQ's default */
     ck_assert_int_eq(nr_rq_job_check(&job, &jid, &reason), 0);
     ck_assert_int_eq(jid, 11);
     now = time(NULL);
@@ -1204,6 +1219,297 @@ START_TEST(test_prune_stop)
 }
 END_TEST
 
+
+/* ------------------------------------------------ refusals and recovery */
+
+/* Lines of the log file holding s. */
+static int count_lines(const char *path, const char *s)
+{
+    char *text = nrt_read_file(path), *p = text;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(text);
+    for (char *line = p; line && *line; line = p) {
+        p = strchr(line, '\n');
+        if (p)
+            *p++ = '\0';
+        n += strstr(line, s) != NULL;
+    }
+    free(text);
+    return n;
+}
+
+static int count_all_lines(const char *path)
+{
+    return count_lines(path, "");
+}
+
+/* Wrong-typed queue keys (`SET rq:queue:default x`, issue 10 defect 6):
+ * the move from each is refused, said once per queue, and tried again
+ * with backoff, not in a loop (it was ~140,000 lines in 10 s); the other
+ * queue is served meanwhile; once the keys are right again, it is said
+ * once per queue and their jobs run. */
+START_TEST(test_wrongtype_backoff)
+{
+    char *dir = nrt_tmpdir("rqlog"), path[512], extra[1024];
+    long long job = add_job("rq-wrongtype", 0);
+
+    snprintf(path, sizeof(path), "%s/w.log", dir);
+    snprintf(extra, sizeof(extra), "NETRAVEN_LOGGING__FILE=%s\n"
+             "NETRAVEN_LOGGING__ROUTES__SYSTEM=file\nNETRAVEN_LOGGING__ROUTES__JOB=file\n"
+             "NETRAVEN_LOGGING__ROUTES__CONNECTION=file", path);
+    load_cfg(nrt_db_url(), extra);
+    ck_assert_int_eq(nr_log_init(&cfg), 0);
+
+    /* default is the queue the idle wait blocks on: it must be skipped */
+    ck_assert_int_eq(rint_cmd("SADD rq:queues rq:queue:default rq:queue:low"), 2);
+    char *s = rstr_cmd("SET rq:queue:default x");
+    free(s);
+    s = rstr_cmd("SET rq:queue:low x");
+    free(s);
+    char *hi = py("print(Queue('high', connection=r).enqueue(F, %lld).id)\n", job);
+
+    intake_start();
+    uint64_t t0 = nr_mono_ns();
+    expect_status(hi, "finished", 30);
+    /* five seconds of refusals: the backoff has tried each about 4 times */
+    double left = 5.0 - (double)(nr_mono_ns() - t0) / 1e9;
+    if (left > 0)
+        usleep((useconds_t)(left * 1e6));
+    ck_assert_int_eq(nr_log_flush(10), 0);
+    ck_assert_int_eq(count_lines(path, "Redis refuses taking jobs from queue default (redis: "
+                                       "LMOVE from queue default refused: WRONGTYPE"), 1);
+    ck_assert_int_eq(count_lines(path, "Redis refuses taking jobs from queue low"), 1);
+    ck_assert_int_eq(count_lines(path, "refuse"), 2);
+    ck_assert_int_eq(count_lines(path, "Redis accepts"), 0);
+    int lines = count_all_lines(path);
+    ck_assert_msg(lines < 40, "%d log lines in 5 s", lines);
+
+    /* the keys are lists again: their jobs run, and that is said once */
+    rint_cmd("DEL rq:queue:default rq:queue:low");
+    char *ids = py("a = enqueue(%1$lld)\n"
+                   "b = Queue('low', connection=r).enqueue(F, %1$lld)\n"
+                   "print(a.id, b.id)\n", job);
+    char id[2][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s", id[0], id[1]), 2);
+    expect_status(id[0], "finished", 30);   /* within a backoff step (<= 10 s) */
+    expect_status(id[1], "finished", 30);
+    ck_assert_int_eq(nr_log_flush(10), 0);
+    ck_assert_int_eq(count_lines(path, "Redis accepts taking jobs from queue default again"), 1);
+    ck_assert_int_eq(count_lines(path, "Redis accepts taking jobs from queue low again"), 1);
+    ck_assert_int_eq(count_lines(path, "refuse"), 2);
+
+    intake_down();
+    nr_log_shutdown();
+    free(ids);
+    free(hi);
+    free(dir);
+}
+END_TEST
+
+/* A worker killed (SIGKILL) right after it took a job, before marking it
+ * started (issue 10 defect 9c): the job is in its intake list, not lost.
+ * At start the intake puts back its own list (same worker name) and those
+ * of dead workers (their key expired), and runs those jobs; a live
+ * worker's list is left alone. */
+static void take_and_die(const char *worker)
+{
+    pid_t pid = fork();
+    int st;
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct nr_rq *rq = nr_rq_connect(&cfg, worker, NULL);
+        struct nr_rq_job job;
+        if (rq->err || nr_rq_worker_register(rq) != 0 || nr_rq_take(rq, 2, &job) != 0)
+            _exit(3);
+        raise(SIGKILL);
+        _exit(4);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child status %d", st);
+}
+
+START_TEST(test_intake_recovery)
+{
+    long long job = add_job("rq-intake", 0);
+    char *ids = py("a = enqueue(%1$lld); b = enqueue(%1$lld); c = enqueue(%1$lld)\n"
+                   "print(a.id, b.id, c.id)\n", job), key[256];
+    char id[3][64];
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s", id[0], id[1], id[2]), 3);
+    load_cfg(nrt_db_url(), NULL);
+
+    take_and_die(WORKER);           /* a: this worker's earlier life */
+    take_and_die("nrt-dead");       /* b: a worker that died ... */
+    rint_cmd("DEL rq:worker:nrt-dead");     /* ... and whose key expired */
+    struct nr_rq *alive = nr_rq_connect(&cfg, "nrt-alive", NULL);
+    struct nr_rq_job jc;
+    ck_assert_int_eq(nr_rq_worker_register(alive), 0);
+    ck_assert_int_eq(nr_rq_take(alive, 1, &jc), 0);     /* c: a live worker's */
+    ck_assert_str_eq(jc.id, id[2]);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default"), 0);
+    for (int i = 0; i < 3; i++) {
+        snprintf(key, sizeof(key), "rq:job:%s", id[i]);
+        char *st = hget(key, "status");
+        ck_assert_str_eq(st, "queued");         /* taken, never started */
+        free(st);
+    }
+
+    intake_start();
+    expect_status(id[0], "finished", 60);
+    expect_status(id[1], "finished", 60);
+    ck_assert(!wait_status(id[2], "finished", 2));
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default:intake:" WORKER), 0);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default:intake:nrt-dead"), 0);
+    ck_assert_int_eq(rint_cmd("SISMEMBER rq:queue:default:intakes nrt-dead"), 0);
+    ck_assert_int_eq(rint_cmd("SISMEMBER rq:queue:default:intakes " WORKER), 1);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default:intake:nrt-alive"), 1);
+    free(py("a, b = '%s', '%s'\n"
+            "for i in (a, b):\n"
+            "    j = fetch(i)\n"
+            "    check(j.worker_name == W and len(j.results()) == 1, (j.worker_name, j.results()))\n"
+            "check(StartedJobRegistry('default', connection=r).get_job_ids() == [], 'started')\n",
+            id[0], id[1]));
+
+    /* the live one dies too (its key goes): a recovery puts c back, and
+     * the worker, if it comes back, may no longer start it */
+    rint_cmd("DEL rq:worker:nrt-alive");
+    struct nr_rq *other = nr_rq_connect(&cfg, "nrt-other", NULL);
+    size_t moved = 0;
+    ck_assert_int_eq(nr_rq_recover(other, "default", false, NULL, &moved), 0);
+    ck_assert_uint_eq(moved, 1);
+    ck_assert_int_eq(nr_rq_start(alive, &jc), NR_NOTFOUND);
+    expect_status(id[2], "finished", 60);
+    free(py("j = fetch('%s')\n"
+            "check(j.worker_name == W and len(j.results()) == 1, (j.worker_name, j.results()))\n",
+            id[2]));
+    nr_rq_job_clear(&jc);
+    nr_rq_free(alive);
+    nr_rq_free(other);
+    free(ids);
+}
+END_TEST
+
+
+/* The intake list at the protocol layer: a take moves the id into it, the
+ * start takes it out (and a start retried after a lost reply is still a
+ * success), a failure before the start too; a recovery after a reconnect
+ * puts back only what the worker does not hold, in order. */
+START_TEST(test_intake_protocol)
+{
+    char *ids = py("a = enqueue(21); b = enqueue(22); c = enqueue(23); d = enqueue(24)\n"
+                   "print(a.id, b.id, c.id, d.id)\n");
+    char id[4][64], *s;
+    ck_assert_int_eq(sscanf(ids, "%63s %63s %63s %63s", id[0], id[1], id[2], id[3]), 4);
+    load_cfg(nrt_db_url(), NULL);
+    struct nr_rq *rq = nr_rq_connect(&cfg, "nrt-intake", NULL);
+    struct nr_rq_job j[4];
+    struct nr_strlist keep = { 0 };
+    size_t moved = 0;
+
+    ck_assert_int_eq(nr_rq_worker_register(rq), 0);
+    ck_assert_int_eq(rint_cmd("SISMEMBER rq:queue:low:intakes nrt-intake"), 1);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(nr_rq_take(rq, 1, &j[i]), 0);
+        ck_assert_str_eq(j[i].id, id[i]);
+        ck_assert(j[i].in_intake);
+    }
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default"), 0);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default:intake:nrt-intake"), 4);
+
+    /* a reconnect while a and c are held: b and d go back, in order */
+    nr_strlist_push(&keep, id[0]);
+    nr_strlist_push(&keep, id[2]);
+    ck_assert_int_eq(nr_rq_recover(rq, "default", true, &keep, &moved), 0);
+    ck_assert_uint_eq(moved, 2);
+    nr_strlist_clear(&keep);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default"), 2);
+    ck_assert_str_eq(s = rstr_cmd("LINDEX rq:queue:default 0"), id[1]); free(s);
+    ck_assert_str_eq(s = rstr_cmd("LINDEX rq:queue:default 1"), id[3]); free(s);
+    ck_assert_str_eq(s = rstr_cmd("LINDEX rq:queue:default:intake:nrt-intake 0"), id[0]); free(s);
+    ck_assert_str_eq(s = rstr_cmd("LINDEX rq:queue:default:intake:nrt-intake 1"), id[2]); free(s);
+
+    /* a starts; the same start again (as after a lost reply) is fine */
+    ck_assert_int_eq(nr_rq_start(rq, &j[0]), 0);
+    ck_assert(!j[0].in_intake);
+    j[0].in_intake = true;
+    ck_assert_int_eq(nr_rq_start(rq, &j[0]), 0);
+    ck_assert_int_eq(rint_cmd("LLEN rq:queue:default:intake:nrt-intake"), 1);
+    /* c fails before it starts: it leaves the list with its failure */
+    ck_assert_int_eq(nr_rq_fail(rq, &j[2], "cannot run", false, NULL), 0);
+    ck_assert_int_eq(rint_cmd("EXISTS rq:queue:default:intake:nrt-intake"), 0);
+    ck_assert_int_eq(nr_rq_finish(rq, &j[0]), 0);
+
+    /* b and d again; this worker restarts holding nothing: all back */
+    nr_rq_job_clear(&j[1]);
+    nr_rq_job_clear(&j[3]);
+    ck_assert_int_eq(nr_rq_take(rq, 1, &j[1]), 0);
+    ck_assert_int_eq(nr_rq_take(rq, 1, &j[3]), 0);
+    ck_assert_int_eq(nr_rq_recover(rq, "default", true, NULL, &moved), 0);
+    ck_assert_uint_eq(moved, 2);
+    ck_assert_str_eq(s = rstr_cmd("LINDEX rq:queue:default 0"), id[1]); free(s);
+    ck_assert_str_eq(s = rstr_cmd("LINDEX rq:queue:default 1"), id[3]); free(s);
+    /* the start of a job put back is refused, and writes nothing */
+    ck_assert_int_eq(nr_rq_start(rq, &j[1]), NR_NOTFOUND);
+    char key[128];
+    snprintf(key, sizeof(key), "rq:job:%s", id[1]);
+    ck_assert_str_eq(s = hget(key, "status"), "queued"); free(s);
+    ck_assert_int_eq(rint_cmd("ZCARD rq:wip:default"), 0);
+
+    for (int i = 0; i < 4; i++)
+        nr_rq_job_clear(&j[i]);
+    nr_rq_free(rq);
+    free(ids);
+}
+END_TEST
+
+/* RQ's per-job timeout (issue 10 defect 9d): a run still going after the
+ * job's `timeout` fails in RQ as a Python worker's JobTimeoutException,
+ * the worker goes idle, and the run itself, once it can go on, records its
+ * outcome in NetRaven's database without touching the RQ job again. */
+START_TEST(test_job_timeout)
+{
+    long long job = add_job("rq-timeout", 0), other = add_job("rq-after-timeout", 0);
+    char *id = py("j = enqueue(%lld, job_timeout=2)\n"
+                  "check(r.hget(j.key, 'timeout') == b'2', r.hget(j.key, 'timeout'))\n"
+                  "print(j.id)\n", job), key[128];
+
+    PQclear(nrt_sql(db, "BEGIN"));
+    PQclear(nrt_sql(db, "SELECT id FROM jobs WHERE id = %lld FOR UPDATE", job));
+    intake_up();
+    expect_status(id, "started", 30);
+    uint64_t t0 = nr_mono_ns();
+    expect_status(id, "failed", 15);
+    ck_assert_msg(nr_mono_ns() - t0 < 6000000000ull, "failed %.1f s after the start",
+                  (double)(nr_mono_ns() - t0) / 1e9);
+    ck_assert_int_eq(rint_cmd("ZCARD rq:wip:default"), 0);
+    free(py("j = fetch('%s')\n"
+            "e = j.latest_result().exc_string\n"
+            "check('JobTimeoutException: job timed out after 2 s' in e, e)\n"
+            "check(j.retries_left is None or j.retries_left == 0, j.retries_left)\n"
+            "check(FailedJobRegistry('default', connection=r).get_job_ids() == [j.id], 'failed')\n"
+            "w = Worker.find_by_key('rq:worker:' + W, connection=r)\n"
+            "for _ in range(50):\n"
+            "    if w.get_state() == 'idle': break\n"
+            "    time.sleep(0.1); w.refresh()\n"
+            "check(w.get_state() == 'idle', w.get_state())\n", id));
+
+    /* the run goes on once its row is free; RQ's record stays the failure */
+    PQclear(nrt_sql(db, "COMMIT"));
+    ck_assert(nrt_wait_sql(db, NR_STATUS_NO_DEVICES, 30, "SELECT status FROM jobs WHERE id = %lld",
+                           job));
+    char *next = py("print(enqueue(%lld).id)\n", other);
+    expect_status(next, "finished", 30);
+    snprintf(key, sizeof(key), "rq:job:%s", id);
+    char *st = hget(key, "status");
+    ck_assert_str_eq(st, "failed");
+    free(st);
+    free(py("check(len(fetch('%s').results()) == 1, 'one result')\n", id));
+    free(next);
+    free(id);
+}
+END_TEST
+
 /* Redis gone: connect reports it, and nothing crashes. */
 START_TEST(test_redis_unreachable)
 {
@@ -1241,6 +1547,10 @@ static Suite *rq_suite(void)
     tcase_add_test(tc, test_retention_prune);
     tcase_add_test(tc, test_prune_keeps_newest);
     tcase_add_test(tc, test_prune_stop);
+    tcase_add_test(tc, test_wrongtype_backoff);
+    tcase_add_test(tc, test_intake_recovery);
+    tcase_add_test(tc, test_intake_protocol);
+    tcase_add_test(tc, test_job_timeout);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -226,6 +226,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.worker.max_credential_attempts, 3);
     ck_assert_int_eq(c.worker.max_output_bytes, 8388608);
     ck_assert_int_eq(c.worker.claim_idle_seconds, 60);
+    ck_assert_int_eq(c.worker.max_deliveries, 5);
     ck_assert_int_eq(c.worker.shutdown_grace_seconds, 30);
     ck_assert_str_eq(c.worker.spool_dir, "/var/lib/netraven/spool");
     ck_assert_str_eq(c.worker.consumer_name, "");
@@ -481,9 +482,11 @@ START_TEST(test_mask_url)
           "postgresql+psycopg2://netraven:****@db:5432/netraven" },
         { "redis://:s3cret@redis:6379/0", "redis://:****@redis:6379/0" },
         { "redis://redis:6379/0", "redis://redis:6379/0" },
-        /* a bare userinfo is a password to Redis clients */
-        { "redis://s3cret@redis:6379/0", "redis://****@redis:6379/0" },
-        { "rediss://s3cret@redis:6380", "rediss://****@redis:6380" },
+        /* a bare userinfo is a user name to redis-py, as to the worker
+         * (src/redis/url.c): shown; a password is masked wherever it is */
+        { "redis://netraven@redis:6379/0", "redis://netraven@redis:6379/0" },
+        { "rediss://u:s3cret@redis:6380", "rediss://u:****@redis:6380" },
+        { "redis://redis:6379/0?password=s3cret", "redis://redis:6379/0?password=****" },
         { "postgresql://user@h/db", "postgresql://user@h/db" },
         /* a password with unencoded '@' and '/' is masked whole */
         { "postgresql://u:p@ss/w0rd@h/db", "postgresql://u:****@h/db" },
@@ -510,7 +513,7 @@ START_TEST(test_print_masks_secrets)
         "worker.connection_timeout", "worker.command_timeout",
         "worker.retry_attempts", "worker.retry_backoff",
         "worker.max_credential_attempts", "worker.max_output_bytes",
-        "worker.claim_idle_seconds", "worker.shutdown_grace_seconds",
+        "worker.claim_idle_seconds", "worker.max_deliveries", "worker.shutdown_grace_seconds",
         "worker.spool_dir", "worker.consumer_name", "worker.rq_queues",
         "worker.redaction.patterns", "worker.redaction.marker",
         "worker.circuit_breaker.failure_threshold",

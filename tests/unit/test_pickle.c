@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <zlib.h>
 
@@ -405,6 +406,134 @@ START_TEST(test_optional_opcodes)
 }
 END_TEST
 
+
+/* Dicts are built in O(n log n), not O(n^2).  The worst case the caps
+ * allow: 32,760 distinct keys (the value cap), each a 120-byte str that
+ * differs from the others only in its last bytes, so that comparing two
+ * keys costs a long memcmp (4 MB of pickle, the input cap).  A reader that
+ * looks each key up with a scan takes seconds on it (4 s here, 4-11 s for
+ * the issue's job); Python takes milliseconds.  Checked twice: a bound on
+ * the time, and the growth from 8,190 to 32,760 keys (x16 for a quadratic
+ * reader, about x4 for this one), which does not depend on the machine.
+ * Python writes a dict in SETITEMS batches of 1,000 pairs, beyond the
+ * stack cap, so these are written here: (F, None, ({k: v ...},), {}) with
+ * a SETITEM per key, or SETITEMS batches of 500 pairs. */
+static unsigned char *wide_dict(unsigned nkeys, bool batched, size_t *len)
+{
+    static const char head[] = "80 05 28 8c 1e" FNHEX "4e 7d";
+    size_t cap = (size_t)nkeys * 126 + 4096;
+    unsigned char *buf = malloc(cap), *p;
+
+    ck_assert_ptr_nonnull(buf);
+    p = buf + unhex(head, buf, cap);
+    for (unsigned i = 0; i < nkeys; i++) {
+        if (batched && i % 500 == 0)
+            *p++ = 0x28;                                    /* MARK */
+        *p++ = 0x8c;                                        /* SHORT_BINUNICODE */
+        *p++ = 120;
+        memset(p, 'k', 116);
+        snprintf((char *)p + 116, 5, "%04x", i);
+        p += 120;
+        *p++ = 0x4b;                                        /* BININT1 */
+        *p++ = (unsigned char)(i & 0x7f);
+        if (!batched)
+            *p++ = 0x73;                                    /* SETITEM */
+        else if (i % 500 == 499 || i == nkeys - 1)
+            *p++ = 0x75;                                    /* SETITEMS */
+    }
+    memcpy(p, "\x85\x7d\x74\x2e", 4);                         /* TUPLE1 {} TUPLE STOP */
+    *len = (size_t)(p + 4 - buf);
+    ck_assert_uint_le(*len, cap);
+    return buf;
+}
+
+/* The fastest of three decodes, each refused with want. */
+static double decode_seconds(const unsigned char *buf, size_t len, const char *want)
+{
+    double best = 1e9;
+
+    for (int i = 0; i < 3; i++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bad_n(buf, len, want);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (s < best)
+            best = s;
+        if (s > 2.0)
+            break;      /* quadratic: no need to see it again */
+    }
+    return best;
+}
+
+START_TEST(test_wide_dict)
+{
+    static const char want[] = "job_id must be a positive integer, not a dict";
+
+    for (int batched = 0; batched < 2; batched++) {
+        size_t len, small_len;
+        unsigned char *buf = wide_dict(32760, batched, &len);
+        unsigned char *small = wide_dict(8190, batched, &small_len), *z;
+        uLongf zn = compressBound(len);
+        double s, s_small;
+
+        /* read to the end: the dict is whole, then refused as an argument */
+        s = decode_seconds(buf, len, want);
+        ck_assert_msg(s < 2.0, "a 32,760-key dict took %.2f s to decode", s);
+        s_small = decode_seconds(small, small_len, want);
+        ck_assert_msg(s < 8 * s_small + 0.01, "4 times the keys took %.1f times as long "
+                      "(%.4f s, %.4f s)", s / s_small, s, s_small);
+        /* and as RQ stores it, compressed */
+        z = malloc(zn);
+        ck_assert_int_eq(compress2(z, &zn, buf, len, Z_DEFAULT_COMPRESSION), Z_OK);
+        s = decode_seconds(z, zn, want);
+        ck_assert_msg(s < 2.0, "a 32,760-key dict took %.2f s to decode (zlib)", s);
+        free(z);
+        free(small);
+        free(buf);
+    }
+}
+END_TEST
+
+/* A key set again keeps its place and takes the last value, as in
+ * Python; here 30,000 times over (SETITEM and SETITEMS), through the memo. */
+START_TEST(test_dict_repeated_keys)
+{
+    /* (F, None, (), {"job_id": 8 ... 8, 9}) */
+    static const char head[] = "80 05 28 8c 1e" FNHEX "4e 29 7d 94 8c 06 6a6f625f6964 94 4b 08 73";
+    unsigned char *buf = malloc(400000), *p;
+    size_t n = unhex(head, buf, 400000);
+    struct timespec t0, t1;
+    double s;
+
+    p = buf + n;
+    for (int i = 0; i < 20000; i++) {           /* BINGET 1, BININT1 8, SETITEM */
+        memcpy(p, "\x68\x01\x4b\x08\x73", 5);
+        p += 5;
+    }
+    for (int k = 0; k < 20; k++) {              /* MARK, 500 pairs, SETITEMS */
+        *p++ = 0x28;
+        for (int i = 0; i < 500; i++) {
+            memcpy(p, "\x68\x01\x4b", 3);
+            p[3] = (unsigned char)(k == 19 && i == 499 ? 9 : 8);
+            p += 4;
+        }
+        *p++ = 0x75;
+    }
+    memcpy(p, "\x74\x2e", 2);                    /* TUPLE, STOP */
+    p += 2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_int_eq(ok_n(buf, (size_t)(p - buf)), 9);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ck_assert_msg(s < 2.0, "30,000 repeated keys took %.2f s", s);
+    /* two keys, one of them repeated: the repeat does not count twice */
+    hex_bad("80 05 28 8c 1e" FNHEX "4e 29 7d 28 8c 06 6a6f625f6964 4b 01 8c 01 78 4b 02"
+            "8c 06 6a6f625f6964 4b 03 75 74 2e", "got 0 positional and 2 keyword arguments");
+    free(buf);
+}
+END_TEST
+
 /* ---------------------------------------------------------- rejections */
 
 START_TEST(test_forbidden_opcodes)
@@ -618,6 +747,8 @@ static Suite *pickle_suite(void)
     tcase_add_test(acc, test_memo);
     tcase_add_test(acc, test_frames);
     tcase_add_test(acc, test_optional_opcodes);
+    tcase_add_test(acc, test_wide_dict);
+    tcase_add_test(acc, test_dict_repeated_keys);
     suite_add_tcase(s, acc);
 
     tcase_add_test(rej, test_frame_split_opcode);
