@@ -1,7 +1,7 @@
 /*
  * config.h - the worker's one typed configuration.
  *
- * Sources, in order, each overriding the one before (CONTRACT 4):
+ * Sources, in order, each overriding the one before (docs/netraven.md §6.1):
  *   1. the defaults in the key table (src/config/keys.def),
  *   2. <config_dir>/default.yaml,
  *   3. <config_dir>/<env>.yaml, env from NETRAVEN_ENV (default "dev"),

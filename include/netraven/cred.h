@@ -1,7 +1,7 @@
 /*
  * cred.h - device credentials: which credentials each device of a run may
  * use, their passwords decrypted, and the bookkeeping of every attempt
- * (CONTRACT 1, 4).
+ * (docs/netraven.md §2.3, §7).
  *
  * Matching is NetRaven's (netraven/services/device_credential.py): a
  * credential matches a device when they share at least one tag; a
@@ -43,7 +43,7 @@
 #include "netraven/store.h"
 
 /* priority used for a credential whose priority column is NULL (the ORM
- * default, CONTRACT 1) */
+ * default, docs/netraven.md §2.3) */
 #define NR_CRED_DEFAULT_PRIORITY 100
 
 /* A password could not be decrypted (no key configured for a token, wrong

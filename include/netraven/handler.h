@@ -18,7 +18,8 @@
 #include "netraven/queue.h"
 #include "netraven/store.h"
 
-/* A credential resolved for a device (CONTRACT 1, 4): the password is
+/* A credential resolved for a device (docs/netraven.md §2.3, §7): the
+ * password is
  * decrypted, held only in memory, and cleansed when the run ends.  Never
  * log it. */
 struct nr_credential {

@@ -15,7 +15,7 @@
  *       spool file under worker.spool_dir, and writes them first (in
  *       order, once) when PostgreSQL is back; rows still held at shutdown
  *       are spooled and written after the next start;
- *     - "redis" thread: publishes session records (CONTRACT 3 channels).
+ *     - "redis" thread: publishes session records (docs/netraven.md §5).
  *   Emitting threads never wait on PostgreSQL, Redis or a slow stdout: a
  *   push takes one mutex for a few instructions.  A full queue drops the
  *   record for that sink, counts it, and the sink thread reports the count
@@ -189,7 +189,8 @@ uint64_t nr_log_session_drops_take(long long job_id);
 char *nr_log_render(const char *tmpl, long long job_id, long long device_id,
                     const struct nr_kv *kv, size_t nkv);
 
-/* The default route of a log type (CONTRACT 3), before config overrides. */
+/* The default route of a log type (docs/netraven.md §4.2), before config
+ * overrides. */
 unsigned nr_log_default_route(enum nr_log_type t);
 
 #endif /* NR_LOG_H */

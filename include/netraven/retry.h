@@ -1,7 +1,7 @@
 /*
  * retry.h - how long the dispatcher waits before it tries a device again:
- * exponential backoff with jitter (worker.retry_backoff, CONTRACT 4:
- * delay = base * 2^n).
+ * exponential backoff with jitter (worker.retry_backoff, docs/netraven.md
+ * §7.3: delay = base * 2^n).
  *
  * The wait is spent in the pool's timer heap (nr_pool_submit_after), never
  * on a thread.  The jitter spreads the retries of devices that failed

@@ -2,13 +2,13 @@
  * rq.h - python-rq intake: netraven-worker as an RQ worker.
  *
  * NetRaven's API and scheduler enqueue `netraven.worker.runner.run_job(
- * job_id)` with python-rq (CONTRACT 5), and its scheduler also enqueues its
- * retention job, `netraven.scheduler.job_definitions.
+ * job_id)` with python-rq (docs/netraven.md §8), and its scheduler also
+ * enqueues its retention job, `netraven.scheduler.job_definitions.
  * prune_old_device_configs(retain_count)`.  This module takes those jobs
  * from the RQ queues (worker.rq_queues, in order), runs run_job through the
  * runner (source NR_RUN_SOURCE_RQ) and the retention job on a thread of
  * its own (prune.c), and records each outcome with the write set of
- * /work/shared/RQ.md, so that RQ's own API (Job.fetch, the registries,
+ * docs/python-rq.md §4-§6, so that RQ's own API (Job.fetch, the registries,
  * Worker.all) and `rq info` see them as they would see a Python worker's.
  *
  * Three layers, each usable alone (the tests use all three):
@@ -27,10 +27,10 @@
  *   it for everything RQ: no other thread touches it.  The loop:
  *     1. collect this intake's completions (nr_runner_collect, source RQ)
  *        and write each outcome (finish / fail / requeue) in one MULTI;
- *     2. every HEARTBEAT_S (15 s, RQ.md asks for <= 30 s): push the wip
- *        deadline of every job it holds and refresh the worker key (TTL
- *        480 s); every CLEANUP_S (60 s, and once at start): fail or requeue
- *        jobs abandoned by dead workers;
+ *     2. every HEARTBEAT_S (15 s; docs/python-rq.md §4.3 asks for <= 30 s):
+ *        push the wip deadline of every job it holds and refresh the worker
+ *        key (TTL 480 s); every CLEANUP_S (60 s, and once at start): fail or
+ *        requeue jobs abandoned by dead workers;
  *     3. when the runner has a free slot: take a job (an atomic move from
  *        the first non-empty queue into this worker's intake list, see
  *        "Taking" below; when all are empty, a blocking move on the first
@@ -172,13 +172,13 @@ struct nr_rq_call {
  * Decode an RQ job's `data` field: a zlib stream (if it does not inflate,
  * the bytes are read as a raw pickle) holding a pickle of the 4-tuple
  * (func_name, None, args, kwargs).  Accepted: protocols 2 to 5; the opcodes
- * listed in RQ.md, plus BINPUT / LONG_BINPUT (protocols 2 and 3 memoize with
- * them).  Any other opcode is refused by name ("pickle opcode 0x93
- * (STACK_GLOBAL) is not allowed"); nothing is ever imported or called.
- * Lengths, nesting, memo and value counts are capped.  The call must then
- * name a function of the table with at most its one parameter (positional,
- * or by its keyword), a positive integer within the row's bounds; a call
- * without it takes the default where the row has one.
+ * listed in docs/python-rq.md §3.2, plus BINPUT / LONG_BINPUT (protocols 2
+ * and 3 memoize with them).  Any other opcode is refused by name ("pickle
+ * opcode 0x93 (STACK_GLOBAL) is not allowed"); nothing is ever imported or
+ * called.  Lengths, nesting, memo and value counts are capped.  The call must
+ * then name a function of the table with at most its one parameter
+ * (positional, or by its keyword), a positive integer within the row's
+ * bounds; a call without it takes the default where the row has one.
  *
  * Returns 0 and sets *call; or NR_EINVAL with *reason a malloc'd,
  * printable ASCII text naming what was wrong (caller frees); *call is
@@ -304,7 +304,8 @@ int nr_rq_start(struct nr_rq *rq, struct nr_rq_job *job);
 int nr_rq_heartbeat(struct nr_rq *rq, const struct nr_rq_job *const *jobs, size_t n);
 
 /* Success MULTI (status finished, an empty type-1 result, the finished
- * registry; result_ttl -1 and 0 as RQ.md says).  0 or NR_EIO. */
+ * registry; result_ttl -1 and 0 as docs/python-rq.md §5.1 says).
+ * 0 or NR_EIO. */
 int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job);
 
 /* Failure: when may_retry and the job has retries_left > 0, requeue it

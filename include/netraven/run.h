@@ -44,7 +44,7 @@
 #include "netraven/pool.h"
 #include "netraven/queue.h"
 
-/* Final job statuses (CONTRACT 2). */
+/* Final job statuses (docs/netraven.md §3.1). */
 #define NR_STATUS_RUNNING             "RUNNING"
 #define NR_STATUS_SUCCESS             "COMPLETED_SUCCESS"
 #define NR_STATUS_PARTIAL_FAILURE     "COMPLETED_PARTIAL_FAILURE"
@@ -112,7 +112,7 @@ void nr_run_done_clear(struct nr_run_done *d);
  * completions not collected are freed.  NULL ok. */
 void nr_runner_free(struct nr_runner *r);
 
-/* The final status from per-device outcomes (CONTRACT 2). */
+/* The final status from per-device outcomes (docs/netraven.md §3.2). */
 const char *nr_run_final_status(unsigned devices, unsigned succeeded);
 
 #endif /* NR_RUN_H */

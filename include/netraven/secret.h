@@ -2,13 +2,13 @@
  * secret.h - credential passwords (Fernet) and the redaction of device
  * output, so that no secret reaches the database, a log or Redis.
  *
- * Fernet (CONTRACT 4).  NetRaven stores credentials.password as a Fernet
- * token made with the key urlsafe-base64(PBKDF2-HMAC-SHA256(master key,
- * salt, 100000 iterations, 32 bytes)); the 32 raw bytes are the Fernet key:
- * the first 16 sign (HMAC-SHA256), the last 16 encrypt (AES-128-CBC).
- * A row whose value is not a token at all is a legacy plain password; a
- * value that looks like a token but does not verify is an error, never a
- * password to try.
+ * Fernet (docs/netraven.md §7.1).  NetRaven stores credentials.password as a
+ * Fernet token made with the key urlsafe-base64(PBKDF2-HMAC-SHA256(master
+ * key, salt, 100000 iterations, 32 bytes)); the 32 raw bytes are the Fernet
+ * key: the first 16 sign (HMAC-SHA256), the last 16 encrypt (AES-128-CBC).  A
+ * row whose value is not a token at all is a legacy plain password; a value
+ * that looks like a token but does not verify is an error, never a password
+ * to try.
  *
  * Caller's steps:
  *   struct nr_fernet f;
@@ -22,12 +22,12 @@
  *   nr_secret_free(pw, n);                 cleanses, then frees
  *   nr_fernet_clear(&f);                   at exit: cleanses the key
  *
- * Redaction (CONTRACT 2).  A line of device output is replaced whole by
- * the marker (worker.redaction.marker, "[REDACTED LINE] ({kind})") when it
- * carries a keyword (worker.redaction.patterns, ASCII case-insensitive) or
- * one of the session's own secrets (exact bytes): the login passwords
- * tried on the device and the enable secret.  Line count and line endings
- * are kept.  Caller's steps:
+ * Redaction (docs/netraven.md §3.5).  A line of device output is replaced
+ * whole by the marker (worker.redaction.marker, "[REDACTED LINE] ({kind})")
+ * when it carries a keyword (worker.redaction.patterns, ASCII
+ * case-insensitive) or one of the session's own secrets (exact bytes): the
+ * login passwords tried on the device and the enable secret.  Line count and
+ * line endings are kept.  Caller's steps:
  *   struct nr_redaction r;
  *   nr_redaction_init(&r, cfg);
  *   nr_redaction_add_secret(&r, cred->password, "login password");  each tried

@@ -761,7 +761,7 @@ static int apply_route(struct nr_config *cfg, const struct key *k,
                        const struct val *v, const struct origin *o, char **errstr)
 {
     struct nr_strlist l = { 0 };
-    unsigned bits = NR_SINK_STDOUT;    /* CONTRACT 3: stdout always */
+    unsigned bits = NR_SINK_STDOUT;    /* always (docs/netraven.md §4.2) */
     int rc = 0;
 
     val_items(v, &l);

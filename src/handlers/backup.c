@@ -1,12 +1,11 @@
 /*
  * backup.c - the "config_backup" job type, also registered as "backup"
- * (the jobs table's default job_type) (CONTRACT 2): log in, turn paging
- * off, print the running config with the device type's command, redact it
- * (worker.redaction.patterns, and every line holding a password tried on
- * the device or the enable secret: nr_handler_redaction), and hand it
- * with its sha256 to the run
- * thread, which stores it unless the device's newest snapshot has the same
- * hash.
+ * (the jobs table's default job_type) (docs/netraven.md §3.3, §3.4): log in,
+ * turn paging off, print the running config with the device type's command,
+ * redact it (worker.redaction.patterns, and every line holding a password
+ * tried on the device or the enable secret: nr_handler_redaction), and hand
+ * it with its sha256 to the run thread, which stores it unless the device's
+ * newest snapshot has the same hash.
  *
  * details on success:
  *   {"device_type": "cisco_ios", "hostname": "r1", "command": "show running-config",

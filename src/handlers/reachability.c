@@ -1,7 +1,7 @@
 /*
- * reachability.c - the "reachability" job type (CONTRACT 2): ICMP echo plus
- * TCP 22 and 443 to the device's address, all at once; the device is
- * reachable when any of them answers.
+ * reachability.c - the "reachability" job type (docs/netraven.md §3.3):
+ * ICMP echo plus TCP 22 and 443 to the device's address, all at once; the
+ * device is reachable when any of them answers.
  *
  * details, written to job_results.details by the run:
  *   {"reachable": true, "ip": "192.0.2.1",

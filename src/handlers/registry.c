@@ -1,4 +1,4 @@
-/* registry.c - the job type -> handler table (CONTRACT 2). */
+/* registry.c - the job type -> handler table (docs/netraven.md §3.3). */
 #include <string.h>
 
 #include "netraven/handler.h"

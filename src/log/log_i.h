@@ -156,8 +156,9 @@ struct nr_ts_cache {
 };
 void nr_ts_format(struct nr_ts_cache *c, const struct timespec *ts, char out[NR_ISO_TS_LEN]);
 
-/* The record as the JSON object of CONTRACT 3 (timestamp, log_type, level,
- * job_id, device_id, source, message, meta), appended to b, no newline. */
+/* The record as the JSON object of docs/netraven.md §5 (timestamp,
+ * log_type, level, job_id, device_id, source, message, meta), appended to
+ * b, no newline. */
 void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc);
 
 /* ---------------------------------------------------------------- spool */

@@ -5,8 +5,9 @@
  * Routing (computed once in nr_log_init, one word per event):
  *   route(type) = logging.routes[type], or nr_log_default_route(type) when
  *                 the config left it 0; stdout is always added.  The
- *                 default routes name the file for every type (CONTRACT 3:
- *                 "an extra destination for all of them"); a route set in
+ *                 default routes name the file for every type
+ *                 (docs/netraven.md §4.2: the file is an extra destination
+ *                 for all four types); a route set in
  *                 the config that leaves "file" out is obeyed.
  *   A sink is only available when it can work: FILE needs logging.file,
  *   DB needs database.url, REDIS needs logging.redis.enabled and

@@ -1,6 +1,7 @@
 /*
  * sink_db.c - the "db" thread: job and connection records into the logs
- * table (CONTRACT 1 and 3), through the spool while PostgreSQL is away.
+ * table (docs/netraven.md §2.5, §4), through the spool while PostgreSQL is
+ * away.
  *
  * The thread owns one libpq connection, made lazily from database.url
  * (driver suffix removed by nr_config_libpq_url).  It takes every queued

@@ -1,6 +1,6 @@
 /*
  * sink_redis.c - the "redis" thread: live records (session events) to
- * Redis pub/sub for the UI (CONTRACT 3).
+ * Redis pub/sub for the UI (docs/netraven.md §4.2, §5).
  *
  * Each record is published as one JSON object (timestamp, log_type, level,
  * job_id, device_id, source, message, meta) to `session-logs:{job_id}`

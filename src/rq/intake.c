@@ -39,7 +39,7 @@
 #include "netraven/run.h"
 #include "netraven/store.h"
 
-#define HEARTBEAT_S       15.0      /* RQ.md: <= 30 s */
+#define HEARTBEAT_S       15.0      /* docs/python-rq.md §4.3: <= 30 s */
 #define CLEANUP_S         60.0
 #define TAKE_BUSY_S       1         /* BLPOP timeout while runs are in flight */
 #define TAKE_IDLE_S       2         /* ... and while idle: bounds stop latency */

@@ -1,12 +1,13 @@
 /*
  * pickle.c - the RQ job's `data`: zlib, then a small pickle reader.
  *
- * The reader is a stack machine over a whitelist of opcodes (RQ.md's list,
- * plus BINPUT / LONG_BINPUT, which protocols 2 and 3 use where 4 and 5 use
- * MEMOIZE).  It builds plain values only: None, bool, int, float, str,
- * bytes, tuple, list, dict.  Every opcode that would look up, import or
- * call anything (GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD, INST, OBJ,
- * EXT*, PERSID, ...) is refused by name before anything else happens.
+ * The reader is a stack machine over a whitelist of opcodes
+ * (docs/python-rq.md §3.2, plus BINPUT / LONG_BINPUT, which protocols 2 and 3
+ * use where 4 and 5 use MEMOIZE).  It builds plain values only: None, bool,
+ * int, float, str, bytes, tuple, list, dict.  Every opcode that would look
+ * up, import or call anything (GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD,
+ * INST, OBJ, EXT*, PERSID, ...) is refused by name before anything else
+ * happens.
  *
  * Values live in an arena freed in one go when the read ends: the memo
  * shares values by reference (a dict memoized while empty is the same

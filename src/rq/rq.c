@@ -1,13 +1,13 @@
 /*
  * rq.c - python-rq's protocol on one Redis connection: the write set of
- * /work/shared/RQ.md, which python-rq 1.13, 2.3 and 2.10 readers and
+ * docs/python-rq.md §4-§6, which python-rq 1.13, 2.3 and 2.10 readers and
  * cleanup all accept.
  *
  * Rules kept everywhere here:
  *   - a job hash is only ever updated field by field (HSET of the fields
- *     named in RQ.md), never rewritten: data, origin, meta, group_id,
- *     retries_left and repeats_left belong to whoever enqueued the job;
- *   - only statuses RQ knows (queued, started, finished, failed) and only
+ *     named in docs/python-rq.md §4-§5), never rewritten (§7.3): data,
+ *     origin, meta, group_id, retries_left and repeats_left belong to whoever
+ *     enqueued the job;
  *     result types 1 and 2 are written;
  *   - the final status and the removal from rq:wip:<q> go in one MULTI, so
  *     no reader can see a finished job whose wip deadline passed;
@@ -16,7 +16,7 @@
  *     (never popped), and leaves that list in the MULTI that starts,
  *     fails or hands back the job (rq.h, "Taking").
  *
- * Beyond RQ.md's letter, on purpose:
+ * Beyond the letter of docs/python-rq.md, on purpose:
  *   - the failure MULTI also gives rq:results:<id> the job's failure TTL
  *     (PERSIST for -1), as the success MULTI does with the result TTL, so
  *     the stream never outlives its job;

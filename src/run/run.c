@@ -578,7 +578,7 @@ static const char *dispatch_devices(struct run *run)
 
 /* Resolve the devices' credentials (one query), then dispatch; a run
  * whose credentials cannot be resolved, or that has none at all, fails
- * every device with the reason (CONTRACT 2 statuses). */
+ * every device with the reason (statuses: docs/netraven.md §3.1). */
 static const char *resolve_and_dispatch(struct run *run, const struct nr_cred_keyring *keyring)
 {
     long long *ids = nr_calloc(run->ndev, sizeof(*ids));

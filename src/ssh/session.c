@@ -1,7 +1,8 @@
 /*
  * session.c - one SSH session to a device (libssh client API): TCP connect
  * with a deadline, handshake, host key policy, authentication, a shell on a
- * PTY, bytes in and out, and the session stream (CONTRACT 3, "session").
+ * PTY, bytes in and out, and the session stream (docs/netraven.md §4.2,
+ * "session").
  *
  * The TCP connection is made here (non-blocking connect and poll) rather
  * than by libssh, so that refused, unreachable and timed-out connects are

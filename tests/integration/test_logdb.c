@@ -2,7 +2,8 @@
  * test_logdb.c - the log module against real servers: the DB sink writes
  * job and connection records into `logs` (exactly once, ids kept or nulled
  * as the foreign keys allow, rows kept across a PostgreSQL restart), and the
- * Redis sink publishes session records on the CONTRACT 3 channels.
+ * Redis sink publishes session records on the channels of docs/netraven.md
+ * §5.
  *
  * Needs NR_TEST_DATABASE_URL and NR_TEST_REDIS_URL (scripts/test), and for
  * the restart case NR_SERVICES and NR_SCRATCH (scripts/services' env file).

@@ -707,8 +707,8 @@ START_TEST(test_db_away)
 }
 END_TEST
 
-/* The protocol layer alone: every write of RQ.md's set, read back raw and
- * by python-rq. */
+/* The protocol layer alone: every write of docs/python-rq.md §4-§6, read
+ * back raw and by python-rq. */
 START_TEST(test_protocol_writes)
 {
     char *ids = py("a = enqueue(11, result_ttl=-1)\n"

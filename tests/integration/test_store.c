@@ -301,8 +301,8 @@ START_TEST(test_migrate_concurrent)
 }
 END_TEST
 
-/* CONTRACT 1 (and NetRaven's alembic revision a3992da91329): every table
- * and column with its type, length, nullability and default. */
+/* docs/netraven.md §2 (and NetRaven's alembic revision a3992da91329):
+ * every table and column with its type, length, nullability and default. */
 static const struct col {
     const char *table, *column, *type;
     int         maxlen;         /* character_maximum_length, 0 = none */

@@ -117,7 +117,8 @@ static char dead_redis[] = "redis://127.0.0.1:1/0";
 
 /* ---------------------------------------------------------------- catalog */
 
-/* The worker-side rows of the logging audit and their log type. */
+/* The worker-side rows of the logging audit and their log type
+ * (docs/netraven.md §4.4). */
 static const struct { int row; enum nr_log_type type; } audit_rows[] = {
     { 2, NR_LOG_JOB }, { 3, NR_LOG_JOB }, { 4, NR_LOG_JOB }, { 5, NR_LOG_JOB },
     { 6, NR_LOG_JOB }, { 7, NR_LOG_JOB }, { 8, NR_LOG_JOB }, { 9, NR_LOG_JOB },
@@ -128,7 +129,8 @@ static const struct { int row; enum nr_log_type type; } audit_rows[] = {
     { 83, NR_LOG_JOB }, { 84, NR_LOG_JOB }, { 85, NR_LOG_JOB }, { 86, NR_LOG_JOB },
     { 87, NR_LOG_JOB }, { 88, NR_LOG_JOB }, { 89, NR_LOG_JOB },
     { 91, NR_LOG_JOB }, { 92, NR_LOG_JOB }, { 93, NR_LOG_JOB },
-    /* audit 100: Netmiko session log, the session type of CONTRACT 3 */
+    /* audit 100: Netmiko session log, the session type (docs/netraven.md
+     * §4.2) */
     { 100, NR_LOG_SESSION },
 };
 

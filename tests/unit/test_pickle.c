@@ -7,13 +7,14 @@
  * bytes the script prints as hex.  Hostile pickles that Python would never
  * write (a bare REDUCE, frames that lie) are spelled out as bytes.
  *
- * Checked: the exact bytes RQ.md gives for run_job(5); protocols 2 to 5;
- * every integer opcode (BININT1/2, BININT for negatives, LONG1 up to 8
- * bytes); kwargs; the memo (MEMOIZE, BINPUT, BINGET, LONG_BINGET); frames,
- * including strings over 64 KiB written between frames; rejection of every
- * opcode that imports or calls (named in the reason), of truncated data,
- * trailing bytes and wrong shapes; the caps; zlib and raw input; and that a
- * failure never writes *job_id and always gives a printable reason.
+ * Checked: the exact bytes docs/python-rq.md §3.1 gives for run_job(5);
+ * protocols 2 to 5; every integer opcode (BININT1/2, BININT for negatives,
+ * LONG1 up to 8 bytes); kwargs; the memo (MEMOIZE, BINPUT, BINGET,
+ * LONG_BINGET); frames, including strings over 64 KiB written between frames;
+ * rejection of every opcode that imports or calls (named in the reason), of
+ * truncated data, trailing bytes and wrong shapes; the caps; zlib and raw
+ * input; and that a failure never writes *job_id and always gives a printable
+ * reason.
  */
 #include <check.h>
 #include <stdio.h>
@@ -250,7 +251,8 @@ static long long hex_ok(const char *hex)
 
 /* ------------------------------------------------------------- accepted */
 
-/* RQ.md: the exact pickle of run_job(5), raw and compressed in C. */
+/* docs/python-rq.md §3.1: the exact pickle of run_job(5), raw and
+ * compressed in C. */
 START_TEST(test_rq_md_bytes)
 {
     static const char hex[] = "80 05 95 2c 00 00 00 00 00 00 00 28 8c 1e" FNHEX
@@ -358,9 +360,10 @@ START_TEST(test_frames)
     bad("p5_big_fn", "...' is not allowed");
     bad("p4_big_kw", "got an unexpected keyword argument 'kkkk");
     bad("p5_big_mid", "job_id must be a positive integer, not a str");
-    /* RQ.md's pickle in frames: the first one ends right after the
-     * opcode 0x8c, whose length byte and string follow outside any frame
-     * (a used-up frame lets reads go on unframed, as CPython's does) */
+    /* the pickle of docs/python-rq.md §3.1 in frames: the first one ends
+     * right after the opcode 0x8c, whose length byte and string follow
+     * outside any frame (a used-up frame lets reads go on unframed, as
+     * CPython's does) */
     ck_assert_int_eq(hex_ok("80 05 95 02 00 00 00 00 00 00 00 28 8c"
                             "1e" FNHEX "94 4e 4b 05 85 94 7d 94 74 94 2e"), 5);
     /* two frames back to back */
