@@ -186,6 +186,17 @@ static bool redis_ok(struct intake *in)
     return in->connected && in->rq->err == 0;
 }
 
+/* The delay to wait now (at least BACKOFF_MIN_S); *b doubles towards
+ * BACKOFF_MAX_S for the next failure.  One rule for the reconnects and
+ * for refused commands. */
+static double backoff_next(double *b)
+{
+    double now = *b < BACKOFF_MIN_S ? BACKOFF_MIN_S : *b;
+
+    *b = now * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : now * 2;
+    return now;
+}
+
 static bool refusal_due(const struct refusal *r)
 {
     return nr_mono_ns() >= r->retry_at_ns;
@@ -199,14 +210,13 @@ static int refusal_note(struct intake *in, struct refusal *r, const char *what, 
     if (rc == NR_EIO) {
         in->connected = false;
     } else if (rc == NR_EINVAL) {
-        if (r->backoff < BACKOFF_MIN_S)
-            r->backoff = BACKOFF_MIN_S;
+        double delay = backoff_next(&r->backoff);
+
         if (!r->said)
             NR_LOG(NR_EV_RQ_REFUSED, 0, 0, NR_S("what", what), NR_S("error", in->rq->errstr),
-                   NR_D("delay_s", r->backoff));
+                   NR_D("delay_s", delay));
         r->said = true;
-        r->retry_at_ns = nr_mono_ns() + s_to_ns(r->backoff);
-        r->backoff = r->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : r->backoff * 2;
+        r->retry_at_ns = nr_mono_ns() + s_to_ns(delay);
     } else {
         if (r->said)
             NR_LOG(NR_EV_RQ_ACCEPTED, 0, 0, NR_S("what", what));
@@ -361,13 +371,14 @@ static void ensure_connected(struct intake *in)
             return;
         }
     }
+    double delay = backoff_next(&in->backoff);
+
     in->connected = false;
     if (!in->down_logged)
         NR_LOG(NR_EV_RQ_REDIS_UNAVAILABLE, 0, 0, NR_S("error", in->rq->errstr),
-               NR_D("delay_s", in->backoff));
+               NR_D("delay_s", delay));
     in->down_logged = true;
-    in->retry_at_ns = now + s_to_ns(in->backoff);
-    in->backoff = in->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : in->backoff * 2;
+    in->retry_at_ns = now + s_to_ns(delay);
 }
 
 /* Show the worker busy with the newest job that RQ sees started, or idle. */
