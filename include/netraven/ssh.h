@@ -7,8 +7,8 @@
  *   with deadlines: no other thread, no sleeps.  One struct nr_cli owns one
  *   struct nr_ssh, which owns one libssh session, its socket and one shell
  *   channel; neither is shared between threads.  Process-wide state is
- *   libssh's one-time initialisation and a mutex that serialises the
- *   check-and-append of the known_hosts file.
+ *   libssh's one-time initialisation and the known_hosts table
+ *   (knownhosts.h): libssh itself never reads the file.
  *
  *   Stages and their clocks (seconds from the configuration, or from the
  *   target when it carries its device type's: worker.device_types.*):
@@ -147,8 +147,9 @@ struct nr_ssh {
  *   refuses a changed one; strict refuses unknown keys too; off checks
  *   nothing.  File: ssh.known_hosts, or <worker.spool_dir>/known_hosts when
  *   that is empty.
- *   Algorithms: libssh's defaults; with ssh.allow_legacy_kex, ssh.legacy_kex
- *   and ssh.legacy_macs (and the ssh-rsa host key) are appended.
+ *   Algorithms: libssh's defaults, the host key types known for the device
+ *   first; with ssh.allow_legacy_kex, ssh.legacy_kex and ssh.legacy_macs
+ *   (and the ssh-rsa host key) are appended.
  *   Login: "none" first (for the banner and the method list), then
  *   password; keyboard-interactive only when the device does not offer
  *   password (prompts that echo and do not ask for a password get the

@@ -28,6 +28,7 @@
 
 #include <libssh/libssh.h>
 
+#include "netraven/knownhosts.h"
 #include "netraven/log.h"
 #include "netraven/metrics.h"
 #include "netraven/secret.h"
@@ -102,10 +103,8 @@ const char *nr_ssh_stage_name(enum nr_ssh_stage s)
     return (unsigned)s < NR_SSH_STAGE_COUNT ? stage_names[s] : "unknown";
 }
 
-/* libssh's global state, once per process; the known_hosts file is read
- * and appended under one lock so that two threads never interleave. */
+/* libssh's global state, once per process. */
 static pthread_once_t libssh_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t known_hosts_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void libssh_init(void)
 {
@@ -483,46 +482,115 @@ static char *known_hosts_path(const struct nr_config *cfg)
                            ? cfg->worker.spool_dir : ".");
 }
 
-static int set_options(struct nr_ssh *s, const char *known_hosts)
+/* Whether the comma list has the name of len bytes. */
+static bool list_has(const char *list, const char *name, size_t len)
+{
+    while (*list) {
+        size_t l = strcspn(list, ",");
+
+        if (l == len && strncmp(list, name, len) == 0)
+            return true;
+        list += l + (list[l] == ',');
+    }
+    return false;
+}
+
+/* Appends the name of len bytes to the comma list of used bytes. */
+static size_t list_add(char *list, size_t used, const char *name, size_t len)
+{
+    if (used)
+        list[used++] = ',';
+    memcpy(list + used, name, len);
+    used += len;
+    list[used] = '\0';
+    return used;
+}
+
+/*
+ * The host key algorithms to offer: those of the keys known for the device
+ * first (as libssh orders them when it reads known_hosts itself), then the
+ * rest of the list.  libssh is given /dev/null as its known_hosts, so that
+ * no session reads the file; the keys come from the table (knownhosts.h).
+ */
+static char *host_key_algorithms(struct nr_ssh *s, struct nr_known_hosts *kh)
+{
+    const char *all = s->cfg->ssh.allow_legacy_kex ? BASE_HOSTKEYS ",ssh-rsa" : BASE_HOSTKEYS;
+    char types[256], *out = nr_malloc(strlen(all) + 2), *p, *save = NULL;
+    size_t used = 0;
+
+    out[0] = '\0';
+    if (kh && nr_known_hosts_types(kh, s->t.host, s->t.port, types, sizeof(types)) > 0) {
+        /* a known type, then every algorithm of all that signs with it */
+        for (p = strtok_r(types, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+            bool rsa = strcmp(p, "ssh-rsa") == 0;
+            const char *a = all;
+
+            while (*a) {
+                size_t len = strcspn(a, ",");
+                bool take = rsa ? (len >= 7 && (strncmp(a, "rsa-sha2-", 9) == 0 ||
+                                                (len == 7 && strncmp(a, "ssh-rsa", 7) == 0)))
+                                : (strlen(p) == len && strncmp(a, p, len) == 0);
+
+                if (take && !list_has(out, a, len))
+                    used = list_add(out, used, a, len);
+                a += len + (a[len] == ',');
+            }
+        }
+    }
+    for (const char *a = all; *a;) {
+        size_t len = strcspn(a, ",");
+
+        if (!list_has(out, a, len))
+            used = list_add(out, used, a, len);
+        a += len + (a[len] == ',');
+    }
+    return out;
+}
+
+static int set_options(struct nr_ssh *s, struct nr_known_hosts *kh)
 {
     const struct nr_config *cfg = s->cfg;
     ssh_session ss = s->i->sess;
-    int verbosity = SSH_LOG_NOLOG, fd = s->i->fd;
+    int verbosity = SSH_LOG_NOLOG, fd = s->i->fd, rc = 0;
     bool no = false;
     unsigned port = (unsigned)s->t.port;
+    char *hostkeys;
 
     if (ssh_options_set(ss, SSH_OPTIONS_HOST, s->t.host) < 0 ||
         ssh_options_set(ss, SSH_OPTIONS_PORT, &port) < 0 ||
         ssh_options_set(ss, SSH_OPTIONS_FD, &fd) < 0 ||
         ssh_options_set(ss, SSH_OPTIONS_PROCESS_CONFIG, &no) < 0 ||
         ssh_options_set(ss, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) < 0 ||
-        ssh_options_set(ss, SSH_OPTIONS_KNOWNHOSTS, known_hosts) < 0 ||
+        ssh_options_set(ss, SSH_OPTIONS_KNOWNHOSTS, "/dev/null") < 0 ||
         ssh_options_set(ss, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null") < 0 ||
         (s->t.username && ssh_options_set(ss, SSH_OPTIONS_USER, s->t.username) < 0))
         return nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT, "SSH options: %s",
                            ssh_get_error(ss));
-    if (cfg->ssh.allow_legacy_kex) {
+    hostkeys = host_key_algorithms(s, kh);
+    if (ssh_options_set(ss, SSH_OPTIONS_HOSTKEYS, hostkeys) < 0)
+        rc = nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT, "SSH host key algorithms: %s",
+                         ssh_get_error(ss));
+    free(hostkeys);
+    if (rc == 0 && cfg->ssh.allow_legacy_kex) {
         char *kex = nr_asprintf("%s%s%s", BASE_KEX, cfg->ssh.legacy_kex && *cfg->ssh.legacy_kex
                                                         ? "," : "",
                                 cfg->ssh.legacy_kex ? cfg->ssh.legacy_kex : "");
         char *macs = nr_asprintf("%s%s%s", BASE_MACS,
                                  cfg->ssh.legacy_macs && *cfg->ssh.legacy_macs ? "," : "",
                                  cfg->ssh.legacy_macs ? cfg->ssh.legacy_macs : "");
-        int rc = 0;
 
-        /* Old devices that speak SHA-1 key exchange also sign with ssh-rsa. */
+        /* Old devices that speak SHA-1 key exchange also sign with ssh-rsa
+         * (in the host key list above). */
         if (ssh_options_set(ss, SSH_OPTIONS_KEY_EXCHANGE, kex) < 0 ||
             ssh_options_set(ss, SSH_OPTIONS_HMAC_C_S, macs) < 0 ||
-            ssh_options_set(ss, SSH_OPTIONS_HMAC_S_C, macs) < 0 ||
-            ssh_options_set(ss, SSH_OPTIONS_HOSTKEYS, BASE_HOSTKEYS ",ssh-rsa") < 0)
+            ssh_options_set(ss, SSH_OPTIONS_HMAC_S_C, macs) < 0)
             rc = nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT,
                              "legacy algorithms (ssh.legacy_kex / ssh.legacy_macs): %s",
                              ssh_get_error(ss));
         free(kex);
         free(macs);
-        return rc;
     }
-    return 0;
+    return rc;
 }
 
 static void describe(struct nr_ssh *s)
@@ -557,38 +625,43 @@ static void describe(struct nr_ssh *s)
     ssh_key_free(key);
 }
 
-static int check_host_key(struct nr_ssh *s, const char *known_hosts)
+static int check_host_key(struct nr_ssh *s, struct nr_known_hosts *kh, const char *known_hosts)
 {
     enum nr_host_key_policy policy = s->cfg->ssh.host_key_policy;
-    enum ssh_known_hosts_e state;
+    enum nr_kh_state state;
     bool stored = false;
     char err[NR_SSH_ERRLEN] = "";
+    ssh_key key = NULL;
+    char *b64 = NULL;
+    const char *type;
 
     if (policy == NR_HOSTKEY_OFF)
         return 0;
-    pthread_mutex_lock(&known_hosts_mu);
-    state = ssh_session_is_known_server(s->i->sess);
-    if ((state == SSH_KNOWN_HOSTS_UNKNOWN || state == SSH_KNOWN_HOSTS_NOT_FOUND) &&
-        policy == NR_HOSTKEY_ACCEPT_NEW) {
-        if (ssh_session_update_known_hosts(s->i->sess) == SSH_OK)
-            stored = true;
-        else
-            snprintf(err, sizeof(err), "%s", ssh_get_error(s->i->sess));
+    if (ssh_get_server_publickey(s->i->sess, &key) != SSH_OK ||
+        (type = ssh_key_type_to_char(ssh_key_type(key))) == NULL ||
+        ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK) {
+        ssh_key_free(key);
+        return nr_ssh_fail(s, NR_SSH_HOSTKEY, NR_SSH_STAGE_CONNECT,
+                           "cannot check the host key of %s:%d against %s: %s", s->t.host,
+                           s->t.port, known_hosts, "the server's key cannot be read");
     }
-    pthread_mutex_unlock(&known_hosts_mu);
+    state = nr_known_hosts_check(kh, s->t.host, s->t.port, type, b64,
+                                 policy == NR_HOSTKEY_ACCEPT_NEW, &stored, err, sizeof(err));
+    ssh_string_free_char(b64);
+    ssh_key_free(key);
 
     switch (state) {
-    case SSH_KNOWN_HOSTS_OK:
+    case NR_KH_OK:
         return 0;
-    case SSH_KNOWN_HOSTS_CHANGED:
-    case SSH_KNOWN_HOSTS_OTHER:
+    case NR_KH_CHANGED:
+    case NR_KH_OTHER:
         return nr_ssh_fail(s, NR_SSH_HOSTKEY, NR_SSH_STAGE_CONNECT,
                            "host key of %s:%d changed (now %s; %s holds another%s); if the "
                            "device was replaced, remove its line from that file",
                            s->t.host, s->t.port, s->fingerprint, known_hosts,
-                           state == SSH_KNOWN_HOSTS_OTHER ? " of another type" : "");
-    case SSH_KNOWN_HOSTS_UNKNOWN:
-    case SSH_KNOWN_HOSTS_NOT_FOUND:
+                           state == NR_KH_OTHER ? " of another type" : "");
+    case NR_KH_UNKNOWN:
+    default:
         if (policy == NR_HOSTKEY_STRICT)
             return nr_ssh_fail(s, NR_SSH_HOSTKEY, NR_SSH_STAGE_CONNECT,
                                "host key of %s:%d (%s) is not in %s and ssh.host_key_policy "
@@ -604,11 +677,6 @@ static int check_host_key(struct nr_ssh *s, const char *known_hosts)
                    NR_I("port", s->t.port), NR_S("known_hosts", known_hosts),
                    NR_S("error", err));
         return 0;
-    case SSH_KNOWN_HOSTS_ERROR:
-    default:
-        return nr_ssh_fail(s, NR_SSH_HOSTKEY, NR_SSH_STAGE_CONNECT,
-                           "cannot check the host key of %s:%d against %s: %s", s->t.host,
-                           s->t.port, known_hosts, ssh_get_error(s->i->sess));
     }
 }
 
@@ -663,6 +731,8 @@ static int ssh_handshake(struct nr_ssh *s, uint64_t deadline)
 {
     struct nr_ssh_i *i = s->i;
     char *known_hosts = known_hosts_path(s->cfg);
+    struct nr_known_hosts *kh = s->cfg->ssh.host_key_policy == NR_HOSTKEY_OFF
+                                    ? NULL : nr_known_hosts_open(known_hosts);
     int rc;
 
     i->sess = ssh_new();
@@ -670,7 +740,7 @@ static int ssh_handshake(struct nr_ssh *s, uint64_t deadline)
         free(known_hosts);
         return nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT, "cannot create a session");
     }
-    rc = set_options(s, known_hosts);
+    rc = set_options(s, kh);
     if (rc == 0) {
         /* a descriptor of our own on the socket, for handshake_failed() */
         int watch = fcntl(i->fd, F_DUPFD_CLOEXEC, 0);
@@ -684,7 +754,7 @@ static int ssh_handshake(struct nr_ssh *s, uint64_t deadline)
     }
     if (rc == 0) {
         describe(s);
-        rc = check_host_key(s, known_hosts);
+        rc = check_host_key(s, kh, known_hosts);
     }
     if (rc == 0)
         NR_LOG(NR_EV_CONN_CONNECTED, s->t.job_id, s->t.device_id,

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <libssh/libssh.h>
 #include <openssl/evp.h>
 
 #include "harness.h"
@@ -89,6 +90,7 @@ static const struct tdev devs[] = {
     { "refuse", "cisco_ios", "faults: [refuse_times=1000000]", NULL },
     { "slowban", "cisco_ios", "faults: [delay_banner_ms=30000]", NULL },
     { "hk", "cisco_ios", "host_key: per-device", NULL },
+    { "both", "cisco_ios", "host_key: both", NULL },         /* ed25519 and rsa */
     /* an old box: SHA-1 key exchange and MAC only */
     { "legacy", "cisco_ios", "kex: diffie-hellman-group14-sha1, macs: hmac-sha1, "
                              "ciphers: aes128-ctr", NULL },
@@ -699,6 +701,53 @@ START_TEST(host_keys)
 }
 END_TEST
 
+/* The host key types known for a device are offered first: a device with
+ * ed25519 and rsa keys whose rsa key is the one known passes under strict;
+ * a device with ed25519 only, whose known key is rsa, is "another type". */
+START_TEST(known_key_type_first)
+{
+    char *kh, *rsa_path, *line, *after;
+    ssh_key priv = NULL, pub = NULL;
+    char *b64 = NULL;
+    struct run r;
+
+    test_begin("hktype", NULL);
+    if (asprintf(&kh, "%s/kh", test_dir) < 0 ||
+        asprintf(&rsa_path, "%s/devsim/ssh_host_rsa_key", suite_dir) < 0)
+        abort();
+    ck_assert_int_eq(ssh_pki_import_privkey_file(rsa_path, NULL, NULL, NULL, &priv), SSH_OK);
+    ck_assert_int_eq(ssh_pki_export_privkey_to_pubkey(priv, &pub), SSH_OK);
+    ck_assert_int_eq(ssh_pki_export_pubkey_base64(pub, &b64), SSH_OK);
+    if (asprintf(&line, "[127.0.0.1]:%d ssh-rsa %s\n[127.0.0.1]:%d ssh-rsa %s\n",
+                 port_of("both"), b64, port_of("hk"), b64) < 0)
+        abort();
+    nrt_write_file(kh, line);
+    set_known_hosts(kh);
+    cfg.ssh.host_key_policy = NR_HOSTKEY_STRICT;
+
+    backup("both", &r);
+    ck_assert_msg(r.res.success, "both: %s", dstr(&r, "error"));
+    run_clear(&r);
+    backup("hk", &r);
+    ck_assert(!r.res.success);
+    ck_assert_str_eq(r.cls, "host key");
+    ck_assert_ptr_nonnull(strstr(dstr(&r, "error"), "of another type"));
+    run_clear(&r);
+    /* the file is as it was: strict learns nothing */
+    after = nrt_read_file(kh);
+    ck_assert_str_eq(after, line);
+    free(after);
+
+    free(test_end());
+    ssh_string_free_char(b64);
+    ssh_key_free(pub);
+    ssh_key_free(priv);
+    free(line);
+    free(rsa_path);
+    free(kh);
+}
+END_TEST
+
 /* ---- legacy algorithms ---------------------------------------------------------- */
 
 START_TEST(legacy_algorithms)
@@ -994,6 +1043,7 @@ static Suite *ssh_suite(void)
     tcase_add_test(tc, faults);
     tcase_add_test(tc, output_cap);
     tcase_add_test(tc, host_keys);
+    tcase_add_test(tc, known_key_type_first);
     tcase_add_test(tc, legacy_algorithms);
     tcase_add_test(tc, command_handler);
     tcase_add_test(tc, credential_fallback);

@@ -233,38 +233,45 @@ static int ensure_key(const char *path, enum ssh_keytypes_e type, char *err, siz
     return 0;
 }
 
+/* The bind of a host key (key_path: one private key file, or two separated
+ * by a newline for a device that holds keys of two types). */
 static ssh_bind bind_for(struct ds_server *s, const char *key_path, const char *ssh_version,
                          char *err, size_t errlen)
 {
     struct bindent *e;
-    ssh_key key = NULL;
     ssh_bind b;
     bool no = false;
     int verbosity = s->o.ssh_log;
+    char paths[sizeof e->key_path], *save = NULL;
 
     for (size_t i = 0; i < s->nbinds; i++)
         if (strcmp(s->binds[i].key_path, key_path) == 0 &&
             strcmp(s->binds[i].ssh_version, ssh_version) == 0)
             return s->binds[i].bind;
-    if (ssh_pki_import_privkey_file(key_path, NULL, NULL, NULL, &key) != SSH_OK) {
-        snprintf(err, errlen, "cannot read host key %s", key_path);
-        return NULL;
-    }
     b = ssh_bind_new();
     if (b == NULL) {
-        ssh_key_free(key);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     ssh_bind_options_set(b, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no);
     ssh_bind_options_set(b, SSH_BIND_OPTIONS_LOG_VERBOSITY, &verbosity);
     ssh_bind_options_set(b, SSH_BIND_OPTIONS_BANNER, ssh_version);
-    /* The bind owns the key from here on. */
-    if (ssh_bind_options_set(b, SSH_BIND_OPTIONS_IMPORT_KEY, key) != SSH_OK) {
-        snprintf(err, errlen, "host key %s: %s", key_path, ssh_get_error(b));
-        ssh_key_free(key);
-        ssh_bind_free(b);
-        return NULL;
+    snprintf(paths, sizeof paths, "%s", key_path);
+    for (char *path = strtok_r(paths, "\n", &save); path; path = strtok_r(NULL, "\n", &save)) {
+        ssh_key key = NULL;
+
+        if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
+            snprintf(err, errlen, "cannot read host key %s", path);
+            ssh_bind_free(b);
+            return NULL;
+        }
+        /* The bind owns the key from here on. */
+        if (ssh_bind_options_set(b, SSH_BIND_OPTIONS_IMPORT_KEY, key) != SSH_OK) {
+            snprintf(err, errlen, "host key %s: %s", path, ssh_get_error(b));
+            ssh_key_free(key);
+            ssh_bind_free(b);
+            return NULL;
+        }
     }
     e = realloc(s->binds, (s->nbinds + 1) * sizeof *e);
     if (e == NULL) {
@@ -305,6 +312,23 @@ static int setup_keys(struct ds_server *s, char *err, size_t errlen)
             snprintf(path, sizeof path, "%s/ssh_host_%s_key", s->state_dir, tname);
             if (ensure_key(path, t, err, errlen) < 0)
                 return -1;
+        } else if (strcmp(hk, "both") == 0) {
+            /* the shared ed25519 and rsa keys, as a server with two types */
+            char rsa[sizeof path];
+
+            snprintf(path, sizeof path, "%s/ssh_host_ed25519_key", s->state_dir);
+            snprintf(rsa, sizeof rsa, "%s/ssh_host_rsa_key", s->state_dir);
+            if (ensure_key(path, SSH_KEYTYPE_ED25519, err, errlen) < 0 ||
+                ensure_key(rsa, SSH_KEYTYPE_RSA, err, errlen) < 0)
+                return -1;
+            size_t pl = strlen(path), rl = strlen(rsa);
+
+            if (pl + 1 + rl >= sizeof path) {
+                snprintf(err, errlen, "state dir %s: path too long", s->state_dir);
+                return -1;
+            }
+            path[pl] = '\n';
+            memcpy(path + pl + 1, rsa, rl + 1);
         } else if (strcmp(hk, "per-device") == 0) {
             snprintf(path, sizeof path, "%s/keys", s->state_dir);
             if (mkdir_p(path) < 0) {
