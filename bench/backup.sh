@@ -16,8 +16,10 @@
 # and stores 1,000 snapshots; later rounds find them known and unchanged.
 # Reported per round: the run's own time (jobs.completed_at - started_at),
 # devices/second over it, wall time from enqueue to final status, per-device
-# p50 / p99 / max of job_results.details.duration_ms, successes; at the end
-# the worker's peak RSS (VmHWM of /proc/PID/status).
+# p50 / p99 / max of job_results.details.duration_ms, successes, the
+# worker's CPU time per device over the round (ms, all threads) and the CPU
+# seconds PostgreSQL spent in it; at the end the worker's peak RSS (VmHWM
+# of /proc/PID/status).
 #
 # Part 2: one device with 200 ms before every answer (same 20 KB config,
 # same four answers): ROUNDS backups, each one job run; reported: the
@@ -26,13 +28,15 @@
 # Release build in build-bench (as bench/reachability.sh).  Everything runs
 # on loopback; PostgreSQL, Redis and devsim are started in a scratch folder
 # and removed afterwards.  Needs root for port 22 on 127.3.x.x (or set
-# NR_BENCH_PORT to a port above 1023).
+# NR_BENCH_PORT to a port above 1023).  NR_BENCH_LATENCY_MS sets part 1's
+# time before each answer (default 50).
 set -euo pipefail
 root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 devices=${1:-1000}
 threads=${2:-100}
 rounds=${3:-3}
 port=${NR_BENCH_PORT:-22}
+latency=${NR_BENCH_LATENCY_MS:-50}
 
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
@@ -63,7 +67,7 @@ start_devsim() {
   echo "devsim ($name) did not start" >&2
   exit 1
 }
-common=(--listen 127.3.0.1 --port "$port" --count "$devices" --latency-ms 50 --name-prefix bench)
+common=(--listen 127.3.0.1 --port "$port" --count "$devices" --latency-ms "$latency" --name-prefix bench)
 slow=(--listen 127.4.0.1 --port "$port" --count 1 --latency-ms 200 --name-prefix slow)
 start_devsim fleet "${common[@]}"
 start_devsim slow "${slow[@]}"
@@ -102,6 +106,16 @@ SQL
 loaded=$(psql_q -c "SELECT count(*) FROM devices WHERE hostname LIKE 'bench-%'")
 [[ $loaded == "$devices" ]] || { echo "loaded $loaded devices, expected $devices" >&2; exit 1; }
 
+# CPU seconds (user + system) of a process and all its threads; of the
+# PostgreSQL server and its backends.
+cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+pg_cpu_s() {
+  local pm
+  pm=$(head -n 1 "$scratch/pg/data/postmaster.pid")
+  { cpu_s "$pm"; echo; for c in $(pgrep -P "$pm"); do cpu_s "$c" 2>/dev/null; echo; done; } |
+    awk '{ s += $1 } END { printf "%.2f", s }'
+}
+
 NETRAVEN_WORKER__THREAD_POOL_SIZE=$threads \
 NETRAVEN_SECURITY__ENCRYPTION_KEY=$master NETRAVEN_SSH__ENABLE_SECRET=$es \
 NETRAVEN_WORKER__SPOOL_DIR="$scratch/spool" \
@@ -114,15 +128,19 @@ job=$(psql_q -c "SELECT id FROM jobs WHERE name = 'bench-backup'")
 slow_job=$(psql_q -c "SELECT id FROM jobs WHERE name = 'bench-slow'")
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 printf 'machine: %s cores, %s\n' "$(nproc)" "$model"
-printf 'part 1: %s devices (cisco_ios, 20 KB config, 50 ms per answer), thread_pool_size %s\n' \
-  "$devices" "$threads"
-printf '%-6s %-26s %8s %10s %8s %8s %8s %8s %6s\n' \
-  round status run_s dev_per_s wall_s p50_ms p99_ms max_ms ok
+printf 'part 1: %s devices (cisco_ios, 20 KB config, %s ms per answer), thread_pool_size %s\n' \
+  "$devices" "$latency" "$threads"
+printf '%-6s %-26s %8s %10s %8s %8s %8s %8s %6s %10s %8s\n' \
+  round status run_s dev_per_s wall_s p50_ms p99_ms max_ms ok cpu_ms_dev pg_cpu_s
 for r in $(seq "$rounds"); do
   last=$(psql_q -c "SELECT coalesce(max(id), 0) FROM job_results")
+  c0=$(cpu_s "$worker_pid")
+  p0=$(pg_cpu_s)
   t0=$(date +%s.%N)
-  out=$("$build/netraven-worker" enqueue "$job" --wait --timeout 300 | tail -n 1)
+  out=$("$build/netraven-worker" enqueue "$job" --wait --timeout 900 | tail -n 1)
   t1=$(date +%s.%N)
+  c1=$(cpu_s "$worker_pid")
+  p1=$(pg_cpu_s)
   run_s=$(psql_q -c \
     "SELECT round(extract(epoch FROM completed_at - started_at)::numeric, 3) FROM jobs WHERE id = $job")
   read -r p50 p99 pmax ok < <(psql_q -F ' ' -c "
@@ -132,8 +150,10 @@ for r in $(seq "$rounds"); do
            count(*) FILTER (WHERE status = 'success')
     FROM job_results WHERE job_id = $job AND id > $last")
   rate=$(awk -v n="$devices" -v s="$run_s" 'BEGIN { printf "%.1f", n / s }')
-  printf '%-6s %-26s %8s %10s %8.3f %8s %8s %8s %6s\n' "$r" "${out##*: }" "$run_s" "$rate" \
-    "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$p50" "$p99" "$pmax" "$ok"
+  printf '%-6s %-26s %8s %10s %8.3f %8s %8s %8s %6s %10s %8s\n' "$r" "${out##*: }" "$run_s" "$rate" \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$p50" "$p99" "$pmax" "$ok" \
+    "$(awk -v a="$c0" -v b="$c1" -v n="$devices" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')" \
+    "$(awk -v a="$p0" -v b="$p1" 'BEGIN { printf "%.1f", b - a }')"
   [[ $ok == "$devices" ]] || verdicts+=("round $r: $ok of $devices devices backed up")
   min_rate=$(awk -v a="${min_rate:-}" -v b="$rate" 'BEGIN { print (a == "" || b < a) ? b : a }')
 done

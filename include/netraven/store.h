@@ -53,6 +53,13 @@ int  nr_store_reset(struct nr_store *s);
 bool nr_store_ok(const struct nr_store *s);
 void nr_store_free(struct nr_store *s);
 
+/* A transaction around the calls between begin and commit: 0 or the
+ * store's code (err and errstr set).  Rollback also ends a transaction that
+ * failed; its own failure (a connection already gone) is ignored. */
+int  nr_store_begin(struct nr_store *s);
+int  nr_store_commit(struct nr_store *s);
+void nr_store_rollback(struct nr_store *s);
+
 /* Mask ("****") in msg, a NUL-terminated text in a buffer of size bytes,
  * the password of url (database.url: a URI, with or without a +driver
  * suffix, or a keyword=value string) in both forms libpq may quote it:

@@ -167,6 +167,8 @@ struct nr_pool *nr_pool_new(size_t nthreads, size_t queue_cap)
         pthread_attr_setstacksize(&attr, 256 * 1024);
         int rc = pthread_create(&p->threads[p->nthreads], &attr, pool_main, p);
         pthread_attr_destroy(&attr);
+        if (rc == 0)
+            pthread_setname_np(p->threads[p->nthreads], "nr-pool");
         if (rc != 0) {
             nr_pool_free(p);
             return NULL;

@@ -1106,12 +1106,14 @@ static void teardown(void)
     settings_clear(&nr_log_set);
 }
 
-static int start_sink(struct nr_logq *q, pthread_t *th, void *(*fn)(void *), size_t cap)
+static int start_sink(struct nr_logq *q, pthread_t *th, void *(*fn)(void *), size_t cap,
+                      const char *name)
 {
     if (nr_logq_init(q, cap) < 0)
         return NR_ERR;
     if (pthread_create(th, NULL, fn, NULL) != 0)
         return NR_ERR;
+    pthread_setname_np(*th, name);
     q->running = true;
     return NR_OK;
 }
@@ -1180,11 +1182,11 @@ int nr_log_init(const struct nr_config *cfg)
         atomic_store_explicit(&nr_route_tab[i], tab[i], memory_order_relaxed);
     nr_log_started = true;
 
-    if (start_sink(&nr_log_q_out, &nr_th_out, nr_log_out_main, qcap) < 0 ||
+    if (start_sink(&nr_log_q_out, &nr_th_out, nr_log_out_main, qcap, "log-out") < 0 ||
         ((used & NR_SINK_DB) &&
-         start_sink(&nr_log_q_db, &nr_th_db, nr_log_db_main, qcap) < 0) ||
+         start_sink(&nr_log_q_db, &nr_th_db, nr_log_db_main, qcap, "log-db") < 0) ||
         ((used & NR_SINK_REDIS) &&
-         start_sink(&nr_log_q_redis, &nr_th_redis, nr_log_redis_main, rcap) < 0)) {
+         start_sink(&nr_log_q_redis, &nr_th_redis, nr_log_redis_main, rcap, "log-redis") < 0)) {
         teardown();
         return NR_ERR;
     }

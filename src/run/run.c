@@ -408,17 +408,55 @@ static bool store_wait(struct run *run, int attempt)
         rc_;                                                                  \
     })
 
-/* What a successful session leaves besides its result: the configuration
- * snapshot (unless unchanged), devices.last_seen, and the bookkeeping of
- * each credential tried.  Runs on the run thread. */
-static void save_side_effects(struct run *run, const struct nr_device *dev, struct nr_result *res)
+/*
+ * Storing results.  The run thread writes what a device's session left
+ * (credential bookkeeping, the configuration snapshot unless unchanged,
+ * devices.last_seen, the job_results row) for every finished device it has
+ * in hand in one transaction, up to SAVE_BATCH devices: the batch grows by
+ * itself when devices finish faster than one at a time can be written.
+ * The log events that tell what was stored are emitted after the COMMIT,
+ * so that none says "saved" of a row that was rolled back.  A batch whose
+ * connection breaks is written again, whole, once PostgreSQL is back
+ * (store_wait); one in which a statement fails (a device deleted meanwhile,
+ * say) is rolled back and written again one statement at a time, each
+ * failure then kept to its own device, as before batching.
+ */
+#define SAVE_BATCH 256
+
+/* What storing one result did, for report_result(). */
+struct saved {
+    bool  had_config;
+    int   config_rc;        /* NR_OK new snapshot, NR_SNAPSHOT_SAME, or < 0 */
+    int   result_rc;
+    char *result_err;       /* result_rc < 0: why */
+};
+
+/* A store call: inside a batch's transaction as it is (the batch is redone
+ * on failure), alone repeated across a PostgreSQL outage. */
+#define STORE_CALL(run, txn, call) ((txn) ? (call) : STORE_TRY(run, call))
+
+/*
+ * The statements of one device's result.  In a transaction (txn) the first
+ * failure returns -1 at once, with nothing of this device changed; alone,
+ * each failure is recorded and the next statement goes on.
+ */
+static int store_one(struct run *run, const struct nr_device *dev, struct nr_result *res,
+                     struct saved *sv, bool txn)
 {
     long long jid = run->job.id;
+    char *details;
+    int rc;
 
-    for (size_t i = 0; i < res->nattempts; i++)
-        if (STORE_TRY(run, nr_cred_record_attempt(run->store, res->attempts[i].cred_id,
-                                                   res->attempts[i].success)) < 0)
+    free(sv->result_err);
+    *sv = (struct saved){ .had_config = res->config != NULL };
+    for (size_t i = 0; i < res->nattempts; i++) {
+        rc = STORE_CALL(run, txn, nr_cred_record_attempt(run->store, res->attempts[i].cred_id,
+                                                          res->attempts[i].success));
+        if (rc < 0 && txn)
+            return -1;
+        if (rc < 0)
             record_failure(run, "recording a credential attempt");
+    }
 
     if (res->config != NULL) {
         nr_utf8_scrub(res->config, res->config_len);
@@ -430,52 +468,116 @@ static void save_side_effects(struct run *run, const struct nr_device *dev, stru
         if (dur)
             json_object_set(meta, "duration_ms", dur);
         char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(12));
-        int rc = STORE_TRY(run, nr_store_config_save(run->store, dev->id, res->config,
-                                                     res->config_len, res->config_hash,
-                                                     meta_text));
+        rc = STORE_CALL(run, txn, nr_store_config_save(run->store, dev->id, res->config,
+                                                       res->config_len, res->config_hash,
+                                                       meta_text));
+        free(meta_text);
+        json_decref(meta);
+        if (rc < 0 && txn)
+            return -1;
+        sv->config_rc = rc;
         if (rc < 0) {
             res->success = false;
             json_object_set_new(res->details, "error",
                                 json_string("the configuration could not be stored"));
             record_failure(run, "storing a configuration snapshot");
         } else {
-            bool same = rc == NR_SNAPSHOT_SAME;
-            json_object_set_new(res->details, "deduplicated", json_boolean(same));
+            json_object_set_new(res->details, "deduplicated",
+                                json_boolean(rc == NR_SNAPSHOT_SAME));
             json_object_set_new(res->details, "sha256", json_string(res->config_hash));
-            NR_LOG(same ? NR_EV_CONFIG_UNCHANGED : NR_EV_CONFIG_SAVED, jid, dev->id,
-                   NR_S("device_name", dev->hostname), NR_S("hash", res->config_hash),
-                   NR_I("bytes", res->config_len));
         }
-        free(meta_text);
-        json_decref(meta);
     }
-    if (res->device_seen && STORE_TRY(run, nr_store_device_seen(run->store, dev->id)) < 0)
-        record_failure(run, "updating devices.last_seen");
+    if (res->device_seen) {
+        rc = STORE_CALL(run, txn, nr_store_device_seen(run->store, dev->id));
+        if (rc < 0 && txn)
+            return -1;
+        if (rc < 0)
+            record_failure(run, "updating devices.last_seen");
+    }
+
+    details = json_dumps(res->details, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    rc = STORE_CALL(run, txn, nr_store_result_add(run->store, jid, dev->id, run->job_type,
+                                                  res->success, details ? details : "{}"));
+    free(details);
+    if (rc < 0 && txn)
+        return -1;
+    sv->result_rc = rc;
+    if (rc < 0) {
+        sv->result_err = nr_strdup(run->store->errstr);
+        record_failure(run, "saving a job result");
+    }
+    return 0;
+}
+
+/* The log events and metrics of one stored result. */
+static void report_result(struct run *run, const struct nr_device *dev,
+                          const struct nr_result *res, const struct saved *sv)
+{
+    long long jid = run->job.id;
+
+    if (sv->had_config && sv->config_rc >= 0)
+        NR_LOG(sv->config_rc == NR_SNAPSHOT_SAME ? NR_EV_CONFIG_UNCHANGED : NR_EV_CONFIG_SAVED,
+               jid, dev->id, NR_S("device_name", dev->hostname),
+               NR_S("hash", res->config_hash), NR_I("bytes", res->config_len));
+    NR_LOG(res->success ? NR_EV_RESULT_SAVING_OK : NR_EV_RESULT_SAVING_FAIL, jid, dev->id,
+           NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
+    if (sv->result_rc < 0)
+        NR_LOG(NR_EV_RESULT_SAVE_ERROR, jid, dev->id, NR_S("device_name", dev->hostname),
+               NR_S("job_name", run->job.name), NR_S("error", sv->result_err));
+    else
+        NR_LOG(res->success ? NR_EV_RESULT_SAVED_OK : NR_EV_RESULT_SAVED_FAIL, jid, dev->id,
+               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
+    if (res->success)
+        run->succeeded++;
+    nr_metrics_device_task(res->success, json_string_value(json_object_get(res->details, "class")));
+}
+
+/* BEGIN, the statements of every result, COMMIT: 0, or -1 with the
+ * transaction rolled back (run->store->err says how it failed). */
+static int store_batch_txn(struct run *run, const struct nr_device **devs,
+                           struct nr_result **res, struct saved *sv, size_t n)
+{
+    int err;
+
+    if (nr_store_begin(run->store) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (store_one(run, devs[i], res[i], &sv[i], true) < 0)
+            goto fail;
+    if (nr_store_commit(run->store) == 0)
+        return 0;
+fail:
+    err = run->store->err;
+    nr_store_rollback(run->store);
+    run->store->err = err;
+    return -1;
+}
+
+/* Stores n results (at most SAVE_BATCH) and tells what was stored. */
+static void save_results(struct run *run, const struct nr_device **devs, struct nr_result **res,
+                         size_t n)
+{
+    struct saved sv[SAVE_BATCH];
+    bool stored = false;
+
+    memset(sv, 0, sizeof(sv[0]) * n);
+    for (int try = 0; n > 1 && !stored; try++) {
+        if (store_batch_txn(run, devs, res, sv, n) == 0)
+            stored = true;
+        else if (run->store->err != NR_EIO || !store_wait(run, try))
+            break;
+    }
+    for (size_t i = 0; i < n && !stored; i++)
+        store_one(run, devs[i], res[i], &sv[i], false);
+    for (size_t i = 0; i < n; i++) {
+        report_result(run, devs[i], res[i], &sv[i]);
+        free(sv[i].result_err);
+    }
 }
 
 static void save_result(struct run *run, const struct nr_device *dev, struct nr_result *res)
 {
-    long long jid = run->job.id;
-
-    save_side_effects(run, dev, res);
-    char *details = json_dumps(res->details, JSON_COMPACT | JSON_REAL_PRECISION(12));
-
-    NR_LOG(res->success ? NR_EV_RESULT_SAVING_OK : NR_EV_RESULT_SAVING_FAIL, jid, dev->id,
-           NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
-    int rc = STORE_TRY(run, nr_store_result_add(run->store, jid, dev->id, run->job_type,
-                                                res->success, details ? details : "{}"));
-    if (rc < 0) {
-        NR_LOG(NR_EV_RESULT_SAVE_ERROR, jid, dev->id, NR_S("device_name", dev->hostname),
-               NR_S("job_name", run->job.name), NR_S("error", run->store->errstr));
-        record_failure(run, "saving a job result");
-    } else {
-        NR_LOG(res->success ? NR_EV_RESULT_SAVED_OK : NR_EV_RESULT_SAVED_FAIL, jid, dev->id,
-               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
-    }
-    if (res->success)
-        run->succeeded++;
-    nr_metrics_device_task(res->success, json_string_value(json_object_get(res->details, "class")));
-    free(details);
+    save_results(run, &dev, &res, 1);
 }
 
 /* Fail every device without running anything (no handler, or the pool
@@ -554,17 +656,28 @@ static const char *dispatch_devices(struct run *run)
         run->done_head = run->done_tail = NULL;
         pthread_mutex_unlock(&run->mu);
 
-        for (struct run_task *t = list, *next; t; t = next) {
-            const struct nr_device *dev = &run->devices[t->idx];
-            next = t->next;
-            save_result(run, dev, &t->res);
-            NR_LOG(NR_EV_TASK_COMPLETED, jid, dev->id, NR_S("device_name", dev->hostname),
-                   NR_S("job_name", run->job.name), NR_B("success", t->res.success));
-            json_decref(t->res.details);
-            t->res.details = NULL;
-            free(t->res.config);
-            t->res.config = NULL;
-            collected++;
+        while (list) {
+            const struct nr_device *devs[SAVE_BATCH];
+            struct nr_result *res[SAVE_BATCH];
+            struct run_task *batch = list;
+            size_t n = 0;
+
+            for (; list && n < SAVE_BATCH; list = list->next, n++) {
+                devs[n] = &run->devices[list->idx];
+                res[n] = &list->res;
+            }
+            save_results(run, devs, res, n);
+            for (struct run_task *t = batch; t != list; t = t->next) {
+                const struct nr_device *dev = &run->devices[t->idx];
+
+                NR_LOG(NR_EV_TASK_COMPLETED, jid, dev->id, NR_S("device_name", dev->hostname),
+                       NR_S("job_name", run->job.name), NR_B("success", t->res.success));
+                json_decref(t->res.details);
+                t->res.details = NULL;
+                free(t->res.config);
+                t->res.config = NULL;
+                collected++;
+            }
         }
     }
 
@@ -781,6 +894,7 @@ static void *runner_main(void *arg)
     struct nr_runner *r = arg;
     struct nr_store *store = NULL;
 
+    pthread_setname_np(pthread_self(), "nr-run");
     check_keys(r, &store);
     pthread_mutex_lock(&r->mu);
     for (;;) {

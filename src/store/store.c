@@ -319,6 +319,24 @@ void nr_store_free(struct nr_store *s)
     free(s);
 }
 
+/* ---- transactions ------------------------------------------------------ */
+
+int nr_store_begin(struct nr_store *s)
+{
+    return store_command(s, "begin", "BEGIN", 0, NULL);
+}
+
+int nr_store_commit(struct nr_store *s)
+{
+    return store_command(s, "commit", "COMMIT", 0, NULL);
+}
+
+void nr_store_rollback(struct nr_store *s)
+{
+    if (nr_store_ok(s))
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
 /* ---- jobs -------------------------------------------------------------- */
 
 void nr_job_clear(struct nr_job *j)

@@ -164,6 +164,42 @@ START_TEST(postgres_stopped_mid_run)
 }
 END_TEST
 
+/* Results are written a batch at a time, in one transaction: a device
+ * deleted while its job runs fails the batch its result is in, and the
+ * batch is written again one device at a time, so that only that device's
+ * result is missing (and said so); every other device has its row, once. */
+START_TEST(a_deleted_device_costs_only_its_own_result)
+{
+    nrt_blackhole_up(15);
+    long long job = dark_job("deleted", 16);
+    long long gone = nrt_sql_int(db, "SELECT id FROM devices WHERE hostname = 'deleted-7'");
+    redisContext *rc = nrt_redis();
+    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=2", "NETRAVEN_WORKER__THREAD_POOL_SIZE=16",
+                     NULL };
+    struct nrt_proc w;
+
+    start_worker(0, &w, "deleted", more);
+    enqueue(rc, job);
+    ck_assert(nrt_wait_sql(db, "RUNNING", 30, "SELECT status FROM jobs WHERE id = %lld", job));
+    PQclear(nrt_sql(db, "DELETE FROM devices WHERE id = %lld", gone));
+    ck_assert_msg(nrt_wait_sql(db, "COMPLETED_FAILURE", 60, "SELECT status FROM jobs WHERE id = %lld",
+                               job), "the run did not end");
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 15);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT device_id) FROM job_results "
+                                     "WHERE job_id = %lld", job), 15);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE device_id = %lld",
+                                 gone), 0);
+    stop_ok(0, &w, 60);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                                     "message LIKE 'Could not save result for device ''deleted-7''%%'",
+                                 job), 1);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                                     "message LIKE 'Could not save result%%'", job), 1);
+    nrt_proc_clear(&w);
+    redisFree(rc);
+}
+END_TEST
+
 START_TEST(sigterm_during_a_run)
 {
     nrt_blackhole_up(9);
@@ -505,6 +541,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, postgres_stopped_mid_run);
+    tcase_add_test(tc, a_deleted_device_costs_only_its_own_result);
     tcase_add_test(tc, sigterm_during_a_run);
     tcase_add_test(tc, sigterm_past_the_grace_time_hands_back);
     tcase_add_test(tc, two_workers_run_each_job_once);
