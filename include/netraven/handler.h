@@ -72,9 +72,10 @@ struct nr_handler_def {
     const char    *name;        /* "reachability_handler", for the job log */
     nr_handler_fn  fn;
     bool           needs_credentials;   /* the run resolves credentials first */
-    bool           guarded;             /* the dispatcher retries its transient
-                                         * failures and keeps a circuit breaker
-                                         * per device (connection handlers) */
+    bool           guarded;             /* the dispatcher retries its failures
+                                         * whose class is retried (failure.def)
+                                         * and keeps a circuit breaker per
+                                         * device (connection handlers) */
 };
 
 /* The handler of a job type, or NULL when none is registered. */
