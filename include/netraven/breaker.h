@@ -6,7 +6,7 @@
  * through (half-open): if the device answers the breaker closes, if not it
  * opens again for another reset_timeout.
  *
- * What counts (the caller's classification, src/run/run.c):
+ * What counts (the breaker column of failure.def, applied by src/dispatch/dispatch.c):
  *   FAILED     the device could not be reached or dropped the session:
  *              refused, unreachable, any timeout, connection lost.  Each
  *              such connection attempt counts, retries included.

@@ -15,6 +15,7 @@
 
 #include "netraven/common.h"
 #include "netraven/config.h"
+#include "netraven/failure.h"
 #include "netraven/queue.h"
 #include "netraven/store.h"
 
@@ -38,26 +39,13 @@ struct nr_handler_ctx {
     size_t                      ncreds;
 };
 
-/* What a failure means to the dispatcher's policy (src/run/run.c):
- * retries, and the circuit breaker of the device. */
-enum nr_fail_kind {
-    NR_FAIL_NONE = 0,       /* success, or a failure that never tested the
-                             * device (no commands, no credentials) */
-    NR_FAIL_TRANSIENT,      /* the device could not be reached or dropped the
-                             * session: refused, unreachable, any timeout,
-                             * connection lost mid-way.  Retried; counts for
-                             * the breaker */
-    NR_FAIL_AUTH,           /* login or enable refused, after the credential
-                             * fallback: not retried */
-    NR_FAIL_PERMANENT,      /* the device answered and would answer the same
-                             * again: host key, algorithm negotiation,
-                             * output cap.  Not retried */
-};
-
 struct nr_result {
     bool    success;
     json_t *details;        /* a JSON object the handler fills; owned here */
-    enum nr_fail_kind fail; /* on failure: its kind (SSH handlers set it) */
+    /* On failure: what failed (failure.h), which the dispatcher's policy
+     * reads and details carry as error / class / stage; the SSH handlers
+     * classify every failure, NR_FAILURE_NONE is one nobody classified. */
+    struct nr_failure failure;
 
     /* config_backup: the redacted running config and its sha256 (hex).
      * The run thread, not the device thread, writes it to
@@ -84,9 +72,10 @@ struct nr_handler_def {
     const char    *name;        /* "reachability_handler", for the job log */
     nr_handler_fn  fn;
     bool           needs_credentials;   /* the run resolves credentials first */
-    bool           guarded;             /* the dispatcher retries its transient
-                                         * failures and keeps a circuit breaker
-                                         * per device (connection handlers) */
+    bool           guarded;             /* the dispatcher retries its failures
+                                         * whose class is retried (failure.def)
+                                         * and keeps a circuit breaker per
+                                         * device (connection handlers) */
 };
 
 /* The handler of a job type, or NULL when none is registered. */

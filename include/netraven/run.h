@@ -15,16 +15,12 @@
  *   (nr_runner_collect) to acknowledge the queue entry.  `done` wakes the
  *   intake thread.
  *
- *   Failure policy of guarded handlers (handler.h; the SSH job types),
- *   applied on the pool threads, per attempt: the device's circuit
- *   breaker (breaker.h, one map owned by the runner and shared by every
- *   run) is asked before connecting and told the outcome after; a
- *   transient failure is retried up to worker.retry_attempts times after
- *   nr_retry_delay() (retry.h) spent in the pool's timer heap
- *   (nr_pool_submit_after), so no thread waits; other failures are logged
- *   as non-retriable.  Only the final result of a device reaches the run
- *   thread, with details.attempts and every login for the credential
- *   bookkeeping.
+ *   Each device is one task on the pool (dispatch.h): its attempts, the
+ *   retries of the failure classes that are retried (failure.def) and the
+ *   device's circuit breaker (breaker.h, one map owned by the runner and
+ *   shared by every run) happen on the pool threads; only the final
+ *   result of a device reaches the run thread, with details.attempts and
+ *   every login for the credential bookkeeping.
  *
  *   At start, the first run thread to reach PostgreSQL checks that the
  *   master key opens the credentials' passwords and logs a system error

@@ -49,8 +49,7 @@
  *   struct nr_ssh_target t = { host, port, device_name, job_id, device_id,
  *                              username, password };
  *   struct nr_cli *c = nr_cli_connect(cfg, &t, type, enable_secret);
- *   if (c->ssh->err) { ... c->ssh->errstr, nr_ssh_fail_name(c->ssh->err),
- *                      nr_ssh_stage_name(c->ssh->stage) ... }
+ *   if (c->ssh->err) { ... nr_ssh_failure(c->ssh, &failure) ... }
  *   else nr_cli_run(c, type->config_cmds[0], &out, &len, &ms); ... free(out);
  *   nr_cli_free(c);           always; logs CONN_DISCONNECTED
  *
@@ -69,6 +68,7 @@
 
 #include "netraven/common.h"
 #include "netraven/config.h"
+#include "netraven/failure.h"
 
 /* ---- failure classes and stages --------------------------------------- */
 
@@ -85,7 +85,7 @@ enum nr_ssh_fail {
 };
 
 /* "ok", "refused", "unreachable", "timeout", "auth", "host key",
- * "protocol", "output cap"; never NULL. */
+ * "protocol", "output cap" (the names of failure.def); never NULL. */
 const char *nr_ssh_fail_name(enum nr_ssh_fail f);
 
 enum nr_ssh_stage {
@@ -100,6 +100,14 @@ enum nr_ssh_stage {
 
 /* "connect", "auth", "shell", "prompt", "enable", "command". */
 const char *nr_ssh_stage_name(enum nr_ssh_stage s);
+
+struct nr_ssh;
+
+/* A failed session as a device task's failure: its class (failure.def: a
+ * protocol failure at the connect stage is the handshake, later a session
+ * lost), its stage's name and errstr.  NR_FAILURE_NONE, no stage and no
+ * message when s has not failed. */
+void nr_ssh_failure(const struct nr_ssh *s, struct nr_failure *f);
 
 /* ---- session ------------------------------------------------------------ */
 

@@ -3,7 +3,6 @@
  */
 #include "netraven/run.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,36 +11,23 @@
 
 #include "netraven/breaker.h"
 #include "netraven/cred.h"
+#include "netraven/dispatch.h"
 #include "netraven/handler.h"
 #include "netraven/log.h"
 #include "netraven/metrics.h"
-#include "netraven/retry.h"
 #include "netraven/store.h"
 
 /* ---------------------------------------------------------------- a run */
 
 struct run;
 
-/*
- * One device of a run.  For a guarded handler (handler.h) each execution
- * of device_task is one attempt: the breaker is asked first, a transient
- * failure is re-submitted to the pool with nr_pool_submit_after (the wait
- * is in the pool's timer heap, not on a thread) up to
- * worker.retry_attempts times, and only the final outcome reaches the run
- * thread.  The task is touched by one thread at a time: the pool thread of
- * the attempt under way, then (once on run->done) the run thread.
- */
+/* One device of a run: its task on the pool (dispatch.h: attempts,
+ * retries, breaker), then, finished, on run->done for the run thread. */
 struct run_task {
-    struct run       *run;
-    size_t            idx;          /* into run->devices */
-    struct nr_result  res;          /* the final result */
-    struct run_task  *next;         /* on run->done once finished */
-
-    unsigned          tries;        /* attempts so far */
-    json_t           *attempts;     /* details.attempts: one object per attempt */
-    uint64_t          rng;          /* retry jitter */
-    struct nr_cred_attempt logins[NR_ARRAY_LEN(((struct nr_result *)0)->attempts)];
-    size_t            nlogins;      /* every attempt's logins, for the run to record */
+    struct nr_dispatch_task  task;
+    struct run              *run;
+    size_t                   idx;           /* into run->devices */
+    struct run_task         *next;          /* on run->done once finished */
 };
 
 struct run {
@@ -57,6 +43,7 @@ struct run {
     struct run_task             *tasks;
     struct nr_cred_set          *creds;     /* when the handler needs them */
     struct nr_breaker           *breaker;   /* the runner's, shared by every run */
+    struct nr_dispatch           dispatch;  /* what its device tasks share */
 
     pthread_mutex_t  mu;
     pthread_cond_t   cv;
@@ -79,19 +66,10 @@ const char *nr_run_final_status(unsigned devices, unsigned succeeded)
     return NR_STATUS_PARTIAL_FAILURE;
 }
 
-static double mono_s(void)
+/* Hand a finished task to the run thread (on a pool thread). */
+static void task_done(struct nr_dispatch_task *task)
 {
-    return (double)nr_mono_ns() / 1e9;
-}
-
-static double round_ms(uint64_t t0)
-{
-    return round((double)(nr_mono_ns() - t0) / 1e3) / 1e3;
-}
-
-/* Hand a finished task to the run thread. */
-static void task_done(struct run_task *t)
-{
+    struct run_task *t = task->arg;
     struct run *run = t->run;
 
     pthread_mutex_lock(&run->mu);
@@ -102,259 +80,6 @@ static void task_done(struct run_task *t)
     run->done_tail = t;
     pthread_cond_signal(&run->cv);
     pthread_mutex_unlock(&run->mu);
-}
-
-/* The result of an attempt the breaker refused: no connection was made. */
-static void circuit_open_result(struct run_task *t, const struct nr_breaker_info *bi,
-                                struct nr_result *out)
-{
-    struct run *run = t->run;
-    const struct nr_device *dev = &run->devices[t->idx];
-    char reason[160];
-
-    if (bi->state == NR_BREAKER_OPEN)
-        snprintf(reason, sizeof(reason), "%d consecutive connection failures; next trial in "
-                 "%.1f s", bi->failures, bi->retry_in);
-    else
-        snprintf(reason, sizeof(reason), "a trial connection is under way");
-    NR_LOG(NR_EV_BREAKER_REJECTED, run->job.id, dev->id, NR_S("device_name", dev->hostname),
-           NR_S("job_name", run->job.name), NR_S("reason", reason),
-           NR_S("state", nr_breaker_state_name(bi->state)), NR_I("failures", bi->failures),
-           NR_D("retry_in_s", round(bi->retry_in * 1e3) / 1e3));
-    memset(out, 0, sizeof(*out));
-    out->success = false;
-    out->fail = NR_FAIL_TRANSIENT;
-    out->details = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:o}",
-        "error", "circuit open: no connection attempted",
-        "class", "circuit open",
-        "stage", "dispatch",
-        "circuit", nr_breaker_state_name(bi->state),
-        "consecutive_failures", bi->failures,
-        "retry_in_s", round(bi->retry_in * 1e3) / 1e3,
-        "circuit_reason", json_string(reason));
-    if (dev->hostname)
-        json_object_set_new(out->details, "hostname", json_string(dev->hostname));
-}
-
-/* What an attempt's outcome means to the breaker. */
-static enum nr_breaker_outcome breaker_outcome(const struct nr_result *a)
-{
-    if (a->success)
-        return NR_BREAKER_ANSWERED;
-    switch (a->fail) {
-    case NR_FAIL_TRANSIENT:
-        return NR_BREAKER_FAILED;
-    case NR_FAIL_AUTH:
-    case NR_FAIL_PERMANENT:
-        return NR_BREAKER_ANSWERED;
-    case NR_FAIL_NONE:
-        break;
-    }
-    return NR_BREAKER_NO_OUTCOME;
-}
-
-/* Tell the breaker how the attempt went and log what that changed.
- * Returns true when this attempt opened the breaker. */
-static bool breaker_report(struct run_task *t, bool trial, const struct nr_result *a)
-{
-    struct run *run = t->run;
-    const struct nr_device *dev = &run->devices[t->idx];
-    struct nr_breaker_info bi;
-    enum nr_breaker_transition tr;
-
-    tr = nr_breaker_record(run->breaker, dev->id, trial, breaker_outcome(a), mono_s(), &bi);
-    if (tr == NR_BREAKER_TO_OPEN) {
-        char reason[96];
-
-        if (trial)
-            snprintf(reason, sizeof(reason), "the trial connection failed");
-        else
-            snprintf(reason, sizeof(reason), "%d consecutive connection failures", bi.failures);
-        NR_LOG(NR_EV_BREAKER_OPENED, run->job.id, dev->id, NR_S("device_name", dev->hostname),
-               NR_S("job_name", run->job.name), NR_S("reason", reason),
-               NR_I("failures", bi.failures),
-               NR_D("reset_timeout_s", run->cfg->worker.circuit_breaker.reset_timeout));
-    } else if (tr == NR_BREAKER_TO_CLOSED) {
-        NR_LOG(NR_EV_BREAKER_CLOSED, run->job.id, dev->id, NR_S("device_name", dev->hostname),
-               NR_S("job_name", run->job.name), NR_B("trial", trial));
-    }
-    if (!bi.tracked) {
-        uint64_t n = nr_breaker_untracked(run->breaker);
-
-        if ((n & (n - 1)) == 0)     /* 1, 2, 4, ...: counted, reported, not spammed */
-            NR_LOG(NR_EV_SYS_BREAKER_FULL, 0, 0,
-                   NR_I("max_devices", run->cfg->worker.circuit_breaker.max_devices),
-                   NR_I("untracked", n));
-    }
-    return tr == NR_BREAKER_TO_OPEN;
-}
-
-/* details.attempts gets one object per attempt: its class ("ok" for
- * the one that worked), stage, error and duration. */
-static json_t *attempt_entry(unsigned n, const struct nr_result *a, double ms)
-{
-    json_t *e = json_pack("{s:i}", "attempt", (int)n);
-    json_t *d = a->details;
-
-    if (a->success) {
-        json_object_set_new(e, "class", json_string("ok"));
-    } else {
-        static const char *const keys[] = { "class", "stage", "error" };
-
-        for (size_t i = 0; i < NR_ARRAY_LEN(keys); i++) {
-            json_t *v = json_object_get(d, keys[i]);
-            if (v)
-                json_object_set(e, keys[i], v);
-        }
-    }
-    json_object_set_new(e, "ms", json_real(ms));
-    return e;
-}
-
-static void keep_logins(struct run_task *t, const struct nr_result *a)
-{
-    for (size_t i = 0; i < a->nattempts && t->nlogins < NR_ARRAY_LEN(t->logins); i++)
-        t->logins[t->nlogins++] = a->attempts[i];
-}
-
-/* The final result: the last attempt's, with every attempt's logins and
- * details.attempts.  Then to the run thread. */
-static void task_finish(struct run_task *t, struct nr_result *a)
-{
-    t->res = *a;
-    memcpy(t->res.attempts, t->logins, t->nlogins * sizeof(t->logins[0]));
-    t->res.nattempts = t->nlogins;
-    if (t->attempts) {
-        json_object_set_new(t->res.details, "attempts", t->attempts);
-        json_object_set_new(t->res.details, "retries",
-                            json_integer((json_int_t)(t->tries > 0 ? t->tries - 1 : 0)));
-        t->attempts = NULL;
-    }
-    task_done(t);
-}
-
-static void result_free(struct nr_result *a)
-{
-    json_decref(a->details);
-    free(a->config);
-    memset(a, 0, sizeof(*a));
-}
-
-/*
- * Runs on a pool thread: one attempt (the breaker, the handler, the
- * breaker again), then a retry in the pool's timer heap or the hand-back
- * to the run thread.
- */
-static void device_task(void *arg)
-{
-    struct run_task *t = arg;
-    struct run *run = t->run;
-    const struct nr_config *cfg = run->cfg;
-    const struct nr_device *dev = &run->devices[t->idx];
-    bool guarded = run->handler->guarded && run->breaker != NULL;
-    struct nr_handler_ctx ctx = {
-        .cfg = cfg, .job = &run->job, .device = dev, .payload = run->payload,
-    };
-    enum nr_breaker_verdict verdict = NR_BREAKER_ALLOW;
-    struct nr_result a;
-    uint64_t t0 = nr_mono_ns();
-    unsigned max_tries = 1 + (unsigned)(cfg->worker.retry_attempts > 0
-                                            ? cfg->worker.retry_attempts : 0);
-    bool opened = false;
-
-    memset(&a, 0, sizeof(a));
-    ctx.creds = nr_cred_set_get(run->creds, dev->id, &ctx.ncreds);
-    t->tries++;
-    if (guarded && t->attempts == NULL) {
-        t->attempts = json_array();
-        t->rng = nr_retry_seed((uint64_t)dev->id ^ ((uint64_t)run->job.id << 32) ^ t0);
-    }
-
-    if (guarded) {
-        struct nr_breaker_info bi;
-
-        verdict = nr_breaker_acquire(run->breaker, dev->id, mono_s(), &bi);
-        if (verdict == NR_BREAKER_TRIAL)
-            NR_LOG(NR_EV_BREAKER_HALF_OPEN, run->job.id, dev->id,
-                   NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
-                   NR_I("failures", bi.failures));
-        if (verdict == NR_BREAKER_REJECT) {
-            circuit_open_result(t, &bi, &a);
-            json_array_append_new(t->attempts, attempt_entry(t->tries, &a, round_ms(t0)));
-            task_finish(t, &a);
-            return;
-        }
-    }
-
-    NR_LOG(NR_EV_HANDLE_DEVICE, run->job.id, dev->id,
-           NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
-           NR_I("attempt", t->tries));
-    run->handler->fn(&ctx, &a);
-    if (a.details == NULL) {
-        NR_LOG(NR_EV_TASK_THREAD_ERROR, run->job.id, dev->id,
-               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
-               NR_S("error", "handler returned no result details"));
-        a.success = false;
-        a.fail = NR_FAIL_NONE;
-        a.details = json_pack("{s:s}", "error", "handler returned no result details");
-    }
-    keep_logins(t, &a);
-    if (!guarded) {
-        task_finish(t, &a);
-        return;
-    }
-    opened = breaker_report(t, verdict == NR_BREAKER_TRIAL, &a);
-    json_array_append_new(t->attempts, attempt_entry(t->tries, &a, round_ms(t0)));
-    if (a.success) {
-        task_finish(t, &a);
-        return;
-    }
-
-    const char *error = json_string_value(json_object_get(a.details, "error"));
-    const char *cls = json_string_value(json_object_get(a.details, "class"));
-    const char *stage = json_string_value(json_object_get(a.details, "stage"));
-
-    if (a.fail != NR_FAIL_TRANSIENT) {
-        char *why = nr_asprintf("%s at %s: %s", cls ? cls : "failure", stage ? stage : "?",
-                                error ? error : "");
-        NR_LOG(NR_EV_TASK_NON_RETRIABLE, run->job.id, dev->id,
-               NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name),
-               NR_S("error", why), NR_S("class", cls), NR_S("stage", stage),
-               NR_I("attempt", t->tries));
-        free(why);
-        task_finish(t, &a);
-        return;
-    }
-
-    /* transient: again, later, unless the breaker just opened (the retry
-     * would only be refused), the retries are spent, or the worker stops */
-    const char *stop = opened ? "the circuit breaker opened"
-                       : t->tries >= max_tries ? NULL
-                       : atomic_load(run->closing) ? "the worker is shutting down" : NULL;
-    if (t->tries < max_tries && stop == NULL) {
-        double delay = nr_retry_delay(cfg->worker.retry_backoff, t->tries - 1, &t->rng);
-        json_t *last = json_array_get(t->attempts, json_array_size(t->attempts) - 1);
-
-        json_object_set_new(last, "retry_in_s", json_real(round(delay * 1e3) / 1e3));
-        NR_LOG(NR_EV_TASK_RETRY, run->job.id, dev->id, NR_S("device_name", dev->hostname),
-               NR_S("job_name", run->job.name), NR_D("delay_s", round(delay * 1e3) / 1e3),
-               NR_I("attempt", t->tries + 1), NR_I("max_attempts", max_tries),
-               NR_S("class", cls), NR_S("stage", stage), NR_S("error", error));
-        if (nr_pool_submit_after(run->pool, delay, device_task, t) == 0) {
-            result_free(&a);
-            return;
-        }
-        json_object_del(last, "retry_in_s");
-        stop = "the dispatcher pool is shutting down";
-    }
-    if (stop != NULL)
-        json_object_set_new(a.details, "retry_stopped", json_string(stop));
-    if (max_tries > 1)      /* with retries off, the handler's failure says it all */
-        NR_LOG(NR_EV_TASK_GAVE_UP, run->job.id, dev->id, NR_S("device_name", dev->hostname),
-               NR_S("job_name", run->job.name), NR_I("attempts", t->tries),
-               NR_S("error", error), NR_S("class", cls), NR_S("stage", stage),
-               NR_S("reason", stop ? stop : "retries spent"));
-    task_finish(t, &a);
 }
 
 /* Note the first failure to record and keep going: every task must still
@@ -529,7 +254,8 @@ static void report_result(struct run *run, const struct nr_device *dev,
                NR_S("device_name", dev->hostname), NR_S("job_name", run->job.name));
     if (res->success)
         run->succeeded++;
-    nr_metrics_device_task(res->success, json_string_value(json_object_get(res->details, "class")));
+    nr_metrics_device_task(res->success, res->failure.cls != NR_FAILURE_NONE
+                                             ? nr_failure_name(res->failure.cls) : NULL);
 }
 
 /* BEGIN, the statements of every result, COMMIT: 0, or -1 with the
@@ -584,8 +310,10 @@ static void save_result(struct run *run, const struct nr_device *dev, struct nr_
  * refused the task). */
 static void fail_device(struct run *run, size_t idx, const char *error)
 {
-    struct nr_result res = { .success = false,
-                             .details = json_pack("{s:s}", "error", error) };
+    struct nr_result res = { .success = false, .details = json_object() };
+
+    nr_failure_set(&res.failure, NR_FAILURE_NONE, NULL, "%s", error);
+    nr_failure_details(res.details, &res.failure);
     save_result(run, &run->devices[idx], &res);
     json_decref(res.details);
 }
@@ -610,9 +338,16 @@ static const char *dispatch_devices(struct run *run)
     NR_LOG(NR_EV_HANDLER_DISPATCH, jid, 0, NR_S("job_name", run->job.name),
            NR_S("job_type", run->job_type), NR_S("handler", run->handler->name));
 
+    run->dispatch = (struct nr_dispatch){
+        .cfg = run->cfg, .pool = run->pool, .breaker = run->breaker, .closing = run->closing,
+        .handler = run->handler, .job = &run->job, .payload = run->payload, .done = task_done,
+    };
     run->tasks = nr_calloc(run->ndev, sizeof(*run->tasks));
     for (size_t i = 0; i < run->ndev; i++) {
         struct run_task *t = &run->tasks[i];
+        const struct nr_credential *creds;
+        size_t ncreds = 0;
+
         t->run = run;
         t->idx = i;
         if (!device_port_ok(&run->devices[i])) {
@@ -627,8 +362,8 @@ static const char *dispatch_devices(struct run *run)
             free(why);
             continue;
         }
-        if (run->handler->needs_credentials &&
-            nr_cred_set_get(run->creds, run->devices[i].id, NULL) == NULL) {
+        creds = nr_cred_set_get(run->creds, run->devices[i].id, &ncreds);
+        if (run->handler->needs_credentials && creds == NULL) {
             NR_LOG(NR_EV_DEVICE_NO_CREDENTIALS, jid, run->devices[i].id,
                    NR_S("device_name", run->devices[i].hostname), NR_S("job_name", run->job.name));
             fail_device(run, i, "no credential shares a tag with this device");
@@ -636,7 +371,9 @@ static const char *dispatch_devices(struct run *run)
         }
         NR_LOG(NR_EV_TASK_SUBMITTED, jid, run->devices[i].id,
                NR_S("device_name", run->devices[i].hostname), NR_S("job_name", run->job.name));
-        if (nr_pool_submit(run->pool, device_task, t) != 0) {
+        nr_dispatch_task_init(&t->task, &run->dispatch, &run->devices[i], creds, ncreds);
+        t->task.arg = t;
+        if (nr_dispatch_submit(&t->task) != 0) {
             NR_LOG(NR_EV_TASK_THREAD_ERROR, jid, run->devices[i].id,
                    NR_S("device_name", run->devices[i].hostname),
                    NR_S("job_name", run->job.name),
@@ -664,18 +401,15 @@ static const char *dispatch_devices(struct run *run)
 
             for (; list && n < SAVE_BATCH; list = list->next, n++) {
                 devs[n] = &run->devices[list->idx];
-                res[n] = &list->res;
+                res[n] = &list->task.res;
             }
             save_results(run, devs, res, n);
             for (struct run_task *t = batch; t != list; t = t->next) {
                 const struct nr_device *dev = &run->devices[t->idx];
 
                 NR_LOG(NR_EV_TASK_COMPLETED, jid, dev->id, NR_S("device_name", dev->hostname),
-                       NR_S("job_name", run->job.name), NR_B("success", t->res.success));
-                json_decref(t->res.details);
-                t->res.details = NULL;
-                free(t->res.config);
-                t->res.config = NULL;
+                       NR_S("job_name", run->job.name), NR_B("success", t->task.res.success));
+                nr_dispatch_task_clear(&t->task);
                 collected++;
             }
         }

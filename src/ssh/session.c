@@ -73,15 +73,18 @@ struct nr_ssh_i {
     bool         echo_content;
 };
 
-static const char *const fail_names[NR_SSH_FAIL_COUNT] = {
-    [NR_SSH_OK] = "ok",
-    [NR_SSH_REFUSED] = "refused",
-    [NR_SSH_UNREACHABLE] = "unreachable",
-    [NR_SSH_TIMEOUT] = "timeout",
-    [NR_SSH_AUTH] = "auth",
-    [NR_SSH_HOSTKEY] = "host key",
-    [NR_SSH_PROTOCOL] = "protocol",
-    [NR_SSH_OUTPUT_CAP] = "output cap",
+/* What each failure is to the dispatcher (failure.def, which names it);
+ * a protocol failure at connect is the handshake itself, which asking
+ * again does not change, later it is a session lost. */
+static const enum nr_failure_class fail_classes[NR_SSH_FAIL_COUNT] = {
+    [NR_SSH_OK] = NR_FAILURE_NONE,
+    [NR_SSH_REFUSED] = NR_FAILURE_REFUSED,
+    [NR_SSH_UNREACHABLE] = NR_FAILURE_UNREACHABLE,
+    [NR_SSH_TIMEOUT] = NR_FAILURE_TIMEOUT,
+    [NR_SSH_AUTH] = NR_FAILURE_AUTH,
+    [NR_SSH_HOSTKEY] = NR_FAILURE_HOST_KEY,
+    [NR_SSH_PROTOCOL] = NR_FAILURE_LOST,
+    [NR_SSH_OUTPUT_CAP] = NR_FAILURE_OUTPUT_CAP,
 };
 
 static const char *const stage_names[NR_SSH_STAGE_COUNT] = {
@@ -93,14 +96,32 @@ static const char *const stage_names[NR_SSH_STAGE_COUNT] = {
     [NR_SSH_STAGE_COMMAND] = "command",
 };
 
+static enum nr_failure_class fail_class(enum nr_ssh_fail f, enum nr_ssh_stage st)
+{
+    if ((unsigned)f >= NR_SSH_FAIL_COUNT)
+        return NR_FAILURE_HANDSHAKE;    /* never set so; not worth asking again */
+    if (f == NR_SSH_PROTOCOL && st == NR_SSH_STAGE_CONNECT)
+        return NR_FAILURE_HANDSHAKE;
+    return fail_classes[f];
+}
+
 const char *nr_ssh_fail_name(enum nr_ssh_fail f)
 {
-    return (unsigned)f < NR_SSH_FAIL_COUNT ? fail_names[f] : "unknown";
+    return (unsigned)f < NR_SSH_FAIL_COUNT ? nr_failure_name(fail_classes[f]) : "unknown";
 }
 
 const char *nr_ssh_stage_name(enum nr_ssh_stage s)
 {
     return (unsigned)s < NR_SSH_STAGE_COUNT ? stage_names[s] : "unknown";
+}
+
+void nr_ssh_failure(const struct nr_ssh *s, struct nr_failure *f)
+{
+    if (s->err == NR_SSH_OK)
+        nr_failure_set(f, NR_FAILURE_NONE, NULL, "%s", "");
+    else
+        nr_failure_set(f, fail_class(s->err, s->stage), nr_ssh_stage_name(s->stage), "%s",
+                       s->errstr);
 }
 
 /* libssh's global state, once per process. */

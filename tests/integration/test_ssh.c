@@ -1018,8 +1018,9 @@ START_TEST(handshake_garbage_is_protocol)
         ck_assert_msg(stage && strcmp(stage, "connect") == 0, "%s: stage %s", cases[i].what,
                       stage);
         /* protocol at connect is not retried; refused is (nothing listened) */
-        ck_assert_int_eq(res.fail, strcmp(cases[i].cls, "protocol") == 0 ? NR_FAIL_PERMANENT
-                                                                          : NR_FAIL_TRANSIENT);
+        ck_assert_int_eq(res.failure.cls, strcmp(cases[i].cls, "protocol") == 0
+                                              ? NR_FAILURE_HANDSHAKE : NR_FAILURE_REFUSED);
+        ck_assert(nr_failure_retried(res.failure.cls) == (strcmp(cases[i].cls, "protocol") != 0));
         ck_assert_msg(ms < (TMO_S + 1.5) * 1000, "%s took %.0f ms", cases[i].what, ms);
         json_decref(res.details);
         free(res.config);

@@ -7,6 +7,10 @@
  * the ports answer at once whether open or closed.  The "unreachable" case
  * runs in a child inside a new network namespace (the suite reports SKIP,
  * where namespaces cannot be created).
+ *
+ * Also the SSH jobs' failures that need no device (handlers_i.h's
+ * skeleton): no commands, no credentials, a refused connection; their
+ * class, stage, details and closing log line.
  */
 #include <check.h>
 #include "ck_skip.h"
@@ -20,6 +24,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "netraven/handler.h"
 #include "netraven/log.h"
@@ -341,6 +348,129 @@ START_TEST(test_log_lines)
 }
 END_TEST
 
+/* ---- the SSH jobs' failures that need no device -------------------------- */
+
+static const char *dstr(const json_t *d, const char *key)
+{
+    return json_string_value(json_object_get(d, key));
+}
+
+/* What every failed SSH job's details carry, and its result's flags. */
+static void check_ssh_failure(const struct nr_result *out, enum nr_failure_class cls,
+                              const char *stage, const char *error)
+{
+    const json_t *d = out->details;
+
+    ck_assert(!out->success);
+    ck_assert(!out->device_seen);
+    ck_assert_ptr_null(out->config);
+    ck_assert_int_eq(out->failure.cls, cls);
+    ck_assert_str_eq(out->failure.stage, stage);
+    ck_assert_str_eq(dstr(d, "class"), nr_failure_name(cls));
+    ck_assert_str_eq(dstr(d, "stage"), stage);
+    ck_assert_msg(strstr(dstr(d, "error"), error), "%s", dstr(d, "error"));
+    ck_assert_str_eq(dstr(d, "hostname"), "lo-device");
+    ck_assert(json_is_null(json_object_get(d, "device_type")));
+    ck_assert(json_real_value(json_object_get(d, "duration_ms")) >= 0);
+}
+
+START_TEST(test_ssh_job_input)
+{
+    struct fixture f;
+    struct nr_payload p = { 0 };
+    struct nr_credential cred = { .id = 3, .username = "u", .password = "secret-pw" };
+    struct nr_result out = { 0 };
+
+    fixture_init(&f, "127.0.0.1");
+    f.ctx.payload = &p;
+    f.ctx.creds = &cred;
+    f.ctx.ncreds = 1;
+    nr_handler_command(&f.ctx, &out);
+    check_ssh_failure(&out, NR_FAILURE_INPUT, "input", "carries no commands");
+    ck_assert_str_eq(dstr(out.details, "class"), "input");
+    ck_assert(!nr_failure_retried(out.failure.cls));
+    /* nothing was tried */
+    ck_assert_ptr_null(json_object_get(out.details, "credentials_tried"));
+    ck_assert_ptr_null(json_object_get(out.details, "credential_id"));
+    ck_assert_uint_eq(out.nattempts, 0);
+    ck_assert_uint_eq(json_array_size(json_object_get(out.details, "outputs")), 0);
+    json_decref(out.details);
+}
+END_TEST
+
+START_TEST(test_ssh_job_no_credentials)
+{
+    struct fixture f;
+    struct nr_payload p = { 0 };
+    struct nr_result out = { 0 };
+
+    fixture_init(&f, "127.0.0.1");
+    nr_handler_config_backup(&f.ctx, &out);
+    check_ssh_failure(&out, NR_FAILURE_NO_CREDENTIALS, "auth", "no credentials match");
+    ck_assert_str_eq(dstr(out.details, "class"), "auth");
+    ck_assert_str_eq(dstr(out.details, "command"), "show running-config");
+    ck_assert_ptr_null(json_object_get(out.details, "logins"));
+    ck_assert_int_eq(nr_failure_breaker(out.failure.cls), NR_BREAKER_NO_OUTCOME);
+    json_decref(out.details);
+
+    nr_strlist_push(&p.commands, "show version");
+    f.ctx.payload = &p;
+    memset(&out, 0, sizeof(out));
+    nr_handler_command(&f.ctx, &out);
+    check_ssh_failure(&out, NR_FAILURE_NO_CREDENTIALS, "auth", "no credentials match");
+    json_decref(out.details);
+    nr_strlist_clear(&p.commands);
+}
+END_TEST
+
+/* Nothing listens: the session fails at connect, refused and retried; the
+ * closing line says so once. */
+START_TEST(test_ssh_job_refused)
+{
+    struct fixture f;
+    struct nr_credential cred = { .id = 3, .username = "u", .password = "secret-pw" };
+    struct nr_result out = { 0 };
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+    socklen_t len = sizeof(sa);
+    char path[] = "/tmp/nr-test-handler-XXXXXX";
+    int fd = mkstemp(path), s = socket(AF_INET, SOCK_STREAM, 0);
+    char *text;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_ge(s, 0);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&sa, &len), 0);
+    close(s);                   /* bound, never listened: refused */
+
+    fixture_init(&f, "127.0.0.1");
+    f.dev.port = ntohs(sa.sin_port);
+    f.ctx.creds = &cred;
+    f.ctx.ncreds = 1;
+    f.cfg.logging.level = NR_LOG_INFO;
+    f.cfg.logging.file = path;
+    ck_assert_int_eq(nr_log_init(&f.cfg), 0);
+    nr_handler_config_backup(&f.ctx, &out);
+    check_ssh_failure(&out, NR_FAILURE_REFUSED, "connect", "");
+    ck_assert(nr_failure_retried(out.failure.cls));
+    ck_assert_int_eq(json_integer_value(json_object_get(out.details, "credentials_tried")), 1);
+    ck_assert_uint_eq(json_array_size(json_object_get(out.details, "logins")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(out.details, "credential_id")), 3);
+    ck_assert_str_eq(dstr(out.details, "error"), out.failure.message);
+    ck_assert_uint_eq(out.nattempts, 0);     /* no answer at login: nothing to record */
+    json_decref(out.details);
+
+    ck_assert_int_eq(nr_log_flush(5.0), 0);
+    text = slurp(path);
+    ck_assert_msg(strstr(text, "Configuration backup of 'lo-device' in job 'reach-job' failed "
+                               "(refused at connect): "), "%s", text);
+    ck_assert_msg(strstr(text, "secret-pw") == NULL, "%s", text);
+    free(text);
+    nr_log_shutdown();
+    unlink(path);
+}
+END_TEST
+
 static Suite *handler_suite(void)
 {
     Suite *s = suite_create("handler");
@@ -353,6 +483,13 @@ static Suite *handler_suite(void)
     tcase_add_test(tc, test_replaces_details);
     tcase_add_test(tc, test_unreachable_netns);
     tcase_add_test(tc, test_log_lines);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("ssh job");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_ssh_job_input);
+    tcase_add_test(tc, test_ssh_job_no_credentials);
+    tcase_add_test(tc, test_ssh_job_refused);
     suite_add_tcase(s, tc);
     return s;
 }
