@@ -22,7 +22,9 @@
 #include "netraven/secret.h"
 #include "netraven/ssh.h"
 
-#define CHUNK              32768
+#define CHUNK              4096     /* read at most this much at once; the buffer
+                                       grows by doubling, so that an idle session
+                                       holds little */
 #define DEFAULT_COMMAND_S  30.0
 #define DEFAULT_MAX_OUTPUT (8L * 1024 * 1024)
 #define PAGER_LINE_MAX     160      /* longest pager prompt line */
