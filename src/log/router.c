@@ -621,45 +621,151 @@ char *nr_log_render(const char *tmpl, long long job_id, long long device_id,
     return b.p;
 }
 
-/* The meta object: every kv, JSON kinds embedded as values. */
-static json_t *build_meta(const struct nr_kv *kv, size_t nkv, const char *const *sv)
+/* A JSON string as jansson writes it (\b and \f by name, other control
+ * characters as \u00XX in upper case), so that meta reads the same text as
+ * it did when jansson built it. */
+static void meta_str(struct nr_sbuf *b, const char *s)
 {
-    json_t *o = json_object();
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s, *run = p;
 
+    nr_sbuf_putc(b, '"');
+    for (;; p++) {
+        unsigned char c = *p;
+
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        nr_sbuf_put(b, (const char *)run, (size_t)(p - run));
+        if (c == '\0')
+            break;
+        switch (c) {
+        case '"':  nr_sbuf_put(b, "\\\"", 2); break;
+        case '\\': nr_sbuf_put(b, "\\\\", 2); break;
+        case '\b': nr_sbuf_put(b, "\\b", 2); break;
+        case '\f': nr_sbuf_put(b, "\\f", 2); break;
+        case '\n': nr_sbuf_put(b, "\\n", 2); break;
+        case '\r': nr_sbuf_put(b, "\\r", 2); break;
+        case '\t': nr_sbuf_put(b, "\\t", 2); break;
+        default: {
+            char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+            nr_sbuf_put(b, u, 6);
+        }
+        }
+        run = p + 1;
+    }
+    nr_sbuf_putc(b, '"');
+}
+
+/* A double as jansson writes it: 17 significant digits, always a '.' or an
+ * exponent, the exponent without '+' or leading zeros; not finite: null. */
+static void meta_real(struct nr_sbuf *b, double d)
+{
+    char buf[40], *e;
+    int n;
+
+    if (!isfinite(d)) {
+        nr_sbuf_puts(b, "null");
+        return;
+    }
+    n = snprintf(buf, sizeof(buf) - 2, "%.17g", d);
+    if (n < 0 || (size_t)n >= sizeof(buf) - 2)
+        n = (int)strlen(buf);
+    if (strpbrk(buf, ".e") == NULL) {
+        memcpy(buf + n, ".0", 3);
+        n += 2;
+    }
+    e = strchr(buf, 'e');
+    if (e) {
+        char *src = e + 1, *dst = e + 1;
+
+        if (*src == '-')
+            *dst++ = *src++;
+        else if (*src == '+')
+            src++;
+        while (*src == '0' && src[1] != '\0')
+            src++;
+        memmove(dst, src, strlen(src) + 1);
+    }
+    nr_sbuf_puts(b, buf);
+}
+
+/* A value of the JSON kind: parsed and written compact (text that is not
+ * JSON after all is kept as a string). */
+static void meta_embedded(struct nr_sbuf *b, const char *text)
+{
+    json_t *v;
+    char *dump;
+
+    if (text == NULL) {
+        nr_sbuf_puts(b, "null");
+        return;
+    }
+    v = json_loads(text, JSON_DECODE_ANY, NULL);
+    if (v == NULL) {
+        meta_str(b, text);
+        return;
+    }
+    dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    nr_sbuf_puts(b, dump ? dump : "null");
+    free(dump);
+    json_decref(v);
+}
+
+/*
+ * The meta object, written straight into b: every kv in order, JSON kinds
+ * embedded as values.  A key given twice appears once, where it first
+ * appears, with its last value (what an object built key by key holds).
+ */
+static void build_meta(struct nr_sbuf *b, const struct nr_kv *kv, size_t nkv,
+                       const char *const *sv)
+{
+    bool first = true;
+
+    nr_sbuf_putc(b, '{');
     for (size_t i = 0; i < nkv; i++) {
-        json_t *v = NULL;
+        size_t j = i;
+        bool seen = false;
 
         if (kv[i].key == NULL || kv[i].kind == NR_KV_NONE)
             continue;
-        switch (kv[i].kind) {
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = kv[k].key && kv[k].kind != NR_KV_NONE && strcmp(kv[k].key, kv[i].key) == 0;
+        if (seen)
+            continue;
+        for (size_t k = i + 1; k < nkv; k++)
+            if (kv[k].key && kv[k].kind != NR_KV_NONE && strcmp(kv[k].key, kv[i].key) == 0)
+                j = k;
+        if (!first)
+            nr_sbuf_putc(b, ',');
+        first = false;
+        meta_str(b, kv[j].key);
+        nr_sbuf_putc(b, ':');
+        switch (kv[j].kind) {
         case NR_KV_STR:
-            v = sv[i] ? json_string_nocheck(sv[i]) : json_null();
+            if (sv[j])
+                meta_str(b, sv[j]);
+            else
+                nr_sbuf_puts(b, "null");
             break;
         case NR_KV_INT:
-            v = json_integer(kv[i].v.i);
+            nr_sbuf_reserve(b, 24);
+            b->len += nr_fmt_ll(b->p + b->len, kv[j].v.i);
+            b->p[b->len] = '\0';
             break;
         case NR_KV_DBL:
-            v = isfinite(kv[i].v.d) ? json_real(kv[i].v.d) : json_null();
+            meta_real(b, kv[j].v.d);
             break;
         case NR_KV_BOOL:
-            v = json_boolean(kv[i].v.i);
+            nr_sbuf_puts(b, kv[j].v.i ? "true" : "false");
             break;
         case NR_KV_JSON:
-            if (sv[i] == NULL) {
-                v = json_null();
-            } else {
-                v = json_loads(sv[i], JSON_DECODE_ANY, NULL);
-                if (v == NULL)      /* not JSON after all: keep it as text */
-                    v = json_string_nocheck(sv[i]);
-            }
+            meta_embedded(b, sv[j]);
             break;
         case NR_KV_NONE:
             break;
         }
-        if (v)
-            json_object_set_new(o, kv[i].key, v);
     }
-    return o;
+    nr_sbuf_putc(b, '}');
 }
 
 static _Thread_local long nr_tid_cache;
@@ -679,12 +785,10 @@ static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long lon
 {
     const struct nr_event_def *e = &nr_events[ev];
     char msgbuf[1024], metabuf[1024];
-    struct nr_sbuf msg;
+    struct nr_sbuf msg, meta;
     struct kv_text t;
     struct nr_log_rec *r;
     struct timespec ts;
-    json_t *meta;
-    char *metap = metabuf;
     size_t meta_len;
 
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -692,17 +796,9 @@ static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long lon
 
     nr_sbuf_init_stack(&msg, msgbuf, sizeof(msgbuf));
     render(&msg, e->tmpl, job_id, device_id, kv, nkv, t.sv);
-
-    meta = build_meta(kv, nkv, t.sv);
-    meta_len = json_dumpb(meta, metabuf, sizeof(metabuf), JSON_COMPACT);
-    if (meta_len > sizeof(metabuf)) {
-        metap = nr_malloc(meta_len);
-        json_dumpb(meta, metap, meta_len, JSON_COMPACT);
-    } else if (meta_len == 0) {
-        memcpy(metabuf, "{}", 2);
-        meta_len = 2;
-    }
-    json_decref(meta);
+    nr_sbuf_init_stack(&meta, metabuf, sizeof(metabuf));
+    build_meta(&meta, kv, nkv, t.sv);
+    meta_len = meta.len;
     kv_text_clear(&t);
 
     r = nr_malloc(sizeof(*r) + msg.len + 1 + meta_len + 1 + (text ? text_len + 1 : 0));
@@ -714,7 +810,7 @@ static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long lon
     r->tid = nr_gettid();
     r->meta = r->data;
     r->meta_len = meta_len;
-    memcpy(r->meta, metap, meta_len);
+    memcpy(r->meta, meta.p, meta_len);
     r->meta[meta_len] = '\0';
     r->msg = r->meta + meta_len + 1;
     if (text) {
@@ -730,8 +826,7 @@ static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long lon
         r->head = NULL;
         r->head_len = 0;
     }
-    if (metap != metabuf)
-        free(metap);
+    nr_sbuf_free(&meta);
     nr_sbuf_free(&msg);
     atomic_init(&r->refs, 1);
     atomic_fetch_add_explicit(&nr_emitted[e->type], 1, memory_order_relaxed);

@@ -46,6 +46,7 @@ struct redis_state {
     bool                outage;
     bool                said_connected;
     struct nr_sbuf      json;
+    struct nr_sbuf      cmd;        /* the record's PUBLISH commands */
     struct nr_ts_cache  tc;
     char                error[256];
 };
@@ -127,6 +128,22 @@ static bool redis_connect(struct redis_state *st)
 
 /* ------------------------------------------------------------ publish */
 
+/* PUBLISH channel message, in the protocol's own form (what hiredis's
+ * formatting would make of it, without parsing a format per record). */
+static void put_publish(struct nr_sbuf *b, const char *channel, const struct nr_sbuf *msg)
+{
+    char head[64];
+    size_t clen = strlen(channel);
+    int n = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", clen);
+
+    nr_sbuf_put(b, head, (size_t)n);
+    nr_sbuf_put(b, channel, clen);
+    n = snprintf(head, sizeof(head), "\r\n$%zu\r\n", msg->len);
+    nr_sbuf_put(b, head, (size_t)n);
+    nr_sbuf_put(b, msg->p, msg->len);
+    nr_sbuf_put(b, "\r\n", 2);
+}
+
 /* Publish recs[0..n) in one pipeline.  Returns how many were published;
  * on a connection error the connection is dropped. */
 static size_t publish(struct redis_state *st, struct nr_log_rec **recs, size_t n)
@@ -137,14 +154,15 @@ static size_t publish(struct redis_state *st, struct nr_log_rec **recs, size_t n
     for (size_t i = 0; i < n; i++) {
         nr_sbuf_reset(&st->json);
         nr_log_rec_json(&st->json, recs[i], &st->tc);
+        nr_sbuf_reset(&st->cmd);
         if (recs[i]->job_id) {
             snprintf(channel, sizeof(channel), "session-logs:%lld", recs[i]->job_id);
-            redisAppendCommand(st->c, "PUBLISH %s %b", channel, st->json.p, st->json.len);
+            put_publish(&st->cmd, channel, &st->json);
             sent++;
         }
-        redisAppendCommand(st->c, "PUBLISH %s %b", nr_log_set.channel_prefix,
-                           st->json.p, st->json.len);
+        put_publish(&st->cmd, nr_log_set.channel_prefix, &st->json);
         sent++;
+        redisAppendFormattedCommand(st->c, st->cmd.p, st->cmd.len);
     }
     for (size_t i = 0; i < sent; i++) {
         redisReply *rep = NULL;
@@ -229,5 +247,6 @@ void *nr_log_redis_main(void *arg)
     nr_redis_url_clear(&st.t);
     free(st.masked);
     nr_sbuf_free(&st.json);
+    nr_sbuf_free(&st.cmd);
     return NULL;
 }

@@ -573,6 +573,67 @@ START_TEST(stdout_json)
 }
 END_TEST
 
+/* meta is written without jansson, and reads the same text as jansson
+ * writes for the same object built key by key: escapes, integers, doubles
+ * (17 digits, ".0", exponents), booleans, embedded JSON, text that is not
+ * JSON, NULL strings, and a key given twice (its last value, first place). */
+START_TEST(meta_text_as_jansson_writes)
+{
+    struct nr_config c;
+    char *out = path_in("stdout");
+    char *text, *line, *want, *end;
+    json_t *o = json_object();
+    const char *tricky = "q\"b\\s/\b\f\n\r\t\x01\x1b\x7f \xc3\xa9";
+
+    cfg_base(&c);
+    c.logging.format = NR_LOG_FORMAT_JSON;
+    capture_begin(out);
+    ck_assert_int_eq(nr_log_init(&c), 0);
+    NR_LOG(NR_EV_JOB_TASKS_DONE, 5, 0, NR_S("job_name", tricky), NR_D("success_rate", 66.5),
+           NR_I("succeeded", -9223372036854775807LL - 1), NR_I("total", 3),
+           NR_D("a", 806.123), NR_D("b", 3.0), NR_D("c", 1e20), NR_D("d", 1.5e-7),
+           NR_D("e", -2.5e300), NR_D("f", 0.1), NR_B("g", 0), NR_J("h", "{\"x\": [1, 2.50]}"),
+           NR_J("i", "not json {"), NR_S("j", NULL), NR_J("k", NULL), NR_I("total", 4),
+           NR_D("l", 1.0 / 0.0));
+    ck_assert_int_eq(nr_log_flush(5), 0);
+    nr_log_shutdown();
+    capture_end();
+
+    json_object_set_new(o, "job_name", json_string(tricky));
+    json_object_set_new(o, "success_rate", json_real(66.5));
+    json_object_set_new(o, "succeeded", json_integer(-9223372036854775807LL - 1));
+    json_object_set_new(o, "total", json_integer(3));
+    json_object_set_new(o, "a", json_real(806.123));
+    json_object_set_new(o, "b", json_real(3.0));
+    json_object_set_new(o, "c", json_real(1e20));
+    json_object_set_new(o, "d", json_real(1.5e-7));
+    json_object_set_new(o, "e", json_real(-2.5e300));
+    json_object_set_new(o, "f", json_real(0.1));
+    json_object_set_new(o, "g", json_false());
+    json_object_set_new(o, "h", json_loads("{\"x\": [1, 2.50]}", 0, NULL));
+    json_object_set_new(o, "i", json_string("not json {"));
+    json_object_set_new(o, "j", json_null());
+    json_object_set_new(o, "k", json_null());
+    json_object_set_new(o, "total", json_integer(4));
+    json_object_set_new(o, "l", json_null());
+    want = json_dumps(o, JSON_COMPACT);
+
+    text = slurp(out);
+    line = strstr(text, "\"meta\":");
+    ck_assert_ptr_nonnull(line);
+    line += strlen("\"meta\":");
+    end = strchr(line, '\n');
+    ck_assert_ptr_nonnull(end);
+    ck_assert_int_eq(end[-1], '}');
+    end[-1] = '\0';                         /* the record's own closing brace */
+    ck_assert_str_eq(line, want);
+    free(want);
+    json_decref(o);
+    free(text);
+    free(out);
+}
+END_TEST
+
 START_TEST(stdout_session_debug)
 {
     struct nr_config c;
@@ -1242,6 +1303,7 @@ static Suite *log_suite(void)
     tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
     tcase_add_test(tc, stdout_human);
     tcase_add_test(tc, stdout_json);
+    tcase_add_test(tc, meta_text_as_jansson_writes);
     tcase_add_test(tc, stdout_session_debug);
     tcase_add_test(tc, levels_upper_every_format);
     tcase_add_test(tc, session_records_readable);
