@@ -45,6 +45,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 bench_setup backup netraven-worker tools/devsim/devsim
 
 verdicts=()
+batches=()
 pw='bench-Login.pw7'
 es='bench-Enable.es3'
 master='bench-master-key.91x'
@@ -149,6 +150,10 @@ for r in $(seq "$rounds"); do
            round(max((details->>'duration_ms')::float)::numeric, 1),
            count(*) FILTER (WHERE status = 'success')
     FROM job_results WHERE job_id = $job AND id > $last")
+  # results per write transaction (rows of one transaction share created_at)
+  batch=$(psql_q -c "SELECT round(count(*)::numeric / greatest(count(DISTINCT created_at), 1), 1)
+    FROM job_results WHERE job_id = $job AND id > $last")
+  batches+=("$batch")
   rate=$(awk -v n="$devices" -v s="$run_s" 'BEGIN { printf "%.1f", n / s }')
   printf '%-6s %-26s %8s %10s %8.3f %8s %8s %8s %6s %10s %8s\n' "$r" "${out##*: }" "$run_s" "$rate" \
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$p50" "$p99" "$pmax" "$ok" \
@@ -157,6 +162,7 @@ for r in $(seq "$rounds"); do
   [[ $ok == "$devices" ]] || verdicts+=("round $r: $ok of $devices devices backed up")
   min_rate=$(awk -v a="${min_rate:-}" -v b="$rate" 'BEGIN { print (a == "" || b < a) ? b : a }')
 done
+printf 'results per write transaction, by round: %s\n' "${batches[*]}"
 snapshots=$(psql_q -c "SELECT count(*) FROM device_configurations")
 failures=$(psql_q -c "SELECT coalesce(string_agg(DISTINCT details->>'class', ', '), 'none') FROM job_results WHERE job_id = $job AND status = 'failure'")
 printf 'snapshots stored: %s (dedup after round 1); failure classes: %s\n' "$snapshots" "$failures"

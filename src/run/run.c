@@ -20,6 +20,7 @@
 /* ---------------------------------------------------------------- a run */
 
 struct run;
+struct writer;
 
 /* One device of a run: its task on the pool (dispatch.h: attempts,
  * retries, breaker), then, finished, on run->done for the run thread. */
@@ -43,6 +44,7 @@ struct run {
     struct run_task             *tasks;
     struct nr_cred_set          *creds;     /* when the handler needs them */
     struct nr_breaker           *breaker;   /* the runner's, shared by every run */
+    struct writer               *writer;    /* the run thread's second writer */
     struct nr_dispatch           dispatch;  /* what its device tasks share */
 
     pthread_mutex_t  mu;
@@ -84,12 +86,19 @@ static void task_done(struct nr_dispatch_task *task)
 
 /* Note the first failure to record and keep going: every task must still
  * be collected before the run's memory can go. */
-static void record_failure(struct run *run, const char *what)
+static void record_failure_on(struct run *run, const struct nr_store *store, const char *what)
 {
+    pthread_mutex_lock(&run->mu);           /* the run's second writer records too */
     if (!run->record_failed) {
         run->record_failed = true;
-        run->record_error = nr_asprintf("%s: %s", what, run->store->errstr);
+        run->record_error = nr_asprintf("%s: %s", what, store->errstr);
     }
+    pthread_mutex_unlock(&run->mu);
+}
+
+static void record_failure(struct run *run, const char *what)
+{
+    record_failure_on(run, run->store, what);
 }
 
 /* PostgreSQL went away under a run: wait for it with backoff (0.5 s
@@ -97,7 +106,7 @@ static void record_failure(struct run *run, const char *what)
  * that results are written once, in order, when it is back.  Returns false
  * when the runner is shutting down (the run then ends not recorded and
  * its queue entry is delivered again). */
-static bool store_wait(struct run *run, int attempt)
+static bool store_wait_on(struct run *run, struct nr_store *store, int attempt)
 {
     double delay = 0.5;
 
@@ -106,14 +115,14 @@ static bool store_wait(struct run *run, int attempt)
     if (delay > 10)
         delay = 10;
     if (attempt == 0)
-        NR_LOG(NR_EV_SYS_DB_UNAVAILABLE, 0, 0, NR_S("error", run->store->errstr),
+        NR_LOG(NR_EV_SYS_DB_UNAVAILABLE, 0, 0, NR_S("error", store->errstr),
                NR_D("delay_s", delay));
     for (double t = 0; t < delay; t += 0.1) {
         if (atomic_load(run->closing))
             return false;
         nr_sleep_s(0.1);
     }
-    if (nr_store_reset(run->store) == 0) {
+    if (nr_store_reset(store) == 0) {
         char *masked = nr_config_mask_url(run->cfg->database.url);
         NR_LOG(NR_EV_SYS_DB_CONNECTED, 0, 0, NR_S("url", masked));
         free(masked);
@@ -121,17 +130,20 @@ static bool store_wait(struct run *run, int attempt)
     return true;
 }
 
-/* A store call, repeated across a PostgreSQL outage (see store_wait). */
-#define STORE_TRY(run, call)                                                  \
+/* A store call on store, repeated across a PostgreSQL outage (see
+ * store_wait_on); STORE_TRY on the run thread's own connection. */
+#define STORE_TRY_ON(run, store, call)                                        \
     ({                                                                        \
         int rc_;                                                              \
         for (int try_ = 0;; try_++) {                                         \
             rc_ = (call);                                                     \
-            if (rc_ >= 0 || (run)->store->err != NR_EIO || !store_wait((run), try_)) \
+            if (rc_ >= 0 || (store)->err != NR_EIO ||                         \
+                !store_wait_on((run), (store), try_))                         \
                 break;                                                        \
         }                                                                     \
         rc_;                                                                  \
     })
+#define STORE_TRY(run, call) STORE_TRY_ON(run, (run)->store, call)
 
 /*
  * Storing results.  The run thread writes what a device's session left
@@ -142,7 +154,7 @@ static bool store_wait(struct run *run, int attempt)
  * The log events that tell what was stored are emitted after the COMMIT,
  * so that none says "saved" of a row that was rolled back.  A batch whose
  * connection breaks is written again, whole, once PostgreSQL is back
- * (store_wait); one in which a statement fails (a device deleted meanwhile,
+ * (store_wait_on); one in which a statement fails (a device deleted meanwhile,
  * say) is rolled back and written again one statement at a time, each
  * failure then kept to its own device, as before batching.
  */
@@ -158,15 +170,15 @@ struct saved {
 
 /* A store call: inside a batch's transaction as it is (the batch is redone
  * on failure), alone repeated across a PostgreSQL outage. */
-#define STORE_CALL(run, txn, call) ((txn) ? (call) : STORE_TRY(run, call))
+#define STORE_CALL(run, st, txn, call) ((txn) ? (call) : STORE_TRY_ON(run, st, call))
 
 /*
  * The statements of one device's result.  In a transaction (txn) the first
  * failure returns -1 at once, with nothing of this device changed; alone,
  * each failure is recorded and the next statement goes on.
  */
-static int store_one(struct run *run, const struct nr_device *dev, struct nr_result *res,
-                     struct saved *sv, bool txn)
+static int store_one(struct run *run, struct nr_store *st, const struct nr_device *dev,
+                     struct nr_result *res, struct saved *sv, bool txn)
 {
     long long jid = run->job.id;
     char *details;
@@ -175,12 +187,12 @@ static int store_one(struct run *run, const struct nr_device *dev, struct nr_res
     free(sv->result_err);
     *sv = (struct saved){ .had_config = res->config != NULL };
     for (size_t i = 0; i < res->nattempts; i++) {
-        rc = STORE_CALL(run, txn, nr_cred_record_attempt(run->store, res->attempts[i].cred_id,
-                                                          res->attempts[i].success));
+        rc = STORE_CALL(run, st, txn, nr_cred_record_attempt(st, res->attempts[i].cred_id,
+                                                              res->attempts[i].success));
         if (rc < 0 && txn)
             return -1;
         if (rc < 0)
-            record_failure(run, "recording a credential attempt");
+            record_failure_on(run, st, "recording a credential attempt");
     }
 
     if (res->config != NULL) {
@@ -193,9 +205,9 @@ static int store_one(struct run *run, const struct nr_device *dev, struct nr_res
         if (dur)
             json_object_set(meta, "duration_ms", dur);
         char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(12));
-        rc = STORE_CALL(run, txn, nr_store_config_save(run->store, dev->id, res->config,
-                                                       res->config_len, res->config_hash,
-                                                       meta_text));
+        rc = STORE_CALL(run, st, txn, nr_store_config_save(st, dev->id, res->config,
+                                                           res->config_len, res->config_hash,
+                                                           meta_text));
         free(meta_text);
         json_decref(meta);
         if (rc < 0 && txn)
@@ -205,7 +217,7 @@ static int store_one(struct run *run, const struct nr_device *dev, struct nr_res
             res->success = false;
             json_object_set_new(res->details, "error",
                                 json_string("the configuration could not be stored"));
-            record_failure(run, "storing a configuration snapshot");
+            record_failure_on(run, st, "storing a configuration snapshot");
         } else {
             json_object_set_new(res->details, "deduplicated",
                                 json_boolean(rc == NR_SNAPSHOT_SAME));
@@ -213,23 +225,23 @@ static int store_one(struct run *run, const struct nr_device *dev, struct nr_res
         }
     }
     if (res->device_seen) {
-        rc = STORE_CALL(run, txn, nr_store_device_seen(run->store, dev->id));
+        rc = STORE_CALL(run, st, txn, nr_store_device_seen(st, dev->id));
         if (rc < 0 && txn)
             return -1;
         if (rc < 0)
-            record_failure(run, "updating devices.last_seen");
+            record_failure_on(run, st, "updating devices.last_seen");
     }
 
     details = json_dumps(res->details, JSON_COMPACT | JSON_REAL_PRECISION(12));
-    rc = STORE_CALL(run, txn, nr_store_result_add(run->store, jid, dev->id, run->job_type,
-                                                  res->success, details ? details : "{}"));
+    rc = STORE_CALL(run, st, txn, nr_store_result_add(st, jid, dev->id, run->job_type,
+                                                      res->success, details ? details : "{}"));
     free(details);
     if (rc < 0 && txn)
         return -1;
     sv->result_rc = rc;
     if (rc < 0) {
-        sv->result_err = nr_strdup(run->store->errstr);
-        record_failure(run, "saving a job result");
+        sv->result_err = nr_strdup(st->errstr);
+        record_failure_on(run, st, "saving a job result");
     }
     return 0;
 }
@@ -258,43 +270,150 @@ static void report_result(struct run *run, const struct nr_device *dev,
                                              ? nr_failure_name(res->failure.cls) : NULL);
 }
 
-/* BEGIN, the statements of every result, COMMIT: 0, or -1 with the
- * transaction rolled back (run->store->err says how it failed). */
-static int store_batch_txn(struct run *run, const struct nr_device **devs,
+/* BEGIN, the statements of every result, COMMIT on st: 0, or -1 with the
+ * transaction rolled back (st->err says how it failed). */
+static int store_batch_txn(struct run *run, struct nr_store *st, const struct nr_device **devs,
                            struct nr_result **res, struct saved *sv, size_t n)
 {
     int err;
 
-    if (nr_store_begin(run->store) < 0)
+    if (nr_store_begin(st) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)
-        if (store_one(run, devs[i], res[i], &sv[i], true) < 0)
+        if (store_one(run, st, devs[i], res[i], &sv[i], true) < 0)
             goto fail;
-    if (nr_store_commit(run->store) == 0)
+    if (nr_store_commit(st) == 0)
         return 0;
 fail:
-    err = run->store->err;
-    nr_store_rollback(run->store);
-    run->store->err = err;
+    err = st->err;
+    nr_store_rollback(st);
+    st->err = err;
     return -1;
 }
 
-/* Stores n results (at most SAVE_BATCH) and tells what was stored. */
+/* Stores n results on st: one transaction, or one device at a time when
+ * the transaction cannot be (see above). */
+static void store_results(struct run *run, struct nr_store *st, const struct nr_device **devs,
+                          struct nr_result **res, struct saved *sv, size_t n)
+{
+    bool stored = false;
+
+    for (int try = 0; n > 1 && !stored; try++) {
+        if (store_batch_txn(run, st, devs, res, sv, n) == 0)
+            stored = true;
+        else if (st->err != NR_EIO || !store_wait_on(run, st, try))
+            break;
+    }
+    for (size_t i = 0; i < n && !stored; i++)
+        store_one(run, st, devs[i], res[i], &sv[i], false);
+}
+
+/*
+ * The run's second writer.  Writing a snapshot costs PostgreSQL far more
+ * than the run thread spends on it (its full-text index reads the whole
+ * configuration), and one connection is one server process on one core:
+ * when results wait in a large batch, half of it goes to a second
+ * connection, written by a thread of its own while the run thread writes
+ * the other half.  One per run thread, its connection made on first use
+ * and kept.
+ */
+#define SPLIT_MIN 32        /* a batch this large is written in two halves */
+
+struct writer {
+    pthread_t        th;
+    pthread_mutex_t  mu;
+    pthread_cond_t   cv;
+    const struct nr_config *cfg;
+    struct nr_store *store;
+    bool             started, quit, busy;
+    /* the half in hand */
+    struct run              *run;
+    const struct nr_device **devs;
+    struct nr_result       **res;
+    struct saved            *sv;
+    size_t                   n;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->busy && !w->quit)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->busy)
+            break;
+        pthread_mutex_unlock(&w->mu);
+        if (w->store == NULL)
+            w->store = nr_store_connect(w->cfg->database.url);
+        store_results(w->run, w->store, w->devs, w->res, w->sv, w->n);
+        pthread_mutex_lock(&w->mu);
+        w->busy = false;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static struct writer *writer_new(const struct nr_config *cfg)
+{
+    struct writer *w = nr_calloc(1, sizeof(*w));
+
+    w->cfg = cfg;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->started = pthread_create(&w->th, NULL, writer_main, w) == 0;
+    if (w->started)
+        pthread_setname_np(w->th, "nr-write");
+    return w;
+}
+
+static void writer_free(struct writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->started) {
+        pthread_mutex_lock(&w->mu);
+        w->quit = true;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->th, NULL);
+    }
+    nr_store_free(w->store);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+/* Stores n results (at most SAVE_BATCH), half of a large batch on the
+ * second writer at the same time, then tells what was stored. */
 static void save_results(struct run *run, const struct nr_device **devs, struct nr_result **res,
                          size_t n)
 {
     struct saved sv[SAVE_BATCH];
-    bool stored = false;
+    struct writer *w = run->writer;
+    size_t half = w && w->started && n >= SPLIT_MIN ? n / 2 : 0;
 
     memset(sv, 0, sizeof(sv[0]) * n);
-    for (int try = 0; n > 1 && !stored; try++) {
-        if (store_batch_txn(run, devs, res, sv, n) == 0)
-            stored = true;
-        else if (run->store->err != NR_EIO || !store_wait(run, try))
-            break;
+    if (half) {
+        pthread_mutex_lock(&w->mu);
+        w->run = run;
+        w->devs = devs;
+        w->res = res;
+        w->sv = sv;
+        w->n = half;
+        w->busy = true;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
     }
-    for (size_t i = 0; i < n && !stored; i++)
-        store_one(run, devs[i], res[i], &sv[i], false);
+    store_results(run, run->store, devs + half, res + half, sv + half, n - half);
+    if (half) {
+        pthread_mutex_lock(&w->mu);
+        while (w->busy)
+            pthread_cond_wait(&w->cv, &w->mu);
+        pthread_mutex_unlock(&w->mu);
+    }
     for (size_t i = 0; i < n; i++) {
         report_result(run, devs[i], res[i], &sv[i]);
         free(sv[i].result_err);
@@ -462,10 +581,11 @@ static const char *resolve_and_dispatch(struct run *run, const struct nr_cred_ke
 static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
                         const struct nr_cred_keyring *keyring, struct nr_breaker *breaker,
                         const atomic_bool *closing, struct nr_store **storep,
-                        struct nr_run_request *req, struct nr_run_done *done)
+                        struct writer *writer, struct nr_run_request *req,
+                        struct nr_run_done *done)
 {
     struct run run = { .cfg = cfg, .pool = pool, .payload = &req->payload, .closing = closing,
-                       .breaker = breaker };
+                       .breaker = breaker, .writer = writer };
     long long jid = req->payload.job_id;
     const char *status = NULL;
     int rc;
@@ -627,6 +747,7 @@ static void *runner_main(void *arg)
 {
     struct nr_runner *r = arg;
     struct nr_store *store = NULL;
+    struct writer *writer = writer_new(r->cfg);
 
     pthread_setname_np(pthread_self(), "nr-run");
     check_keys(r, &store);
@@ -643,8 +764,8 @@ static void *runner_main(void *arg)
 
         struct done_node *n = nr_calloc(1, sizeof(*n));
         check_keys(r, &store);
-        run_execute(r->cfg, r->pool, &r->keyring, r->breaker, &r->stopping, &store, &req,
-                    &n->d);
+        run_execute(r->cfg, r->pool, &r->keyring, r->breaker, &r->stopping, &store, writer,
+                    &req, &n->d);
         n->d.entry_id = req.entry_id;
         n->d.source = req.source;
         nr_payload_clear(&req.payload);
@@ -659,6 +780,7 @@ static void *runner_main(void *arg)
         pthread_cond_broadcast(&r->done_cv);
     }
     pthread_mutex_unlock(&r->mu);
+    writer_free(writer);
     nr_store_free(store);
     return NULL;
 }

@@ -164,17 +164,19 @@ START_TEST(postgres_stopped_mid_run)
 }
 END_TEST
 
-/* Results are written a batch at a time, in one transaction: a device
- * deleted while its job runs fails the batch its result is in, and the
- * batch is written again one device at a time, so that only that device's
- * result is missing (and said so); every other device has its row, once. */
+/* Results are written a batch at a time, in one transaction (a large
+ * batch in two halves, on two connections): a device deleted while its job
+ * runs fails the transaction its result is in, which is written again one
+ * device at a time, so that only that device's result is missing (and said
+ * so); every other device has its row, once, and the rest of the batch
+ * went in whole. */
 START_TEST(a_deleted_device_costs_only_its_own_result)
 {
-    nrt_blackhole_up(15);
-    long long job = dark_job("deleted", 16);
+    nrt_blackhole_up(39);
+    long long job = dark_job("deleted", 40);
     long long gone = nrt_sql_int(db, "SELECT id FROM devices WHERE hostname = 'deleted-7'");
     redisContext *rc = nrt_redis();
-    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=2", "NETRAVEN_WORKER__THREAD_POOL_SIZE=16",
+    char *more[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=2", "NETRAVEN_WORKER__THREAD_POOL_SIZE=40",
                      NULL };
     struct nrt_proc w;
 
@@ -184,17 +186,22 @@ START_TEST(a_deleted_device_costs_only_its_own_result)
     PQclear(nrt_sql(db, "DELETE FROM devices WHERE id = %lld", gone));
     ck_assert_msg(nrt_wait_sql(db, "COMPLETED_FAILURE", 60, "SELECT status FROM jobs WHERE id = %lld",
                                job), "the run did not end");
-    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 15);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 39);
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT device_id) FROM job_results "
-                                     "WHERE job_id = %lld", job), 15);
+                                     "WHERE job_id = %lld", job), 39);
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE device_id = %lld",
                                  gone), 0);
+    /* rows of one transaction share created_at: not every row went alone */
+    ck_assert_int_ge(nrt_sql_int(db, "SELECT max(n) FROM (SELECT count(*) AS n FROM job_results "
+                                     "WHERE job_id = %lld GROUP BY created_at) t", job), 10);
     stop_ok(0, &w, 60);
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
                                      "message LIKE 'Could not save result for device ''deleted-7''%%'",
                                  job), 1);
     ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
                                      "message LIKE 'Could not save result%%'", job), 1);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM logs WHERE job_id = %lld AND "
+                                     "message LIKE 'Task completed%%'", job), 40);
     nrt_proc_clear(&w);
     redisFree(rc);
 }
