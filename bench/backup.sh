@@ -46,6 +46,7 @@ bench_setup backup netraven-worker tools/devsim/devsim
 
 verdicts=()
 batches=()
+hwms=()
 pw='bench-Login.pw7'
 es='bench-Enable.es3'
 master='bench-master-key.91x'
@@ -154,6 +155,7 @@ for r in $(seq "$rounds"); do
   batch=$(psql_q -c "SELECT round(count(*)::numeric / greatest(count(DISTINCT created_at), 1), 1)
     FROM job_results WHERE job_id = $job AND id > $last")
   batches+=("$batch")
+  hwms+=("$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$worker_pid/status")")
   rate=$(awk -v n="$devices" -v s="$run_s" 'BEGIN { printf "%.1f", n / s }')
   printf '%-6s %-26s %8s %10s %8.3f %8s %8s %8s %6s %10s %8s\n' "$r" "${out##*: }" "$run_s" "$rate" \
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$p50" "$p99" "$pmax" "$ok" \
@@ -163,6 +165,7 @@ for r in $(seq "$rounds"); do
   min_rate=$(awk -v a="${min_rate:-}" -v b="$rate" 'BEGIN { print (a == "" || b < a) ? b : a }')
 done
 printf 'results per write transaction, by round: %s\n' "${batches[*]}"
+printf 'worker peak RSS (MB) at the end of each round: %s\n' "${hwms[*]}"
 snapshots=$(psql_q -c "SELECT count(*) FROM device_configurations")
 failures=$(psql_q -c "SELECT coalesce(string_agg(DISTINCT details->>'class', ', '), 'none') FROM job_results WHERE job_id = $job AND status = 'failure'")
 printf 'snapshots stored: %s (dedup after round 1); failure classes: %s\n' "$snapshots" "$failures"

@@ -50,6 +50,8 @@ struct run {
     pthread_mutex_t  mu;
     pthread_cond_t   cv;
     struct run_task *done_head, *done_tail;
+    pthread_cond_t   space_cv;      /* unwritten fell below UNWRITTEN_MAX */
+    size_t           unwritten;     /* handed to the run thread, not yet written */
 
     const atomic_bool *closing;     /* the runner is shutting down */
     bool      record_failed;        /* a write to PostgreSQL failed */
@@ -68,13 +70,25 @@ const char *nr_run_final_status(unsigned devices, unsigned succeeded)
     return NR_STATUS_PARTIAL_FAILURE;
 }
 
-/* Hand a finished task to the run thread (on a pool thread). */
+/*
+ * Hand a finished task to the run thread (on a pool thread).  A finished
+ * task holds its result (a backup: the whole configuration) until it is
+ * written; when writing falls behind the sessions (a first backup of a
+ * large fleet, PostgreSQL slow), the pool thread waits here before it
+ * takes another device, so that what waits to be written stays bounded
+ * (UNWRITTEN_MAX results) instead of growing with the fleet.
+ */
+#define UNWRITTEN_MAX 512
+
 static void task_done(struct nr_dispatch_task *task)
 {
     struct run_task *t = task->arg;
     struct run *run = t->run;
 
     pthread_mutex_lock(&run->mu);
+    while (run->unwritten >= UNWRITTEN_MAX)
+        pthread_cond_wait(&run->space_cv, &run->mu);
+    run->unwritten++;
     if (run->done_tail)
         run->done_tail->next = t;
     else
@@ -523,6 +537,10 @@ static const char *dispatch_devices(struct run *run)
                 res[n] = &list->task.res;
             }
             save_results(run, devs, res, n);
+            pthread_mutex_lock(&run->mu);
+            run->unwritten -= n;
+            pthread_cond_broadcast(&run->space_cv);
+            pthread_mutex_unlock(&run->mu);
             for (struct run_task *t = batch; t != list; t = t->next) {
                 const struct nr_device *dev = &run->devices[t->idx];
 
@@ -592,6 +610,7 @@ static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
 
     pthread_mutex_init(&run.mu, NULL);
     pthread_cond_init(&run.cv, NULL);
+    pthread_cond_init(&run.space_cv, NULL);
     done->job_id = jid;
 
     if (*storep == NULL)
@@ -678,6 +697,7 @@ out:
     nr_job_clear(&run.job);
     pthread_mutex_destroy(&run.mu);
     pthread_cond_destroy(&run.cv);
+    pthread_cond_destroy(&run.space_cv);
 }
 
 /* ------------------------------------------------------------ the runner */
