@@ -8,8 +8,8 @@
  *   request (nr_runner_submit) only when a slot is free, so the request
  *   queue never holds more than the slots.  A run thread:
  *     loads the job, marks it RUNNING, resolves its devices, submits one
- *     task per device to the shared pool, writes each job_results row as
- *     the task reports back (device threads never touch PostgreSQL), sets
+ *     task per device to the shared pool, writes the results of the tasks
+ *     that have reported back (device threads never touch PostgreSQL), sets
  *     the final status and completed_at,
  *   then posts a completion that the intake thread collects
  *   (nr_runner_collect) to acknowledge the queue entry.  `done` wakes the
@@ -21,6 +21,17 @@
  *   shared by every run) happen on the pool threads; only the final
  *   result of a device reaches the run thread, with details.attempts and
  *   every login for the credential bookkeeping.
+ *
+ *   Results are written a batch at a time: every result that has come
+ *   back while the previous batch was written (up to 256) in one
+ *   transaction, the log events that tell of them after its COMMIT.  A
+ *   batch of 32 or more is written in two halves at once, the second by
+ *   the run thread's writer thread on a connection of its own (a
+ *   snapshot's full-text indexing costs PostgreSQL a core per connection).
+ *   A failed statement rolls its transaction back and the batch is written
+ *   again one device at a time; a lost connection is waited out and the
+ *   batch written again.  At most 512 results wait to be written: beyond
+ *   that a pool thread waits before it takes another device.
  *
  *   At start, the first run thread to reach PostgreSQL checks that the
  *   master key opens the credentials' passwords and logs a system error
