@@ -375,7 +375,7 @@ struct nr_rq_intake *nr_rq_intake_new(const struct nr_config *cfg, struct nr_run
                                       const char *consumer);
 
 /* Stop taking jobs; returns at once (not async-signal-safe: call it from
- * the main loop, not a signal handler).  Again: no-op.  in may be NULL. */
+ * the main thread, not a signal handler).  Again: no-op.  in may be NULL. */
 void nr_rq_intake_stop(struct nr_rq_intake *in);
 
 /*

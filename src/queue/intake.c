@@ -6,7 +6,6 @@
  * runner (`inflight`, kept fresh against claims) or got back from it
  * (`unacked`, completions waiting for Redis).  Nothing else touches them.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
