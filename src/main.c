@@ -11,11 +11,13 @@
  *                                                     heartbeat is fresh
  *   netraven-worker version
  *
- * The daemon: the main thread is the intake loop.  It reads queue entries
- * only while the runner has free slots, hands them over, and acknowledges
- * each entry once the runner reports its run recorded.  Signals only set
- * flags; SIGTERM/SIGINT stop intake and wait up to
- * worker.shutdown_grace_seconds for runs in flight.
+ * The commands are one table (commands[] below).  The daemon: the runner
+ * and two intakes, each a thread of its own with the same shape (new /
+ * stop / free): the stream intake (queue.h) and the python-rq intake
+ * (rq.h).  The main thread only waits for signals, blocked everywhere else
+ * and taken with sigwait(): SIGHUP reopens the log file; SIGTERM/SIGINT
+ * stop both intakes, which let their runs in flight finish within
+ * worker.shutdown_grace_seconds.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -28,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netraven/backoff.h"
 #include "netraven/config.h"
 #include "netraven/log.h"
 #include "netraven/metrics.h"
@@ -38,34 +41,38 @@
 #include "netraven/store.h"
 
 #define NR_VERSION "0.1.0"
-#define READ_BATCH 64
 
-static volatile sig_atomic_t g_stop;
-
-static void on_stop(int sig)
-{
-    g_stop = sig;
-}
-
-static void on_hup(int sig)
-{
-    (void)sig;
-    nr_log_reopen();
-}
-
-static void install_signals(void)
+/* The signals the main thread takes with sigwait(): blocked before any
+ * thread starts, so that every thread inherits the mask and none is
+ * interrupted by them. */
+static void block_signals(sigset_t *set)
 {
     struct sigaction sa = { 0 };
 
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
     sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_hup;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Until SIGTERM or SIGINT, which is returned; SIGHUP reopens the log. */
+static int wait_for_stop(const sigset_t *set)
+{
+    for (;;) {
+        int sig = 0;
+
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            nr_log_reopen();
+            continue;
+        }
+        return sig;
+    }
 }
 
 static void usage(FILE *out)
@@ -90,27 +97,14 @@ static char *heartbeat_path(const struct nr_config *cfg)
     return nr_asprintf("%s/heartbeat", cfg->worker.spool_dir);
 }
 
-static void heartbeat(const char *path)
-{
-    static time_t last;
-    time_t now = time(NULL);
-
-    if (path == NULL || now == last)
-        return;
-    last = now;
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fprintf(f, "%ld %ld\n", (long)getpid(), (long)now);
-        fclose(f);
-    }
-}
-
-static int cmd_health(const struct nr_config *cfg)
+static int cmd_health(const struct nr_config *cfg, int argc, char **argv)
 {
     char *path = heartbeat_path(cfg);
     struct stat st;
     int rc = 1;
 
+    (void)argc;
+    (void)argv;
     if (stat(path, &st) == 0 && time(NULL) - st.st_mtime <= 60)
         rc = 0;
     else
@@ -119,286 +113,7 @@ static int cmd_health(const struct nr_config *cfg)
     return rc;
 }
 
-/* --------------------------------------------------------------- intake */
-
-struct daemon {
-    const struct nr_config *cfg;
-    struct nr_runner       *runner;
-    struct nr_queue        *q;
-    char                   *consumer;
-    struct nr_run_done     *unacked;    /* completions waiting for Redis */
-    size_t                  n_unacked;
-    char                  **inflight;   /* entry ids handed to the runner */
-    size_t                  n_inflight;
-    uint64_t                next_touch; /* mono ns of the next touch of inflight */
-    uint64_t                next_claim; /* mono ns of the next claim */
-    bool                    redis_down;
-};
-
-static void inflight_add(struct daemon *d, const char *id)
-{
-    d->inflight = nr_realloc(d->inflight, (d->n_inflight + 1) * sizeof(*d->inflight));
-    d->inflight[d->n_inflight++] = nr_strdup(id);
-}
-
-static void inflight_del(struct daemon *d, const char *id)
-{
-    for (size_t i = 0; i < d->n_inflight; i++)
-        if (strcmp(d->inflight[i], id) == 0) {
-            free(d->inflight[i]);
-            d->inflight[i] = d->inflight[--d->n_inflight];
-            return;
-        }
-}
-
-static void redis_down(struct daemon *d, double delay)
-{
-    if (!d->redis_down)
-        NR_LOG(NR_EV_SYS_REDIS_UNAVAILABLE, 0, 0, NR_S("error", d->q->errstr),
-               NR_D("delay_s", delay));
-    d->redis_down = true;
-}
-
-/* Sleep up to s seconds, returning early when a stop is requested. */
-static void nap(double s)
-{
-    for (double t = 0; t < s && !g_stop; t += 0.1)
-        nr_sleep_s(0.1);
-}
-
-static bool redis_ensure(struct daemon *d, double *backoff)
-{
-    if (d->q->err == 0)
-        return true;
-    if (nr_queue_reset(d->q) == 0) {
-        char *masked = nr_config_mask_url(d->cfg->scheduler.redis_url);
-        NR_LOG(NR_EV_SYS_REDIS_CONNECTED, 0, 0, NR_S("url", masked));
-        NR_LOG(NR_EV_SYS_QUEUE_POLLING, 0, 0, NR_S("stream", d->cfg->queue.stream),
-               NR_S("consumer", d->consumer), NR_S("group", d->cfg->queue.group));
-        free(masked);
-        d->redis_down = false;
-        *backoff = 0.5;
-        return true;
-    }
-    redis_down(d, *backoff);
-    nap(*backoff);
-    *backoff = *backoff * 2 < 10 ? *backoff * 2 : 10;   /* 0.5 s doubling to 10 s */
-    return false;
-}
-
-/* Acknowledge (or dead-letter) every completion we hold.  A completion
- * whose run could not be recorded is left pending in the stream: the entry
- * is delivered again (restart, or a claim by a live worker). */
-static void settle_completions(struct daemon *d)
-{
-    struct nr_run_done batch[READ_BATCH];
-    size_t n;
-
-    while ((n = nr_runner_collect(d->runner, NR_RUN_SOURCE_STREAM, batch, READ_BATCH)) > 0) {
-        for (size_t i = 0; i < n; i++)
-            inflight_del(d, batch[i].entry_id);
-        d->unacked = nr_realloc(d->unacked, (d->n_unacked + n) * sizeof(*d->unacked));
-        memcpy(d->unacked + d->n_unacked, batch, n * sizeof(*batch));
-        d->n_unacked += n;
-    }
-
-    size_t kept = 0;
-    for (size_t i = 0; i < d->n_unacked; i++) {
-        struct nr_run_done *c = &d->unacked[i];
-        int rc = 0;
-
-        if (d->q->err) {
-            d->unacked[kept++] = *c;
-            continue;
-        }
-        switch (c->outcome) {
-        case NR_RUN_RECORDED:
-            rc = nr_queue_ack(d->q, c->entry_id, c->status);
-            if (rc == 0)
-                NR_LOG(NR_EV_SYS_QUEUE_ACKED, 0, 0, NR_S("entry_id", c->entry_id),
-                       NR_I("job_id", c->job_id), NR_S("status", c->status));
-            break;
-        case NR_RUN_REJECTED: {
-            struct nr_queue_msg m = { .entry_id = c->entry_id };
-            char *payload = nr_asprintf("{\"job_id\": %lld}", c->job_id);
-            m.payload = payload;
-            m.payload_len = strlen(payload);
-            rc = nr_queue_dead(d->q, &m, c->reason);
-            if (rc == 0)
-                NR_LOG(NR_EV_SYS_QUEUE_DEAD, 0, 0, NR_S("entry_id", c->entry_id),
-                       NR_S("reason", c->reason), NR_S("dead_stream", d->cfg->queue.dead_stream));
-            free(payload);
-            break;
-        }
-        case NR_RUN_NOT_RECORDED:
-            NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "run not recorded; entry left pending"),
-                   NR_S("error", c->reason ? c->reason : "unknown"),
-                   NR_S("entry_id", c->entry_id), NR_I("job_id", c->job_id));
-            break;
-        }
-        if (rc < 0) {
-            d->unacked[kept++] = *c;
-            continue;
-        }
-        nr_run_done_clear(c);
-    }
-    d->n_unacked = kept;
-}
-
-static void handle_entry(struct daemon *d, struct nr_queue_msg *m)
-{
-    struct nr_run_request req = { 0 };
-    char *reason = NULL;
-
-    /* Delivered again and again, never acknowledged: every worker that took
-     * it died, gave it back or could not record its run (a PostgreSQL
-     * outage is waited out inside the run, so it does not count here).
-     * Running it once more would likely take the next worker down. */
-    if (m->deliveries > d->cfg->worker.max_deliveries)
-        reason = nr_asprintf("delivered %lld times without being acknowledged "
-                             "(worker.max_deliveries is %d): each worker that took it "
-                             "died, gave it back or could not record its run",
-                             m->deliveries, d->cfg->worker.max_deliveries);
-    else if (m->payload == NULL)
-        reason = nr_strdup("entry has no 'payload' field");
-    else if (nr_payload_parse(m->payload, m->payload_len, &req.payload, &reason) != 0 &&
-             reason == NULL)
-        reason = nr_strdup("payload rejected");
-    if (reason) {
-        if (nr_queue_dead(d->q, m, reason) == 0)
-            NR_LOG(NR_EV_SYS_QUEUE_DEAD, 0, 0, NR_S("entry_id", m->entry_id),
-                   NR_S("reason", reason), NR_S("dead_stream", d->cfg->queue.dead_stream));
-        free(reason);
-        return;
-    }
-    NR_LOG(NR_EV_SYS_QUEUE_ENTRY, 0, 0, NR_S("entry_id", m->entry_id),
-           NR_I("job_id", req.payload.job_id));
-    inflight_add(d, m->entry_id);
-    req.entry_id = m->entry_id;
-    m->entry_id = NULL;
-    if (nr_runner_submit(d->runner, &req) != 0) {
-        inflight_del(d, req.entry_id);
-        /* cannot happen: we read only as many entries as free slots; the
-         * entry stays pending and is delivered again */
-        NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "runner refused an entry"),
-               NR_S("error", "no free slot"), NR_S("entry_id", req.entry_id));
-        free(req.entry_id);
-        nr_payload_clear(&req.payload);
-    }
-}
-
-/* Every third of worker.claim_idle_seconds, whatever the run slots do: keep
- * the entries we run from looking idle.  It must not wait for a free slot:
- * a worker whose every slot runs longer than claim_idle_seconds would have
- * its entries taken over, and run twice, by another worker (or by its own
- * next claim).  The loop comes here at least every half second, the
- * runner's wait, so the touch is at most that late. */
-static void keep_fresh(struct daemon *d)
-{
-    uint64_t now = nr_mono_ns();
-
-    if (now < d->next_touch || d->n_inflight == 0)
-        return;
-    if (nr_queue_touch(d->q, d->inflight, d->n_inflight) < 0)
-        return;         /* err is set: the loop reconnects, then touches */
-    d->next_touch = now + (uint64_t)d->cfg->worker.claim_idle_seconds * 1000000000ull / 3;
-}
-
-/* Every third of worker.claim_idle_seconds, when a slot is free: take over
- * entries that a dead worker (or a run of ours that could not be recorded)
- * left pending for claim_idle_seconds.  keep_fresh() runs first in every
- * turn of the loop, so none of our own runs looks idle to this claim. */
-static void claim_idle(struct daemon *d, struct nr_queue_msg *msgs, size_t free_slots)
-{
-    uint64_t now = nr_mono_ns();
-    size_t n = 0;
-
-    if (now < d->next_claim)
-        return;
-    d->next_claim = now + (uint64_t)d->cfg->worker.claim_idle_seconds * 1000000000ull / 3;
-    if (nr_queue_claim(d->q, (long)d->cfg->worker.claim_idle_seconds * 1000, msgs,
-                       free_slots, &n) < 0)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        NR_LOG(NR_EV_SYS_QUEUE_CLAIMED, 0, 0, NR_S("entry_id", msgs[i].entry_id),
-               NR_I("idle_s", d->cfg->worker.claim_idle_seconds));
-        handle_entry(d, &msgs[i]);
-        nr_queue_msg_clear(&msgs[i]);
-    }
-}
-
-static void intake_loop(struct daemon *d)
-{
-    struct nr_queue_msg msgs[READ_BATCH];
-    char *hb = heartbeat_path(d->cfg);
-    double backoff = 0.5;
-
-    if (nr_mkdir_p(d->cfg->worker.spool_dir, 0750) < 0) {
-        NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "cannot create worker.spool_dir"),
-               NR_S("error", strerror(errno)), NR_S("path", d->cfg->worker.spool_dir));
-        free(hb);
-        hb = NULL;
-    }
-    if (d->q->err == 0) {
-        NR_LOG(NR_EV_SYS_QUEUE_POLLING, 0, 0, NR_S("stream", d->cfg->queue.stream),
-               NR_S("consumer", d->consumer), NR_S("group", d->cfg->queue.group));
-    }
-
-    while (!g_stop) {
-        heartbeat(hb);
-        if (!redis_ensure(d, &backoff))
-            continue;
-        settle_completions(d);
-        keep_fresh(d);
-        if (d->q->err)
-            continue;
-
-        size_t free_slots = nr_runner_free_slots(d->runner);
-        if (free_slots == 0) {
-            nr_runner_wait(d->runner, NR_RUN_SOURCE_STREAM, 0.5);
-            continue;
-        }
-        if (free_slots > READ_BATCH)
-            free_slots = READ_BATCH;
-        claim_idle(d, msgs, free_slots);
-        if (d->q->err)
-            continue;
-        free_slots = nr_runner_free_slots(d->runner);
-        if (free_slots == 0)
-            continue;
-        if (free_slots > READ_BATCH)
-            free_slots = READ_BATCH;
-        /* block shortly when runs are in flight, so completions are
-         * acknowledged promptly */
-        int block = nr_runner_in_flight(d->runner) ? 50 : d->cfg->queue.block_ms;
-        size_t n = 0;
-        if (nr_queue_read(d->q, msgs, free_slots, block, &n) < 0) {
-            redis_down(d, backoff);
-            continue;
-        }
-        for (size_t i = 0; i < n; i++) {
-            handle_entry(d, &msgs[i]);
-            nr_queue_msg_clear(&msgs[i]);
-        }
-    }
-
-    /* stop taking jobs (both intakes); let runs in flight finish within the
-     * grace time */
-    nr_rq_intake_request_stop();
-    NR_LOG(NR_EV_SYS_SHUTDOWN, 0, 0, NR_S("reason", g_stop == SIGINT ? "SIGINT" : "SIGTERM"),
-           NR_I("in_flight", nr_runner_in_flight(d->runner)));
-    uint64_t until = nr_mono_ns() + (uint64_t)d->cfg->worker.shutdown_grace_seconds * 1000000000ull;
-    while (nr_runner_in_flight(d->runner) > 0 && nr_mono_ns() < until) {
-        nr_runner_wait(d->runner, NR_RUN_SOURCE_STREAM, 0.2);
-        if (d->q->err)
-            nr_queue_reset(d->q);
-        settle_completions(d);
-    }
-    if (d->q->err)
-        nr_queue_reset(d->q);
-    settle_completions(d);
-    free(hb);
-}
+/* --------------------------------------------------------------- daemon */
 
 /* The last line: DB-routed records against the rows written, what an
  * operator (and the outage test) checks after PostgreSQL was away. */
@@ -413,30 +128,37 @@ static void log_stopped(void)
     nr_log_flush(5);
 }
 
-static int cmd_run(const struct nr_config *cfg)
+/* The heartbeat file's folder; NULL (and an error said) when it cannot be
+ * made: the daemon runs on, `health` then fails. */
+static char *heartbeat_prepare(const struct nr_config *cfg)
 {
-    struct daemon d = { .cfg = cfg };
-    char host[256] = "worker";
+    if (nr_mkdir_p(cfg->worker.spool_dir, 0750) < 0) {
+        NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "cannot create worker.spool_dir"),
+               NR_S("error", strerror(errno)), NR_S("path", cfg->worker.spool_dir));
+        return NULL;
+    }
+    return heartbeat_path(cfg);
+}
 
-    gethostname(host, sizeof(host) - 1);
-    d.consumer = cfg->worker.consumer_name && *cfg->worker.consumer_name
-                     ? nr_strdup(cfg->worker.consumer_name)
-                     : nr_asprintf("%s:%ld", host, (long)getpid());
+static int daemon_run(const struct nr_config *cfg, const sigset_t *signals)
+{
+    /* computed once: the stream's consumer and the RQ worker */
+    char *name = nr_config_worker_name(cfg, NULL);
 
     struct nr_pool *pool = nr_pool_new((size_t)cfg->worker.thread_pool_size,
                                        (size_t)cfg->worker.task_queue_size);
     if (pool == NULL) {
         NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "starting the dispatcher pool"),
                NR_S("error", "cannot create threads"));
-        free(d.consumer);
+        free(name);
         return 1;
     }
-    d.runner = nr_runner_new(cfg, pool);
-    if (d.runner == NULL) {
+    struct nr_runner *runner = nr_runner_new(cfg, pool);
+    if (runner == NULL) {
         NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "starting the runner"),
                NR_S("error", "cannot create threads"));
         nr_pool_free(pool);
-        free(d.consumer);
+        free(name);
         return 1;
     }
     NR_LOG(NR_EV_SYS_POOL_STARTED, 0, 0, NR_I("threads", nr_pool_threads(pool)),
@@ -455,49 +177,74 @@ static int cmd_run(const struct nr_config *cfg)
                    NR_S("error", err));
     }
 
-    /* python-rq queues: a thread of their own, sharing the runner */
-    bool rq_started = nr_rq_intake_start(cfg, d.runner, d.consumer) == 0;
-    if (!rq_started)
+    /* python-rq queues, then the stream: a thread each, sharing the runner */
+    struct nr_rq_intake *rq = nr_rq_intake_new(cfg, runner, name);
+    if (rq == NULL)
         NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "starting the RQ intake"),
                NR_S("error", "cannot create the thread"));
-
-    d.q = nr_queue_connect(cfg, d.consumer);
-    if (d.q->err == 0) {
-        char *masked = nr_config_mask_url(cfg->scheduler.redis_url);
-        NR_LOG(NR_EV_SYS_REDIS_CONNECTED, 0, 0, NR_S("url", masked));
-        free(masked);
+    char *hb = heartbeat_prepare(cfg);
+    struct nr_queue_intake *stream = nr_queue_intake_new(cfg, runner, name, hb);
+    free(hb);
+    int rc = 0;
+    if (stream == NULL) {
+        NR_LOG(NR_EV_SYS_ERROR, 0, 0, NR_S("what", "starting the stream intake"),
+               NR_S("error", "cannot create the thread"));
+        rc = 1;
+    } else {
+        int sig = wait_for_stop(signals);
+        NR_LOG(NR_EV_SYS_SHUTDOWN, 0, 0, NR_S("reason", sig == SIGINT ? "SIGINT" : "SIGTERM"),
+               NR_I("in_flight", nr_runner_in_flight(runner)));
     }
-    intake_loop(&d);
-    if (rq_started)
-        nr_rq_intake_stop();      /* hands back RQ runs past the grace time */
+
+    /* stop taking jobs (both intakes at once); each lets its runs in
+     * flight finish within the grace time, then hands back the rest */
+    nr_rq_intake_stop(rq);
+    nr_queue_intake_stop(stream);
+    nr_queue_intake_free(stream);
+    nr_rq_intake_free(rq);
 
     /* Runs still in flight after the grace time are handed back: their
      * stream entries stay pending (a live worker claims them after
      * worker.claim_idle_seconds), their RQ jobs are back in their queue.
      * Exit without waiting for them; only the log sinks are flushed. */
-    size_t left = nr_runner_in_flight(d.runner);
+    size_t left = nr_runner_in_flight(runner);
     if (left > 0) {
         NR_LOG(NR_EV_SYS_HANDED_BACK, 0, 0, NR_I("runs", left),
                NR_I("grace_s", cfg->worker.shutdown_grace_seconds));
         log_stopped();
         fflush(stdout);
-        _exit(0);
+        _exit(rc);
     }
 
-    nr_runner_free(d.runner);
-    d.runner = NULL;
+    nr_runner_free(runner);
     nr_pool_free(pool);
-    for (size_t i = 0; i < d.n_unacked; i++)
-        nr_run_done_clear(&d.unacked[i]);
-    free(d.unacked);
-    for (size_t i = 0; i < d.n_inflight; i++)
-        free(d.inflight[i]);
-    free(d.inflight);
-    nr_queue_free(d.q);
-    free(d.consumer);
+    free(name);
     nr_metrics_server_stop(metrics);
     log_stopped();
-    return 0;
+    return rc;
+}
+
+static int cmd_run(const struct nr_config *cfg, int argc, char **argv)
+{
+    sigset_t signals;
+    int rc;
+
+    (void)argc;
+    (void)argv;
+    block_signals(&signals);
+    if (nr_log_init(cfg) < 0) {
+        fprintf(stderr, "netraven-worker: cannot start the log threads\n");
+        return 1;
+    }
+    NR_LOG(NR_EV_SYS_STARTING, 0, 0, NR_S("version", NR_VERSION), NR_S("env", cfg->env),
+           NR_S("config_dir", cfg->config_dir));
+    char *files = nr_asprintf("%s/default.yaml, %s/%s.yaml", cfg->config_dir,
+                              cfg->config_dir, cfg->env);
+    NR_LOG(NR_EV_SYS_CONFIG_LOADED, 0, 0, NR_S("files", files));
+    free(files);
+    rc = daemon_run(cfg, &signals);
+    nr_log_shutdown();
+    return rc;
 }
 
 /* ---------------------------------------------------- one-shot commands */
@@ -517,7 +264,8 @@ static int cmd_migrate(const struct nr_config *cfg, int argc, char **argv)
         { "wait", required_argument, NULL, 'w' },
         { NULL, 0, NULL, 0 },
     };
-    double wait = MIGRATE_WAIT_DEFAULT, delay = 0.5;
+    struct nr_backoff b = NR_BACKOFF_INIT(0.5, 5);
+    double wait = MIGRATE_WAIT_DEFAULT;
     char *end;
     int c, rc = 1;
 
@@ -557,13 +305,12 @@ static int cmd_migrate(const struct nr_config *cfg, int argc, char **argv)
             nr_store_free(s);
             return 1;
         }
-        if (tries == 1)
+        if (nr_backoff_say(&b))
             fprintf(stderr, "netraven-worker: migrate: PostgreSQL not ready (%s); retrying for "
                             "up to %.0f s\n", s->errstr, wait);
-        double nap = delay < wait - spent ? delay : wait - spent;  /* the last try at the deadline */
-        nanosleep(&(struct timespec){ .tv_sec = (time_t)nap,
-                                      .tv_nsec = (long)((nap - (time_t)nap) * 1e9) }, NULL);
-        delay = delay * 2 > 5 ? 5 : delay * 2;
+        double delay = nr_backoff_fail(&b);
+        nr_backoff_sleep(NULL, delay < wait - spent ? delay : wait - spent);  /* the last try
+                                                                                 at the deadline */
         nr_store_free(s);
         s = nr_store_connect(cfg->database.url);
     }
@@ -679,9 +426,31 @@ out:
     return rc;
 }
 
+static int cmd_check_config(const struct nr_config *cfg, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    nr_config_print(cfg, stdout);
+    return 0;
+}
+
+/* The commands; argv[0] is the command's name (argc may be 0 for the
+ * default, run).  Those without a configuration come first in main(). */
+static const struct command {
+    const char *name;
+    int       (*fn)(const struct nr_config *cfg, int argc, char **argv);
+} commands[] = {
+    { "run",          cmd_run },
+    { "migrate",      cmd_migrate },
+    { "check-config", cmd_check_config },
+    { "enqueue",      cmd_enqueue },
+    { "health",       cmd_health },
+};
+
 int main(int argc, char **argv)
 {
     const char *config_dir = NULL;
+    const struct command *c = NULL;
     int i = 1;
 
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -707,6 +476,9 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    for (size_t k = 0; k < NR_ARRAY_LEN(commands) && c == NULL; k++)
+        if (strcmp(cmd, commands[k].name) == 0)
+            c = &commands[k];
 
     struct nr_config cfg;
     char *err = NULL;
@@ -717,30 +489,8 @@ int main(int argc, char **argv)
     }
 
     int rc;
-    if (strcmp(cmd, "check-config") == 0) {
-        nr_config_print(&cfg, stdout);
-        rc = 0;
-    } else if (strcmp(cmd, "migrate") == 0) {
-        rc = cmd_migrate(&cfg, argc - i, argv + i);
-    } else if (strcmp(cmd, "enqueue") == 0) {
-        rc = cmd_enqueue(&cfg, argc - i, argv + i);
-    } else if (strcmp(cmd, "health") == 0) {
-        rc = cmd_health(&cfg);
-    } else if (strcmp(cmd, "run") == 0) {
-        install_signals();
-        if (nr_log_init(&cfg) < 0) {
-            fprintf(stderr, "netraven-worker: cannot start the log threads\n");
-            nr_config_clear(&cfg);
-            return 1;
-        }
-        NR_LOG(NR_EV_SYS_STARTING, 0, 0, NR_S("version", NR_VERSION), NR_S("env", cfg.env),
-               NR_S("config_dir", cfg.config_dir));
-        char *files = nr_asprintf("%s/default.yaml, %s/%s.yaml", cfg.config_dir,
-                                  cfg.config_dir, cfg.env);
-        NR_LOG(NR_EV_SYS_CONFIG_LOADED, 0, 0, NR_S("files", files));
-        free(files);
-        rc = cmd_run(&cfg);
-        nr_log_shutdown();
+    if (c != NULL) {
+        rc = c->fn(&cfg, argc - i, argv + i);
     } else {
         fprintf(stderr, "netraven-worker: unknown command '%s'\n", cmd);
         usage(stderr);

@@ -191,6 +191,14 @@ int nr_config_load(struct nr_config *cfg, const char *config_dir,
 void nr_config_device_timeouts(const struct nr_config *cfg, int id, double *connect_s,
                                double *command_s);
 
+/*
+ * The defaults of src/config/keys.def alone (no file, no environment):
+ * what a module falls back to when handed a configuration that was not
+ * loaded (a zeroed struct, in tests and benchmarks), so that keys.def stays
+ * the only source of defaults.  Built once, thread-safe; never freed.
+ */
+const struct nr_config *nr_config_default(void);
+
 /* Free everything cfg owns; cfg may then be loaded again. */
 void nr_config_clear(struct nr_config *cfg);
 
@@ -204,6 +212,16 @@ char *nr_config_libpq_url(const char *url);
 
 /* A URL with its password replaced by "****", for logs.  malloc'd. */
 char *nr_config_mask_url(const char *url);
+
+/*
+ * The worker's name: its consumer in the stream's group and its RQ worker
+ * name.  name when set, else worker.consumer_name when set, else
+ * "<hostname>:<pid>" ("unknown" when the host name cannot be read).  The
+ * daemon computes it once and hands it to both intakes; the connections
+ * use this same rule when given none.  cfg and name may be NULL.  Returns
+ * a malloc'd string (caller frees).
+ */
+char *nr_config_worker_name(const struct nr_config *cfg, const char *name);
 
 /* Names, for the log module and check-config. */
 const char *nr_log_level_name(enum nr_log_level l);   /* "info" */

@@ -37,6 +37,7 @@
 
 #include <stdatomic.h>
 
+#include "netraven/backoff.h"
 #include "netraven/breaker.h"
 #include "netraven/common.h"
 #include "netraven/config.h"
@@ -53,8 +54,8 @@ struct nr_dispatch {
     const struct nr_config      *cfg;
     struct nr_pool              *pool;
     struct nr_breaker           *breaker;   /* NULL: no breaker and no retries */
-    const atomic_bool           *closing;   /* true: the worker is shutting down,
-                                             * no more retries; NULL: never */
+    struct nr_backoff_stop      *closing;   /* requested: the worker is shutting
+                                             * down, no more retries; NULL: never */
     const struct nr_handler_def *handler;
     const struct nr_job         *job;
     const struct nr_payload     *payload;

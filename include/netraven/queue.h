@@ -17,7 +17,7 @@
  *
  * One struct nr_queue is one Redis connection; not thread-safe.
  *
- * Caller's steps (the intake loop):
+ * Caller's steps (the stream intake, intake.c below):
  *   q = nr_queue_connect(cfg, consumer);  if (q->err) ...
  *   nr_queue_read(q, msgs, max, block_ms, &n);
  *   for each msg: nr_payload_parse(...) -> run, then nr_queue_ack(); or
@@ -117,5 +117,66 @@ int nr_queue_enqueue(struct nr_queue *q, const char *payload_json, char **id_out
  * list).  0 and *status (malloc'd), NR_ETIMEOUT, or NR_EIO. */
 int nr_queue_wait_done(struct nr_queue *q, const char *entry_id, double timeout_s,
                        char **status);
+
+/* ------------------------------------------------------------ intake.c */
+
+/*
+ * The stream intake: the daemon's taker of stream entries, beside the RQ
+ * intake (rq.h), with the same shape (new / stop / free).
+ *
+ * DESIGN
+ *   One thread, "stream-intake", started by nr_queue_intake_new(), owns one
+ *   struct nr_queue (connected by the thread itself, so that a Redis that
+ *   is down at start is waited for like one that goes away later) and the
+ *   entry ids it handed to the runner; no other thread touches them.  The
+ *   loop, every turn:
+ *     1. write the heartbeat file (at most once a second; `health`);
+ *     2. collect this intake's completions (nr_runner_collect, source
+ *        STREAM) and acknowledge each recorded run's entry (XACK + XDEL),
+ *        dead-letter each rejected one, leave a run not recorded pending;
+ *     3. every third of worker.claim_idle_seconds: touch the entries its
+ *        runs hold, so no live worker claims them; when a slot is free,
+ *        claim the entries a dead worker left idle that long;
+ *     4. when the runner has free slots, read as many entries (blocking
+ *        queue.block_ms, or 50 ms while runs are in flight so completions
+ *        are acknowledged promptly) and submit each; else wait on the
+ *        runner's completion condition for up to 0.5 s.
+ *   A Redis failure closes the connection; the loop reconnects with backoff
+ *   (backoff.h: 0.5 s doubling to 10 s, SYS_REDIS_UNAVAILABLE once per
+ *   outage), waiting on the intake's stop condition, so a stop never waits
+ *   out a backoff.  Completions that could not be acknowledged are kept
+ *   until Redis is back; runs go on meanwhile.
+ *   nr_queue_intake_stop() ends the loop (at the latest after the read or
+ *   runner wait under way); the thread then waits up to
+ *   worker.shutdown_grace_seconds, counted from the stop, for its runs in
+ *   flight, acknowledging each, and ends.  Runs still going then are left
+ *   to the runner: their entries stay pending, for a live worker's claim.
+ *
+ * Caller's steps (the daemon, src/main.c):
+ *   in = nr_queue_intake_new(&cfg, runner, name, heartbeat);  after nr_runner_new()
+ *   ... on SIGTERM/SIGINT:
+ *   nr_queue_intake_stop(in);             stop taking entries now
+ *   nr_queue_intake_free(in);             the grace wait; before nr_runner_free()
+ */
+struct nr_runner;
+struct nr_queue_intake;
+
+/* Start the intake thread.  cfg and runner must outlive
+ * nr_queue_intake_free().  consumer: the worker name, copied (NULL or "":
+ * nr_config_worker_name()'s).  heartbeat: the file to write, copied; NULL:
+ * none.  Returns the intake, or NULL when an argument is NULL or the
+ * thread could not be created.  Never fails because Redis is down. */
+struct nr_queue_intake *nr_queue_intake_new(const struct nr_config *cfg,
+                                            struct nr_runner *runner, const char *consumer,
+                                            const char *heartbeat);
+
+/* Stop taking entries; returns at once (the grace wait is in _free).  Not
+ * async-signal-safe.  Again: no-op.  in may be NULL. */
+void nr_queue_intake_stop(struct nr_queue_intake *in);
+
+/* Stop if not yet stopped, wait for the thread (the grace time at most,
+ * from the first stop, plus the read under way) and free everything.
+ * Must be called before nr_runner_free().  in may be NULL. */
+void nr_queue_intake_free(struct nr_queue_intake *in);
 
 #endif /* NR_QUEUE_H */

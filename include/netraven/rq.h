@@ -21,7 +21,7 @@
  *   prune.c   the retention job (rq_i.h), driven by the intake.
  *
  * DESIGN
- *   One thread, "rq-intake", started by nr_rq_intake_start(), owns one Redis
+ *   One thread, "rq-intake", started by nr_rq_intake_new(), owns one Redis
  *   connection (a struct nr_rq; opened through nr_queue_connect() so that
  *   scheduler.redis_url, AUTH and SELECT are handled in one place) and uses
  *   it for everything RQ: no other thread touches it.  The loop:
@@ -42,15 +42,17 @@
  *        runner's completion condition for up to 1 s;
  *     4. fail the runs that outlive their job's RQ `timeout` (see
  *        "Timeouts" below).
- *   The runner's slots are shared with the native stream intake (main
- *   thread), so a submit may find the slot taken: the job, already marked
- *   started, is then held (and heart-beaten) until a slot frees.
+ *   The runner's slots are shared with the native stream intake (its own
+ *   thread, queue.h), so a submit may find the slot taken: the job,
+ *   already marked started, is then held (and heart-beaten) until a slot
+ *   frees.
  *   A retention call takes no runner slot: it runs on the "rq-prune"
  *   thread (its own PostgreSQL connection), one at a time; the intake
  *   polls it every 0.2 s while it runs and heart-beats its job meanwhile.
  *   A Redis failure closes the connection; the loop reconnects with backoff
- *   (0.5 s doubling to 10 s) and keeps completions it could not write until
- *   then.  Runs go on meanwhile; they never wait on Redis.  A command Redis
+ *   (backoff.h: 0.5 s doubling to 10 s, said once per outage), waiting on
+ *   the intake's stop condition meanwhile, and keeps completions it could
+ *   not write until then.  Runs go on meanwhile; they never wait on Redis.  A command Redis
  *   refuses on a connection that stays up (say WRONGTYPE: someone wrote
  *   `SET rq:queue:low x`) is retried after its own backoff (0.5 s doubling
  *   to 10 s), is logged once when it starts failing and once when it
@@ -108,12 +110,13 @@
  *   module does not implement (dependents, callbacks, repeats, retry
  *   intervals), fails before it starts, with the reason, never retried.
  *
- * Caller's steps (the daemon, src/main.c):
- *   nr_rq_intake_start(&cfg, runner, consumer);   after nr_runner_new()
+ * Caller's steps (the daemon, src/main.c; the stream intake of queue.h
+ * has the same shape):
+ *   in = nr_rq_intake_new(&cfg, runner, name);    after nr_runner_new()
  *   ... on SIGTERM/SIGINT:
- *   nr_rq_intake_request_stop();                  stop taking RQ jobs now
- *   ... the main intake's own grace wait ...
- *   nr_rq_intake_stop();                          before nr_runner_free()
+ *   nr_rq_intake_stop(in);                        stop taking RQ jobs now
+ *   nr_rq_intake_free(in);                        the grace wait; before
+ *                                                 nr_runner_free()
  */
 #ifndef NR_RQ_H
 #define NR_RQ_H
@@ -357,35 +360,36 @@ int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *r
 
 /* ------------------------------------------------------------ intake.c */
 
+struct nr_rq_intake;
+
 /*
  * Start the RQ intake thread (see DESIGN).  cfg and runner must outlive
- * nr_rq_intake_stop().  consumer is the RQ worker name (NULL or "":
- * worker.consumer_name, else host:pid); it is copied.  The thread connects
- * by itself and retries while Redis is away, so this does not fail when
- * Redis is down.  One intake per process.
- * Returns 0, NR_EINVAL if one is already running or an argument is NULL,
- * or NR_ERR if the thread could not be created.
+ * nr_rq_intake_free().  consumer is the RQ worker name, copied (NULL or "":
+ * nr_config_worker_name()'s).  The thread connects by itself and retries
+ * while Redis is away, so this does not fail when Redis is down.  One
+ * intake at a time per process: it owns the worker's name in RQ.
+ * Returns the intake; NULL if one is already running, an argument is
+ * NULL, or the thread could not be created.
  */
-int nr_rq_intake_start(const struct nr_config *cfg, struct nr_runner *runner,
-                       const char *consumer);
+struct nr_rq_intake *nr_rq_intake_new(const struct nr_config *cfg, struct nr_runner *runner,
+                                      const char *consumer);
 
-/* Ask the thread to stop taking jobs; returns at once (not async-signal-
- * safe: call it from the main loop, not a signal handler).  No-op when no
- * intake runs. */
-void nr_rq_intake_request_stop(void);
+/* Stop taking jobs; returns at once (not async-signal-safe: call it from
+ * the main thread, not a signal handler).  Again: no-op.  in may be NULL. */
+void nr_rq_intake_stop(struct nr_rq_intake *in);
 
 /*
- * Stop the intake: no new jobs; a job taken but not yet handed to the
+ * Stop if not yet stopped, then: a job taken but not yet handed to the
  * runner goes back to the front of its queue; wait up to
- * worker.shutdown_grace_seconds (counted from the first stop request) for
- * this intake's runs in flight, recording each outcome; register the
- * worker's death; join the thread.
+ * worker.shutdown_grace_seconds (counted from the first stop) for this
+ * intake's runs in flight, recording each outcome; register the worker's
+ * death; join the thread and free the intake.
  * Runs still in flight after the grace time are handed back: their jobs
  * go back to the front of their queue (status queued, out of the started
  * registry) for another worker, and their outcome here is never written.
  * The daemon then exits without waiting for them.  Must be called before
- * nr_runner_free().  No-op when no intake runs.
+ * nr_runner_free().  in may be NULL.
  */
-void nr_rq_intake_stop(void);
+void nr_rq_intake_free(struct nr_rq_intake *in);
 
 #endif /* NR_RQ_H */

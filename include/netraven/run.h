@@ -71,7 +71,7 @@ enum nr_run_outcome {
 
 /* Which intake a run came from; each intake collects its own completions. */
 enum nr_run_source {
-    NR_RUN_SOURCE_STREAM = 0,   /* the native Redis Stream (main thread) */
+    NR_RUN_SOURCE_STREAM = 0,   /* the native Redis Stream (the stream intake) */
     NR_RUN_SOURCE_RQ,           /* python-rq queues (the RQ intake thread) */
     NR_RUN_SOURCE_COUNT
 };

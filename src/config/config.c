@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,20 @@ static void mask_password_params(struct sbuf *b, const char *s)
         }
         sb_adds(b, "****");
     }
+}
+
+char *nr_config_worker_name(const struct nr_config *cfg, const char *name)
+{
+    char host[256];
+
+    if (name != NULL && name[0] != '\0')
+        return nr_strdup(name);
+    if (cfg != NULL && cfg->worker.consumer_name != NULL && cfg->worker.consumer_name[0] != '\0')
+        return nr_strdup(cfg->worker.consumer_name);
+    if (gethostname(host, sizeof(host)) != 0)
+        strcpy(host, "unknown");
+    host[sizeof(host) - 1] = '\0';
+    return nr_asprintf("%s:%ld", host, (long)getpid());
 }
 
 char *nr_config_mask_url(const char *url)
@@ -1309,6 +1324,27 @@ void nr_config_device_timeouts(const struct nr_config *cfg, int id, double *conn
     if (command_s)
         *command_s = t && !isnan(t->command_timeout) ? t->command_timeout
                                                      : cfg->worker.command_timeout;
+}
+
+/* keys.def's defaults alone, built once. */
+static struct nr_config g_defaults;
+static pthread_once_t g_defaults_once = PTHREAD_ONCE_INIT;
+
+static void defaults_build(void)
+{
+    char *err = NULL;
+
+    /* the unit suite checks that every default validates */
+    if (apply_defaults(&g_defaults, &err) < 0) {
+        fprintf(stderr, "netraven-worker: keys.def: %s\n", err ? err : "bad default");
+        abort();
+    }
+}
+
+const struct nr_config *nr_config_default(void)
+{
+    pthread_once(&g_defaults_once, defaults_build);
+    return &g_defaults;
 }
 
 void nr_config_clear(struct nr_config *cfg)

@@ -246,7 +246,8 @@ static void device_task(void *arg)
      * would only be refused), the retries are spent, or the worker stops */
     const char *stop = opened ? "the circuit breaker opened"
                        : t->tries >= max_tries ? NULL
-                       : d->closing && atomic_load(d->closing) ? "the worker is shutting down"
+                       : d->closing && nr_backoff_stop_requested(d->closing)
+                           ? "the worker is shutting down"
                        : NULL;
     if (t->tries < max_tries && stop == NULL) {
         double delay = nr_retry_delay(cfg->worker.retry_backoff, t->tries - 1, &t->rng);

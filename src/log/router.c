@@ -33,9 +33,6 @@
 
 #include <jansson.h>
 
-#define NR_LOG_DEFAULT_QUEUE        65536
-#define NR_LOG_DEFAULT_REDIS_QUEUE  8192
-#define NR_LOG_DEFAULT_DB_BATCH     1000
 #define NR_LOG_OUT_SINKS            (NR_SINK_STDOUT | NR_SINK_FILE)
 
 struct nr_log_settings nr_log_set;
@@ -1216,6 +1213,7 @@ static int start_sink(struct nr_logq *q, pthread_t *th, void *(*fn)(void *), siz
 int nr_log_init(const struct nr_config *cfg)
 {
     const struct nr_log_settings zero = { 0 };
+    const struct nr_config *dflt = nr_config_default();
     unsigned tab[NR_EV_COUNT];
     unsigned avail = NR_SINK_STDOUT, used = 0;
     size_t qcap, rcap;
@@ -1237,7 +1235,8 @@ int nr_log_init(const struct nr_config *cfg)
      * when a host is set, else the queues' Redis. */
     if (cfg->logging.redis.enabled && cfg->logging.redis.host && cfg->logging.redis.host[0]) {
         nr_log_set.redis_host = nr_strdup(cfg->logging.redis.host);
-        nr_log_set.redis_port = cfg->logging.redis.port > 0 ? cfg->logging.redis.port : 6379;
+        nr_log_set.redis_port = cfg->logging.redis.port > 0 ? cfg->logging.redis.port
+                                                            : dflt->logging.redis.port;
         nr_log_set.redis_db = cfg->logging.redis.db;
         if (cfg->logging.redis.password && cfg->logging.redis.password[0])
             nr_log_set.redis_password = nr_strdup(cfg->logging.redis.password);
@@ -1250,14 +1249,16 @@ int nr_log_init(const struct nr_config *cfg)
     nr_log_set.channel_prefix = nr_strdup(cfg->logging.redis.channel_prefix &&
                                           cfg->logging.redis.channel_prefix[0]
                                           ? cfg->logging.redis.channel_prefix
-                                          : "netraven-logs");
+                                          : dflt->logging.redis.channel_prefix);
     if (cfg->worker.spool_dir && cfg->worker.spool_dir[0])
         nr_log_set.spool_dir = nr_strdup(cfg->worker.spool_dir);
+    /* a configuration that was not loaded gets keys.def's defaults */
     nr_log_set.db_batch_size = cfg->logging.db_batch_size > 0
-                               ? cfg->logging.db_batch_size : NR_LOG_DEFAULT_DB_BATCH;
-    qcap = cfg->logging.queue_size > 0 ? (size_t)cfg->logging.queue_size : NR_LOG_DEFAULT_QUEUE;
-    rcap = cfg->logging.redis.queue_size > 0 ? (size_t)cfg->logging.redis.queue_size
-                                             : NR_LOG_DEFAULT_REDIS_QUEUE;
+                               ? cfg->logging.db_batch_size : dflt->logging.db_batch_size;
+    qcap = (size_t)(cfg->logging.queue_size > 0 ? cfg->logging.queue_size
+                                                : dflt->logging.queue_size);
+    rcap = (size_t)(cfg->logging.redis.queue_size > 0 ? cfg->logging.redis.queue_size
+                                                      : dflt->logging.redis.queue_size);
 
     for (int i = 0; i < NR_EV_COUNT; i++) {
         tab[i] = route_event(cfg, &nr_events[i], avail);

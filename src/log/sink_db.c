@@ -83,6 +83,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "netraven/backoff.h"
 #include "netraven/store.h"
 
 #define NR_DB_BACKOFF_MIN_S     0.5
@@ -125,9 +126,8 @@ struct db_state {
     PGconn        *pg;
     char          *conninfo;        /* libpq form of database.url (secret) */
     char          *masked;          /* for messages */
-    double         backoff;
-    uint64_t       next_try_ns;     /* no attempt before this (backoff) */
-    bool           outage;          /* SYS_DB_UNAVAILABLE said, not yet back */
+    struct nr_backoff bo;           /* the next attempt; said: SYS_DB_UNAVAILABLE
+                                       said, not yet back */
     bool           said_connected;  /* SYS_DB_CONNECTED said since the outage */
     bool           held_reported;   /* LOG_JOB_PENDING said for this outage */
     /* COMMIT sent, outcome unknown (0: none): of the first pending_rows
@@ -217,11 +217,10 @@ static void report_trouble(struct db_state *st)
 {
     char delay[32];
 
-    if (st->outage)
+    if (!nr_backoff_say(&st->bo))
         return;
-    st->outage = true;
     st->said_connected = false;
-    snprintf(delay, sizeof(delay), "%g", st->backoff);
+    snprintf(delay, sizeof(delay), "%g", nr_backoff_delay(&st->bo));
     nr_log_emit_mask(NR_EV_SYS_DB_UNAVAILABLE, 0, 0,
                      (const struct nr_kv[]){ NR_S("error", st->last_error),
                                              NR_S("delay_s", delay),
@@ -960,7 +959,7 @@ static void finish(struct db_state *st)
     for (;;) {
         if (held_left(st) == 0 && held_take(st, 0) == 0)
             break;
-        while (held_left(st) > 0 && spool_rows(st) == 0 && !st->outage) {
+        while (held_left(st) > 0 && spool_rows(st) == 0 && !st->bo.said) {
             if (step(st) != DB_OK)
                 break;
         }
@@ -1016,7 +1015,7 @@ void *nr_log_db_main(void *arg)
     memset(&st, 0, sizeof(st));
     st.conninfo = nr_config_libpq_url(nr_log_set.db_url);
     st.masked = nr_config_mask_url(nr_log_set.db_url);
-    st.backoff = NR_DB_BACKOFF_MIN_S;
+    nr_backoff_init(&st.bo, NR_DB_BACKOFF_MIN_S, NR_DB_BACKOFF_MAX_S);
     st.chunk = (size_t)nr_log_set.db_batch_size;
     st.high = nr_log_q_db.cap / 2 > 0 ? nr_log_q_db.cap / 2 : 1;
     st.sp = nr_log_spool.dir ? &nr_log_spool : NULL;
@@ -1024,8 +1023,6 @@ void *nr_log_db_main(void *arg)
         spool_start(&st);
 
     for (;;) {
-        uint64_t now;
-
         if (nr_logq_stopping(&nr_log_q_db))
             break;
         if (held_left(&st) == 0 && spool_rows(&st) == 0) {
@@ -1034,19 +1031,16 @@ void *nr_log_db_main(void *arg)
         }
         maybe_spool(&st);
         report_spooled(&st, false);
-        now = nr_mono_ns();
-        if (now < st.next_try_ns) {
+        if (!nr_backoff_due(&st.bo)) {
             /* wait out the backoff, but spool if memory fills meanwhile */
             size_t high = 0;
             if (spool_usable(&st))
                 high = st.high >= held_left(&st) ? st.high - held_left(&st) + 1 : 1;
-            nr_logq_nap(&nr_log_q_db, (double)(st.next_try_ns - now) / 1e9, high);
+            nr_logq_nap(&nr_log_q_db, nr_backoff_left(&st.bo), high);
             continue;
         }
         if (step(&st) == DB_OK) {
-            st.backoff = NR_DB_BACKOFF_MIN_S;
-            st.next_try_ns = 0;
-            st.outage = false;
+            nr_backoff_ok(&st.bo);
             st.held_reported = false;
         } else {
             if (!st.held_reported) {
@@ -1056,9 +1050,7 @@ void *nr_log_db_main(void *arg)
                                                                       spool_rows(&st)) },
                                  1, NR_NOT_DB, 0);
             }
-            st.next_try_ns = nr_mono_ns() + (uint64_t)(st.backoff * 1e9);
-            st.backoff = st.backoff * 2 > NR_DB_BACKOFF_MAX_S ? NR_DB_BACKOFF_MAX_S
-                                                             : st.backoff * 2;
+            nr_backoff_fail(&st.bo);
         }
         report_rejects(&st, false);
     }

@@ -15,9 +15,9 @@
  *
  * These records are droppable: while Redis is away, records are dropped
  * and counted (redis_dropped) instead of waiting, and the thread tries to
- * connect again only after a backoff (0.5 s doubling to 10 s), so that a
- * dead server costs one connect timeout per backoff period, never a wait
- * for an emitter.  SYS_REDIS_UNAVAILABLE is said once per outage.
+ * connect again only after a backoff (backoff.h: 0.5 s doubling to 10 s),
+ * so that a dead server costs one connect timeout per backoff period, never
+ * a wait for an emitter.  SYS_REDIS_UNAVAILABLE is said once per outage.
  */
 #include "log_i.h"
 
@@ -29,6 +29,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "netraven/backoff.h"
 #include "netraven/redis.h"
 
 #define NR_REDIS_BACKOFF_MIN_S  0.5
@@ -41,9 +42,7 @@ struct redis_state {
     struct nr_redis_url t;
     char               *masked;     /* URL without password, for messages */
     bool                url_ok;
-    double              backoff;
-    uint64_t            next_try_ns;
-    bool                outage;
+    struct nr_backoff   bo;         /* the next connect; said: the outage */
     bool                said_connected;
     struct nr_sbuf      json;
     struct nr_sbuf      cmd;        /* the record's PUBLISH commands */
@@ -84,11 +83,10 @@ static void report_trouble(struct redis_state *st)
 {
     char delay[32];
 
-    if (st->outage)
+    if (!nr_backoff_say(&st->bo))
         return;
-    st->outage = true;
     st->said_connected = false;
-    snprintf(delay, sizeof(delay), "%g", st->backoff);
+    snprintf(delay, sizeof(delay), "%g", nr_backoff_delay(&st->bo));
     nr_log_emit_mask(NR_EV_SYS_REDIS_UNAVAILABLE, 0, 0,
                      (const struct nr_kv[]){ NR_S("error", st->error),
                                              NR_S("delay_s", delay),
@@ -101,9 +99,7 @@ static void drop_conn(struct redis_state *st)
     if (st->c)
         redisFree(st->c);
     st->c = NULL;
-    st->next_try_ns = nr_mono_ns() + (uint64_t)(st->backoff * 1e9);
-    st->backoff = st->backoff * 2 > NR_REDIS_BACKOFF_MAX_S ? NR_REDIS_BACKOFF_MAX_S
-                                                           : st->backoff * 2;
+    nr_backoff_fail(&st->bo);
 }
 
 static bool redis_connect(struct redis_state *st)
@@ -115,8 +111,7 @@ static bool redis_connect(struct redis_state *st)
         drop_conn(st);
         return false;
     }
-    st->backoff = NR_REDIS_BACKOFF_MIN_S;
-    st->outage = false;
+    nr_backoff_ok(&st->bo);
     if (!st->said_connected) {
         st->said_connected = true;
         nr_log_emit_mask(NR_EV_SYS_REDIS_CONNECTED, 0, 0,
@@ -190,7 +185,7 @@ static void handle_batch(struct redis_state *st, struct nr_log_rec **recs, size_
     size_t done = 0;
 
     if (st->c == NULL && st->url_ok && !nr_logq_stopping(&nr_log_q_redis) &&
-        nr_mono_ns() >= st->next_try_ns)
+        nr_backoff_due(&st->bo))
         redis_connect(st);
     while (done < n && st->c) {
         size_t k = n - done < NR_REDIS_PIPELINE ? n - done : NR_REDIS_PIPELINE;
@@ -220,7 +215,7 @@ void *nr_log_redis_main(void *arg)
     (void)arg;
     nr_log_block_signals();
     memset(&st, 0, sizeof(st));
-    st.backoff = NR_REDIS_BACKOFF_MIN_S;
+    nr_backoff_init(&st.bo, NR_REDIS_BACKOFF_MIN_S, NR_REDIS_BACKOFF_MAX_S);
     if (nr_log_set.redis_host) {
         target_from_keys(&st);
     } else {

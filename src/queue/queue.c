@@ -41,10 +41,6 @@
 #define MAX_ARGS             14
 #define WAIT_MAX_S           ((double)(INT_MAX - BLOCKING_MARGIN_MS) / 1000.0 - 1.0)
 
-#define DEFAULT_STREAM       "netraven:jobs"
-#define DEFAULT_GROUP        "netraven-workers"
-#define DEFAULT_DEAD_STREAM  "netraven:jobs:dead"
-
 /* The public struct first, so that struct nr_queue * converts to and from
  * struct queue_i * (C11 6.7.2.1p15). */
 struct queue_i {
@@ -79,6 +75,7 @@ static void cmd_add(struct cmd *c, const char *s, size_t len)
 
 static void cmd_str(struct cmd *c, const char *s) { cmd_add(c, s, strlen(s)); }
 
+/* A configuration that was not loaded gets keys.def's defaults. */
 static const char *cfg_str(const char *v, const char *dflt)
 {
     return v != NULL && v[0] != '\0' ? v : dflt;
@@ -86,17 +83,18 @@ static const char *cfg_str(const char *v, const char *dflt)
 
 static const char *stream_of(const struct queue_i *qi)
 {
-    return cfg_str(qi->pub.cfg->queue.stream, DEFAULT_STREAM);
+    return cfg_str(qi->pub.cfg->queue.stream, nr_config_default()->queue.stream);
 }
 
 static const char *group_of(const struct queue_i *qi)
 {
-    return cfg_str(qi->pub.cfg->queue.group, DEFAULT_GROUP);
+    return cfg_str(qi->pub.cfg->queue.group, nr_config_default()->queue.group);
 }
 
 static const char *dead_stream_of(const struct queue_i *qi)
 {
-    return cfg_str(qi->pub.cfg->queue.dead_stream, DEFAULT_DEAD_STREAM);
+    return cfg_str(qi->pub.cfg->queue.dead_stream,
+                   nr_config_default()->queue.dead_stream);
 }
 
 static int base_timeout_ms(const struct queue_i *qi)
@@ -361,16 +359,6 @@ static int do_connect(struct queue_i *qi)
     return NR_OK;
 }
 
-static char *default_consumer(void)
-{
-    char host[256];
-
-    if (gethostname(host, sizeof(host)) != 0)
-        strcpy(host, "unknown");
-    host[sizeof(host) - 1] = '\0';
-    return nr_asprintf("%s:%ld", host, (long)getpid());
-}
-
 struct nr_queue *nr_queue_connect(const struct nr_config *cfg, const char *consumer)
 {
     struct queue_i *qi = nr_calloc(1, sizeof(*qi));
@@ -378,12 +366,7 @@ struct nr_queue *nr_queue_connect(const struct nr_config *cfg, const char *consu
 
     qi->pub.cfg = cfg ? cfg : &empty;
     snprintf(qi->where, sizeof(qi->where), "(unknown)");
-    if (consumer != NULL && consumer[0] != '\0')
-        qi->pub.consumer = nr_strdup(consumer);
-    else if (cfg != NULL && cfg->worker.consumer_name && cfg->worker.consumer_name[0])
-        qi->pub.consumer = nr_strdup(cfg->worker.consumer_name);
-    else
-        qi->pub.consumer = default_consumer();
+    qi->pub.consumer = nr_config_worker_name(cfg, consumer);
     do_connect(qi);
     return &qi->pub;
 }

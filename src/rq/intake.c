@@ -32,8 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "netraven/backoff.h"
 #include "netraven/log.h"
 #include "netraven/queue.h"
 #include "netraven/run.h"
@@ -65,40 +65,33 @@ struct held {
 };
 
 /* A command Redis refuses while the connection stays up (say WRONGTYPE on
- * a key someone else wrote): tried again after its own backoff, said once
- * when it starts failing and once when it works again. */
-struct refusal {
-    bool                    said;
-    double                  backoff;        /* 0: BACKOFF_MIN_S */
-    uint64_t                retry_at_ns;
-};
+ * a key someone else wrote) is tried again after a backoff of its own
+ * (backoff.h), said once when it starts failing and once when it works
+ * again. */
 
 /* Per queue, in the order of rq->queues. */
 struct qstate {
-    struct refusal          take;           /* the move from the queue */
-    struct refusal          cleanup;        /* its wip registry and intake lists */
+    struct nr_backoff       take;           /* the move from the queue */
+    struct nr_backoff       cleanup;        /* its wip registry and intake lists */
     char                    take_what[160], cleanup_what[160];
 };
 
-struct intake {
+struct nr_rq_intake {
     const struct nr_config *cfg;
     struct nr_runner       *runner;
     char                   *worker;
     pthread_t               thread;
 
-    atomic_bool             stop;
-    _Atomic uint64_t        stop_at_ns;     /* mono time of the first request */
+    struct nr_backoff_stop  stop;           /* wakes the reconnect wait */
 
     struct nr_rq           *rq;
     bool                    connected;      /* registered since the last (re)connect */
-    bool                    down_logged;
-    double                  backoff;
-    uint64_t                retry_at_ns;
+    struct nr_backoff       down;           /* reconnects; said once per outage */
     uint64_t                next_hb_ns, next_cleanup_ns;
     bool                    suspended;
     char                   *shown_job;      /* current_job last written, NULL idle */
     struct qstate          *qs;             /* rq->queues.n of them, once connected */
-    struct refusal          hb_refusal, state_refusal, susp_refusal;
+    struct nr_backoff       hb_refusal, state_refusal, susp_refusal;
     unsigned long long      run_seq;        /* for the runs' entry ids */
 
     struct held           **h;
@@ -107,14 +100,16 @@ struct intake {
     struct nr_store        *store;          /* for abandoned runs' job rows; lazy */
 };
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct intake  *g_intake;
+/* One intake at a time in a process: it owns the worker's name in RQ (its
+ * registration, its intake lists), and two under one name would put back
+ * each other's jobs. */
+static atomic_bool g_running;
 
 static uint64_t s_to_ns(double s) { return (uint64_t)(s * 1e9); }
 
 /* ------------------------------------------------------------- the held */
 
-static struct held *held_add(struct intake *in, enum held_state st, struct nr_rq_job *job)
+static struct held *held_add(struct nr_rq_intake *in, enum held_state st, struct nr_rq_job *job)
 {
     struct held *h = nr_calloc(1, sizeof(*h));
 
@@ -139,14 +134,14 @@ static void held_free(struct held *h)
     free(h);
 }
 
-static void held_remove(struct intake *in, size_t i)
+static void held_remove(struct nr_rq_intake *in, size_t i)
 {
     held_free(in->h[i]);
     memmove(&in->h[i], &in->h[i + 1], (in->nh - i - 1) * sizeof(*in->h));
     in->nh--;
 }
 
-static size_t count_state(const struct intake *in, enum held_state st)
+static size_t count_state(const struct nr_rq_intake *in, enum held_state st)
 {
     size_t n = 0;
     for (size_t i = 0; i < in->nh; i++)
@@ -154,7 +149,7 @@ static size_t count_state(const struct intake *in, enum held_state st)
     return n;
 }
 
-static bool prune_running(const struct intake *in)
+static bool prune_running(const struct nr_rq_intake *in)
 {
     for (size_t i = 0; i < in->nh; i++)
         if (in->h[i]->prune != NULL)
@@ -164,14 +159,14 @@ static bool prune_running(const struct intake *in)
 
 /* ---------------------------------------------------------- Redis state */
 
-static bool stopping(struct intake *in)
+static bool stopping(struct nr_rq_intake *in)
 {
-    return atomic_load(&in->stop);
+    return nr_backoff_stop_requested(&in->stop);
 }
 
 /* A call failed: NR_EIO means the connection is gone (reconnect later);
  * NR_EINVAL means Redis refused this one write (log it, drop it). */
-static void note_failure(struct intake *in, const struct held *h, const char *what, int rc)
+static void note_failure(struct nr_rq_intake *in, const struct held *h, const char *what, int rc)
 {
     if (rc == NR_EIO) {
         in->connected = false;
@@ -181,54 +176,32 @@ static void note_failure(struct intake *in, const struct held *h, const char *wh
            NR_S("what", what), NR_S("error", in->rq->errstr));
 }
 
-static bool redis_ok(struct intake *in)
+static bool redis_ok(struct nr_rq_intake *in)
 {
     return in->connected && in->rq->err == 0;
-}
-
-/* The delay to wait now (at least BACKOFF_MIN_S); *b doubles towards
- * BACKOFF_MAX_S for the next failure.  One rule for the reconnects and
- * for refused commands. */
-static double backoff_next(double *b)
-{
-    double now = *b < BACKOFF_MIN_S ? BACKOFF_MIN_S : *b;
-
-    *b = now * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : now * 2;
-    return now;
-}
-
-static bool refusal_due(const struct refusal *r)
-{
-    return nr_mono_ns() >= r->retry_at_ns;
 }
 
 /* A call under r ended with rc: a refusal backs off (and is said the
  * first time), success ends the refusal (said if it was), NR_EIO drops
  * the connection.  Returns rc. */
-static int refusal_note(struct intake *in, struct refusal *r, const char *what, int rc)
+static int refusal_note(struct nr_rq_intake *in, struct nr_backoff *r, const char *what, int rc)
 {
     if (rc == NR_EIO) {
         in->connected = false;
     } else if (rc == NR_EINVAL) {
-        double delay = backoff_next(&r->backoff);
+        double delay = nr_backoff_fail(r);
 
-        if (!r->said)
+        if (nr_backoff_say(r))
             NR_LOG(NR_EV_RQ_REFUSED, 0, 0, NR_S("what", what), NR_S("error", in->rq->errstr),
                    NR_D("delay_s", delay));
-        r->said = true;
-        r->retry_at_ns = nr_mono_ns() + s_to_ns(delay);
-    } else {
-        if (r->said)
-            NR_LOG(NR_EV_RQ_ACCEPTED, 0, 0, NR_S("what", what));
-        r->said = false;
-        r->backoff = BACKOFF_MIN_S;
-        r->retry_at_ns = 0;
+    } else if (nr_backoff_ok(r)) {
+        NR_LOG(NR_EV_RQ_ACCEPTED, 0, 0, NR_S("what", what));
     }
     return rc;
 }
 
 /* The jobs RQ sees as started by us, for heartbeats. */
-static int heartbeat(struct intake *in)
+static int heartbeat(struct nr_rq_intake *in)
 {
     const struct nr_rq_job **jobs = nr_calloc(in->nh + 1, sizeof(*jobs));
     size_t n = 0;
@@ -248,7 +221,7 @@ static int heartbeat(struct intake *in)
 /* A job RQ failed as abandoned had a run whose worker died: its `jobs`
  * row must not stay RUNNING.  A row that is no longer RUNNING (another
  * run finished it since) is left alone. */
-static void end_abandoned_runs(struct intake *in, const struct nr_rq_died *died)
+static void end_abandoned_runs(struct nr_rq_intake *in, const struct nr_rq_died *died)
 {
     for (size_t i = 0; i < died->n; i++) {
         if (in->store == NULL)
@@ -266,7 +239,7 @@ static void end_abandoned_runs(struct intake *in, const struct nr_rq_died *died)
 
 /* Put back the intake lists of queue i: this worker's own (own) or those
  * of dead workers. */
-static int recover(struct intake *in, size_t i, bool own)
+static int recover(struct nr_rq_intake *in, size_t i, bool own)
 {
     struct nr_strlist keep = { 0 };
     size_t moved = 0;
@@ -286,7 +259,7 @@ static int recover(struct intake *in, size_t i, bool own)
     return rc;
 }
 
-static void cleanup(struct intake *in)
+static void cleanup(struct nr_rq_intake *in)
 {
     for (size_t i = 0; i < in->rq->queues.n && redis_ok(in); i++) {
         size_t failed = 0, requeued = 0;
@@ -310,18 +283,20 @@ static void cleanup(struct intake *in)
 /* After a (re)connect: what our intake lists hold and we do not (a take
  * that failed after its move, or all of it after a restart) goes back to
  * its queue (rq.h, "Taking"). */
-static void recover_own(struct intake *in)
+static void recover_own(struct nr_rq_intake *in)
 {
     for (size_t i = 0; i < in->rq->queues.n && redis_ok(in); i++)
         refusal_note(in, &in->qs[i].cleanup, in->qs[i].cleanup_what, recover(in, i, true));
 }
 
-static void queues_init(struct intake *in)
+static void queues_init(struct nr_rq_intake *in)
 {
     if (in->qs != NULL)
         return;
     in->qs = nr_calloc(in->rq->queues.n + 1, sizeof(*in->qs));
     for (size_t i = 0; i < in->rq->queues.n; i++) {
+        nr_backoff_init(&in->qs[i].take, BACKOFF_MIN_S, BACKOFF_MAX_S);
+        nr_backoff_init(&in->qs[i].cleanup, BACKOFF_MIN_S, BACKOFF_MAX_S);
         snprintf(in->qs[i].take_what, sizeof(in->qs[i].take_what), "taking jobs from queue %s",
                  in->rq->queues.v[i]);
         snprintf(in->qs[i].cleanup_what, sizeof(in->qs[i].cleanup_what),
@@ -331,12 +306,11 @@ static void queues_init(struct intake *in)
 
 /* Connect or reconnect, then register, heart-beat our own jobs (so that
  * the cleanup cannot take them for abandoned) and clean up. */
-static void ensure_connected(struct intake *in)
+static void ensure_connected(struct nr_rq_intake *in)
 {
-    uint64_t now = nr_mono_ns();
     int rc;
 
-    if (redis_ok(in) || now < in->retry_at_ns)
+    if (redis_ok(in) || !nr_backoff_due(&in->down))
         return;
     if (in->rq == NULL) {
         in->rq = nr_rq_connect(in->cfg, in->worker, NULL);
@@ -363,26 +337,23 @@ static void ensure_connected(struct intake *in)
             }
             NR_LOG(NR_EV_RQ_CONSUMING, 0, 0, NR_S("queues", queues), NR_S("worker", in->worker));
             free(queues);
-            in->down_logged = false;
-            in->backoff = BACKOFF_MIN_S;
+            nr_backoff_ok(&in->down);
             recover_own(in);
             if (redis_ok(in))
                 cleanup(in);
             return;
         }
     }
-    double delay = backoff_next(&in->backoff);
+    double delay = nr_backoff_fail(&in->down);
 
     in->connected = false;
-    if (!in->down_logged)
+    if (nr_backoff_say(&in->down))
         NR_LOG(NR_EV_RQ_REDIS_UNAVAILABLE, 0, 0, NR_S("error", in->rq->errstr),
                NR_D("delay_s", delay));
-    in->down_logged = true;
-    in->retry_at_ns = now + s_to_ns(delay);
 }
 
 /* Show the worker busy with the newest job that RQ sees started, or idle. */
-static void update_worker_state(struct intake *in)
+static void update_worker_state(struct nr_rq_intake *in)
 {
     const char *want = NULL;
     int rc;
@@ -396,7 +367,7 @@ static void update_worker_state(struct intake *in)
     if ((want == NULL && in->shown_job == NULL) ||
         (want != NULL && in->shown_job != NULL && strcmp(want, in->shown_job) == 0))
         return;
-    if (!refusal_due(&in->state_refusal))
+    if (!nr_backoff_due(&in->state_refusal))
         return;
     rc = refusal_note(in, &in->state_refusal, "the worker state",
                       nr_rq_worker_state(in->rq, want));
@@ -408,7 +379,7 @@ static void update_worker_state(struct intake *in)
 
 /* --------------------------------------------------------- job outcomes */
 
-static void write_rejection(struct intake *in, size_t i)
+static void write_rejection(struct nr_rq_intake *in, size_t i)
 {
     struct held *h = in->h[i];
     int rc = nr_rq_fail(in->rq, &h->job, h->reason, false, NULL);
@@ -426,7 +397,7 @@ static void write_rejection(struct intake *in, size_t i)
 }
 
 /* Write the outcome of a DONE job (see "Outcome mapping" in rq.h). */
-static void write_outcome(struct intake *in, size_t i)
+static void write_outcome(struct nr_rq_intake *in, size_t i)
 {
     struct held *h = in->h[i];
     const struct nr_run_done *d = &h->done;
@@ -488,7 +459,7 @@ static uint64_t deadline_of(const struct held *h)
 /* RUNNING jobs past their RQ timeout fail, as a Python worker's
  * JobTimeoutException; never retried, since the run cannot be stopped and
  * a retry would run the same NetRaven job twice at once (rq.h). */
-static void expire(struct intake *in)
+static void expire(struct nr_rq_intake *in)
 {
     uint64_t now = nr_mono_ns();
 
@@ -514,7 +485,7 @@ static void expire(struct intake *in)
 
 /* Hand the job to the runner: RUNNING, or still WAITING when the slot was
  * taken by the other intake. */
-static void submit(struct intake *in, struct held *h)
+static void submit(struct nr_rq_intake *in, struct held *h)
 {
     struct nr_run_request req = { .source = NR_RUN_SOURCE_RQ };
     int rc;
@@ -552,7 +523,7 @@ static void submit(struct intake *in, struct held *h)
 }
 
 /* Shutting down: hand a job that never ran back to its queue. */
-static void release(struct intake *in, size_t i)
+static void release(struct nr_rq_intake *in, size_t i)
 {
     struct held *h = in->h[i];
     int rc = nr_rq_release(in->rq, &h->job);
@@ -570,7 +541,7 @@ static void release(struct intake *in, size_t i)
 }
 
 /* Move every held job as far as it can go now. */
-static void advance(struct intake *in)
+static void advance(struct nr_rq_intake *in)
 {
     for (size_t i = 0; i < in->nh && redis_ok(in);) {
         struct held *h = in->h[i];
@@ -648,7 +619,7 @@ static void collect_prune(struct held *h)
 }
 
 /* Take the runner's reports for our runs, and the prune thread's. */
-static void collect(struct intake *in)
+static void collect(struct nr_rq_intake *in)
 {
     struct nr_run_done d[COLLECT_BATCH];
     size_t n;
@@ -677,7 +648,7 @@ static void collect(struct intake *in)
 }
 
 /* One queue's move: refusals back off per queue (refusal_note). */
-static int take_q(struct intake *in, size_t qi, int timeout_s, struct nr_rq_job *job)
+static int take_q(struct nr_rq_intake *in, size_t qi, int timeout_s, struct nr_rq_job *job)
 {
     return refusal_note(in, &in->qs[qi].take, in->qs[qi].take_what,
                         nr_rq_take_from(in->rq, qi, timeout_s, job));
@@ -686,7 +657,7 @@ static int take_q(struct intake *in, size_t qi, int timeout_s, struct nr_rq_job 
 /* Take one job and hold it as TAKEN or REJECT: every queue not backing off
  * from a refusal at once, in order, then a blocking move on the first of
  * them (1 s when there are others to look at again, or runs in flight). */
-static void take_one(struct intake *in)
+static void take_one(struct nr_rq_intake *in)
 {
     struct nr_rq_job job;
     struct nr_rq_call call;
@@ -695,11 +666,11 @@ static void take_one(struct intake *in)
     int rc = NR_NOTFOUND;
 
     for (qi = 0; qi < nq && rc != NR_OK; qi++)
-        if (refusal_due(&in->qs[qi].take) && (rc = take_q(in, qi, 0, &job)) == NR_EIO)
+        if (nr_backoff_due(&in->qs[qi].take) && (rc = take_q(in, qi, 0, &job)) == NR_EIO)
             return;
     if (rc != NR_OK) {
         for (qi = 0; qi < nq && first == nq; qi++)
-            if (refusal_due(&in->qs[qi].take))
+            if (nr_backoff_due(&in->qs[qi].take))
                 first = qi;
         if (first == nq) {
             /* every queue refused: wait for the first retry, or a run */
@@ -728,11 +699,11 @@ static void take_one(struct intake *in)
 }
 
 /* Is `rq suspend` in force?  Logged on change. */
-static bool suspended(struct intake *in)
+static bool suspended(struct nr_rq_intake *in)
 {
     int rc;
 
-    if (!refusal_due(&in->susp_refusal))
+    if (!nr_backoff_due(&in->susp_refusal))
         return true;
     rc = nr_rq_suspended(in->rq);
     refusal_note(in, &in->susp_refusal, "reading rq:suspended", rc < 0 ? rc : NR_OK);
@@ -750,9 +721,9 @@ static bool suspended(struct intake *in)
 
 /* ---------------------------------------------------------- the thread */
 
-static bool grace_over(struct intake *in)
+static bool grace_over(struct nr_rq_intake *in)
 {
-    uint64_t at = atomic_load(&in->stop_at_ns);
+    uint64_t at = nr_backoff_stop_at(&in->stop);
     int grace = in->cfg->worker.shutdown_grace_seconds;
 
     return at != 0 && nr_mono_ns() >= at + (uint64_t)(grace > 0 ? grace : 0) * 1000000000ull;
@@ -760,14 +731,13 @@ static bool grace_over(struct intake *in)
 
 static void *intake_main(void *arg)
 {
-    struct intake *in = arg;
+    struct nr_rq_intake *in = arg;
     sigset_t all;
 
     /* signals belong to the main thread */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     pthread_setname_np(pthread_self(), "rq-intake");
-    in->backoff = BACKOFF_MIN_S;
 
     for (;;) {
         uint64_t now;
@@ -796,7 +766,9 @@ static void *intake_main(void *arg)
             continue;
         }
         if (!redis_ok(in)) {
-            nr_runner_wait(in->runner, NR_RUN_SOURCE_RQ, 0.2);
+            /* nothing can be written before the reconnect: wait for its
+             * time, or a stop */
+            nr_backoff_wait(&in->down, &in->stop);
             continue;
         }
         /* a new job only when none waits for a slot and a slot is free */
@@ -836,7 +808,7 @@ static void *intake_main(void *arg)
     return NULL;
 }
 
-static void intake_free(struct intake *in)
+static void intake_release(struct nr_rq_intake *in)
 {
     for (size_t i = 0; i < in->nh; i++)
         held_free(in->h[i]);
@@ -846,66 +818,46 @@ static void intake_free(struct intake *in)
     free(in->shown_job);
     free(in->qs);
     free(in->worker);
+    nr_backoff_stop_clear(&in->stop);
     free(in);
 }
 
-int nr_rq_intake_start(const struct nr_config *cfg, struct nr_runner *runner,
-                       const char *consumer)
+struct nr_rq_intake *nr_rq_intake_new(const struct nr_config *cfg, struct nr_runner *runner,
+                                      const char *consumer)
 {
-    struct intake *in;
-    char host[256];
+    struct nr_rq_intake *in;
 
-    if (cfg == NULL || runner == NULL)
-        return NR_EINVAL;
-    pthread_mutex_lock(&g_mu);
-    if (g_intake != NULL) {
-        pthread_mutex_unlock(&g_mu);
-        return NR_EINVAL;
-    }
+    if (cfg == NULL || runner == NULL || atomic_exchange(&g_running, true))
+        return NULL;
     in = nr_calloc(1, sizeof(*in));
     in->cfg = cfg;
     in->runner = runner;
-    if (consumer != NULL && consumer[0] != '\0') {
-        in->worker = nr_strdup(consumer);
-    } else if (cfg->worker.consumer_name != NULL && cfg->worker.consumer_name[0] != '\0') {
-        in->worker = nr_strdup(cfg->worker.consumer_name);
-    } else {
-        if (gethostname(host, sizeof(host)) != 0)
-            strcpy(host, "worker");
-        host[sizeof(host) - 1] = '\0';
-        in->worker = nr_asprintf("%s:%ld", host, (long)getpid());
-    }
-    atomic_init(&in->stop, false);
-    atomic_init(&in->stop_at_ns, 0);
+    in->worker = nr_config_worker_name(cfg, consumer);
+    nr_backoff_stop_init(&in->stop);
+    nr_backoff_init(&in->down, BACKOFF_MIN_S, BACKOFF_MAX_S);
+    nr_backoff_init(&in->hb_refusal, BACKOFF_MIN_S, BACKOFF_MAX_S);
+    nr_backoff_init(&in->state_refusal, BACKOFF_MIN_S, BACKOFF_MAX_S);
+    nr_backoff_init(&in->susp_refusal, BACKOFF_MIN_S, BACKOFF_MAX_S);
     if (pthread_create(&in->thread, NULL, intake_main, in) != 0) {
-        intake_free(in);
-        pthread_mutex_unlock(&g_mu);
-        return NR_ERR;
+        intake_release(in);
+        atomic_store(&g_running, false);
+        return NULL;
     }
-    g_intake = in;
-    pthread_mutex_unlock(&g_mu);
-    return NR_OK;
+    return in;
 }
 
-void nr_rq_intake_request_stop(void)
+void nr_rq_intake_stop(struct nr_rq_intake *in)
 {
-    pthread_mutex_lock(&g_mu);
-    if (g_intake != NULL && !atomic_exchange(&g_intake->stop, true))
-        atomic_store(&g_intake->stop_at_ns, nr_mono_ns());
-    pthread_mutex_unlock(&g_mu);
+    if (in != NULL)
+        nr_backoff_stop_request(&in->stop);
 }
 
-void nr_rq_intake_stop(void)
+void nr_rq_intake_free(struct nr_rq_intake *in)
 {
-    struct intake *in;
-
-    nr_rq_intake_request_stop();
-    pthread_mutex_lock(&g_mu);
-    in = g_intake;
-    g_intake = NULL;
-    pthread_mutex_unlock(&g_mu);
     if (in == NULL)
         return;
+    nr_rq_intake_stop(in);
     pthread_join(in->thread, NULL);
-    intake_free(in);
+    intake_release(in);
+    atomic_store(&g_running, false);
 }

@@ -372,12 +372,7 @@ struct nr_rq *nr_rq_connect(const struct nr_config *cfg, const char *worker,
     if (gethostname(ri->hostname, sizeof(ri->hostname)) != 0)
         strcpy(ri->hostname, "unknown");
     ri->hostname[sizeof(ri->hostname) - 1] = '\0';
-    if (worker != NULL && worker[0] != '\0')
-        ri->pub.worker = nr_strdup(worker);
-    else if (cfg->worker.consumer_name != NULL && cfg->worker.consumer_name[0] != '\0')
-        ri->pub.worker = nr_strdup(cfg->worker.consumer_name);
-    else
-        ri->pub.worker = nr_asprintf("%s:%ld", ri->hostname, (long)getpid());
+    ri->pub.worker = nr_config_worker_name(cfg, worker);
     for (size_t i = 0; i < q->n; i++)
         if (q->v[i] != NULL && q->v[i][0] != '\0')
             nr_strlist_push(&ri->pub.queues, q->v[i]);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netraven/backoff.h"
 #include "netraven/breaker.h"
 #include "netraven/cred.h"
 #include "netraven/dispatch.h"
@@ -53,7 +54,7 @@ struct run {
     pthread_cond_t   space_cv;      /* unwritten fell below UNWRITTEN_MAX */
     size_t           unwritten;     /* handed to the run thread, not yet written */
 
-    const atomic_bool *closing;     /* the runner is shutting down */
+    struct nr_backoff_stop *closing;    /* the runner is shutting down */
     bool      record_failed;        /* a write to PostgreSQL failed */
     char     *record_error;
     unsigned  succeeded;
@@ -115,27 +116,21 @@ static void record_failure(struct run *run, const char *what)
     record_failure_on(run, run->store, what);
 }
 
-/* PostgreSQL went away under a run: wait for it with backoff (0.5 s
- * doubling to 10 s) and reconnect, holding what the run has in memory, so
- * that results are written once, in order, when it is back.  Returns false
- * when the runner is shutting down (the run then ends not recorded and
- * its queue entry is delivered again). */
-static bool store_wait_on(struct run *run, struct nr_store *store, int attempt)
+/* PostgreSQL went away under a run: wait for it on store with backoff
+ * (backoff.h, 0.5 s doubling to 10 s, said once per call) and reconnect,
+ * holding what the run has in memory, so that results are written once
+ * when it is back.  Returns false when the runner is shutting down (its
+ * stop ends the wait; the run then ends not recorded and its queue entry
+ * is delivered again). */
+static bool store_wait_on(struct run *run, struct nr_store *store, struct nr_backoff *b)
 {
-    double delay = 0.5;
+    double delay = nr_backoff_fail(b);
 
-    for (int i = 0; i < attempt && delay < 10; i++)
-        delay *= 2;
-    if (delay > 10)
-        delay = 10;
-    if (attempt == 0)
+    if (nr_backoff_say(b))
         NR_LOG(NR_EV_SYS_DB_UNAVAILABLE, 0, 0, NR_S("error", store->errstr),
                NR_D("delay_s", delay));
-    for (double t = 0; t < delay; t += 0.1) {
-        if (atomic_load(run->closing))
-            return false;
-        nr_sleep_s(0.1);
-    }
+    if (nr_backoff_wait(b, run->closing))
+        return false;
     if (nr_store_reset(store) == 0) {
         char *masked = nr_config_mask_url(run->cfg->database.url);
         NR_LOG(NR_EV_SYS_DB_CONNECTED, 0, 0, NR_S("url", masked));
@@ -149,10 +144,11 @@ static bool store_wait_on(struct run *run, struct nr_store *store, int attempt)
 #define STORE_TRY_ON(run, store, call)                                        \
     ({                                                                        \
         int rc_;                                                              \
-        for (int try_ = 0;; try_++) {                                         \
+        struct nr_backoff b_ = NR_BACKOFF_INIT(0.5, 10);                      \
+        for (;;) {                                                            \
             rc_ = (call);                                                     \
             if (rc_ >= 0 || (store)->err != NR_EIO ||                         \
-                !store_wait_on((run), (store), try_))                         \
+                !store_wait_on((run), (store), &b_))                          \
                 break;                                                        \
         }                                                                     \
         rc_;                                                                  \
@@ -310,12 +306,13 @@ fail:
 static void store_results(struct run *run, struct nr_store *st, const struct nr_device **devs,
                           struct nr_result **res, struct saved *sv, size_t n)
 {
+    struct nr_backoff b = NR_BACKOFF_INIT(0.5, 10);
     bool stored = false;
 
-    for (int try = 0; n > 1 && !stored; try++) {
+    while (n > 1 && !stored) {
         if (store_batch_txn(run, st, devs, res, sv, n) == 0)
             stored = true;
-        else if (st->err != NR_EIO || !store_wait_on(run, st, try))
+        else if (st->err != NR_EIO || !store_wait_on(run, st, &b))
             break;
     }
     for (size_t i = 0; i < n && !stored; i++)
@@ -598,7 +595,7 @@ static const char *resolve_and_dispatch(struct run *run, const struct nr_cred_ke
  * here on first use and kept. */
 static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
                         const struct nr_cred_keyring *keyring, struct nr_breaker *breaker,
-                        const atomic_bool *closing, struct nr_store **storep,
+                        struct nr_backoff_stop *closing, struct nr_store **storep,
                         struct writer *writer, struct nr_run_request *req,
                         struct nr_run_done *done)
 {
@@ -725,7 +722,8 @@ struct nr_runner {
     struct done_node      *done_head[NR_RUN_SOURCE_COUNT];
     struct done_node      *done_tail[NR_RUN_SOURCE_COUNT];
     bool                   closing;
-    atomic_bool            stopping;    /* closing, readable without the lock */
+    struct nr_backoff_stop stopping;    /* closing, readable without the lock; wakes
+                                           a run's wait for PostgreSQL */
 
     pthread_t *threads;
     size_t     nthreads;
@@ -832,6 +830,7 @@ struct nr_runner *nr_runner_new(const struct nr_config *cfg, struct nr_pool *poo
     pthread_cond_init(&r->req_cv, &ca);
     pthread_cond_init(&r->done_cv, &ca);
     pthread_condattr_destroy(&ca);
+    nr_backoff_stop_init(&r->stopping);
 
     for (; r->nthreads < r->slots; r->nthreads++)
         if (pthread_create(&r->threads[r->nthreads], NULL, runner_main, r) != 0) {
@@ -920,7 +919,7 @@ void nr_runner_free(struct nr_runner *r)
         return;
     pthread_mutex_lock(&r->mu);
     r->closing = true;
-    atomic_store(&r->stopping, true);
+    nr_backoff_stop_request(&r->stopping);
     pthread_cond_broadcast(&r->req_cv);
     pthread_mutex_unlock(&r->mu);
     for (size_t i = 0; i < r->nthreads; i++)
@@ -934,6 +933,7 @@ void nr_runner_free(struct nr_runner *r)
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->req_cv);
     pthread_cond_destroy(&r->done_cv);
+    nr_backoff_stop_clear(&r->stopping);
     nr_cred_keyring_clear(&r->keyring);
     nr_breaker_free(r->breaker);
     free(r->reqs);

@@ -42,7 +42,7 @@ static struct nr_config cfg;
 static bool cfg_loaded;
 static struct nr_pool *pool;
 static struct nr_runner *runner;
-static bool intake_running;
+static struct nr_rq_intake *intake;
 
 /* ---------------------------------------------------------------- config */
 
@@ -81,10 +81,10 @@ static void intake_start(void)
     ck_assert_ptr_nonnull(pool);
     runner = nr_runner_new(&cfg, pool);
     ck_assert_ptr_nonnull(runner);
-    ck_assert_int_eq(nr_rq_intake_start(&cfg, runner, WORKER), 0);
+    intake = nr_rq_intake_new(&cfg, runner, WORKER);
+    ck_assert_ptr_nonnull(intake);
     /* one intake per process */
-    ck_assert_int_eq(nr_rq_intake_start(&cfg, runner, WORKER), NR_EINVAL);
-    intake_running = true;
+    ck_assert_ptr_null(nr_rq_intake_new(&cfg, runner, WORKER));
 }
 
 static void intake_up_with(const char *db_url, const char *extra_env)
@@ -97,10 +97,11 @@ static void intake_up(void) { intake_up_with(nrt_db_url(), NULL); }
 
 static void intake_down(void)
 {
-    if (intake_running) {
-        nr_rq_intake_stop();
-        nr_rq_intake_stop();        /* a second stop is a no-op */
-        intake_running = false;
+    if (intake != NULL) {
+        nr_rq_intake_stop(intake);
+        nr_rq_intake_stop(intake);  /* a second stop is a no-op */
+        nr_rq_intake_free(intake);
+        intake = NULL;
     }
     nr_runner_free(runner);
     runner = NULL;
@@ -596,15 +597,15 @@ START_TEST(test_busy_heartbeat_and_stop)
     free(hb1); free(hb2); free(sc1); free(sc2);
 
     /* stop requested: a job queued now is not taken */
-    nr_rq_intake_request_stop();
+    nr_rq_intake_stop(intake);
     char *b = py("print(enqueue(%lld).id)\n", job);
     sleep(3);
     ck_assert_int_eq(rint_cmd("LLEN rq:queue:default"), 1);
 
     /* the run goes on once the row is free; stop waits and records it */
     PQclear(nrt_sql(db, "COMMIT"));
-    nr_rq_intake_stop();
-    intake_running = false;
+    nr_rq_intake_free(intake);
+    intake = NULL;
     snprintf(key, sizeof(key), "rq:job:%s", a);
     char *st = hget(key, "status");
     ck_assert_str_eq(st, "finished");
@@ -676,8 +677,8 @@ START_TEST(test_db_away)
     expect_status(id, "started", 30);
     ck_assert_msg(!wait_status(id, "failed", 3), "failed while the run waits");
     free(py("check(StartedJobRegistry('default', connection=r).get_job_ids() == ['%s'], 'started')\n", id));
-    nr_rq_intake_stop();
-    intake_running = false;
+    nr_rq_intake_free(intake);
+    intake = NULL;
     snprintf(key, sizeof(key), "rq:job:%s", id);
     char *st = hget(key, "status");
     ck_assert_str_eq(st, "queued");
@@ -1198,8 +1199,8 @@ START_TEST(test_prune_stop)
     expect_status(id, "started", 30);
     sleep(1);
     uint64_t t0 = nr_mono_ns();
-    nr_rq_intake_stop();
-    intake_running = false;
+    nr_rq_intake_free(intake);
+    intake = NULL;
     ck_assert_msg(nr_mono_ns() - t0 < 5000000000ull, "stop took %.1f s",
                   (double)(nr_mono_ns() - t0) / 1e9);
     snprintf(key, sizeof(key), "rq:job:%s", id);

@@ -979,6 +979,65 @@ START_TEST(test_reload)
 }
 END_TEST
 
+/* keys.def's defaults alone, for configurations that were not loaded: the
+ * same values a load with empty files gives. */
+START_TEST(test_default_alone)
+{
+    const struct nr_config *d = nr_config_default();
+    struct nr_config c;
+    char *err;
+
+    put("default.yaml", "");
+    ck_assert_int_eq(LOAD(&c, &err, NULL), 0);
+    ck_assert_ptr_eq(nr_config_default(), d);      /* built once */
+    ck_assert_ptr_null(d->env);                     /* no file, no environment */
+    ck_assert_str_eq(d->database.url, c.database.url);
+    ck_assert_int_eq(d->logging.queue_size, c.logging.queue_size);
+    ck_assert_int_eq(d->logging.redis.queue_size, c.logging.redis.queue_size);
+    ck_assert_int_eq(d->logging.db_batch_size, c.logging.db_batch_size);
+    ck_assert_int_eq(d->logging.redis.port, c.logging.redis.port);
+    ck_assert_str_eq(d->logging.redis.channel_prefix, c.logging.redis.channel_prefix);
+    ck_assert_str_eq(d->queue.stream, c.queue.stream);
+    ck_assert_str_eq(d->queue.group, c.queue.group);
+    ck_assert_str_eq(d->queue.dead_stream, c.queue.dead_stream);
+    ck_assert_int_eq(d->worker.shutdown_grace_seconds, c.worker.shutdown_grace_seconds);
+    nr_config_clear(&c);
+}
+END_TEST
+
+/* One rule for the worker's name: given, else worker.consumer_name, else
+ * host:pid. */
+START_TEST(test_worker_name)
+{
+    struct nr_config c;
+    char *err, *n, want[300], host[256];
+
+    put("default.yaml", "");
+    ck_assert_int_eq(LOAD(&c, &err, NULL), 0);
+    ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+    host[sizeof(host) - 1] = '\0';
+    snprintf(want, sizeof(want), "%s:%ld", host, (long)getpid());
+    n = nr_config_worker_name(&c, NULL);
+    ck_assert_str_eq(n, want);
+    free(n);
+    n = nr_config_worker_name(NULL, "");
+    ck_assert_str_eq(n, want);
+    free(n);
+    n = nr_config_worker_name(&c, "given");
+    ck_assert_str_eq(n, "given");
+    free(n);
+    nr_config_clear(&c);
+    ck_assert_int_eq(LOAD(&c, &err, "NETRAVEN_WORKER__CONSUMER_NAME=w1"), 0);
+    n = nr_config_worker_name(&c, NULL);
+    ck_assert_str_eq(n, "w1");
+    free(n);
+    n = nr_config_worker_name(&c, "given");
+    ck_assert_str_eq(n, "given");
+    free(n);
+    nr_config_clear(&c);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1003,6 +1062,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_level_and_type_names);
     tcase_add_test(tc, test_reload);
     tcase_add_test(tc, test_device_types);
+    tcase_add_test(tc, test_default_alone);
+    tcase_add_test(tc, test_worker_name);
     suite_add_tcase(s, tc);
     return s;
 }

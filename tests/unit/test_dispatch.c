@@ -203,7 +203,7 @@ struct fixture {
     struct nr_config   cfg;
     struct nr_pool    *pool;
     struct nr_breaker *breaker;
-    atomic_bool        closing;
+    struct nr_backoff_stop closing;
     struct nr_job      job;
     struct nr_device   devs[8];
     struct nr_dispatch d;
@@ -228,6 +228,7 @@ static void on_done(struct nr_dispatch_task *t)
 static void setup(void)
 {
     memset(&fx, 0, sizeof(fx));
+    nr_backoff_stop_init(&fx.closing);
     memset(scripts, 0, sizeof(scripts));
     fx.cfg.worker.retry_attempts = 2;
     fx.cfg.worker.retry_backoff = 0;         /* the floor: a millisecond in the heap */
@@ -255,6 +256,7 @@ static void teardown(void)
 {
     nr_pool_free(fx.pool);
     nr_breaker_free(fx.breaker);
+    nr_backoff_stop_clear(&fx.closing);
     pthread_mutex_destroy(&fx.mu);
     pthread_cond_destroy(&fx.cv);
 }
@@ -453,7 +455,7 @@ START_TEST(stopped_by_shutdown)
     static const enum nr_failure_class timeout = NR_FAILURE_TIMEOUT;
     struct nr_dispatch_task t;
 
-    atomic_store(&fx.closing, true);
+    nr_backoff_stop_request(&fx.closing);
     script(3, 1, &timeout);
     run(3, &t);
     ck_assert_int_eq(atomic_load(&scripts[3].calls), 1);
