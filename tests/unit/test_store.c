@@ -104,6 +104,23 @@ START_TEST(sqlstate_faults)
 }
 END_TEST
 
+/* Without a connection every failure is the connection's, said on one
+ * line, and COPY does not start. */
+START_TEST(fail_without_a_connection)
+{
+    struct nr_store s;
+
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(nr_store_fail(&s, "log_copy", NULL), NR_STORE_FAULT_CONN);
+    ck_assert_int_eq(s.err, NR_EIO);
+    ck_assert_str_eq(s.errstr, "log_copy: not connected");
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(nr_store_copy_begin(&s, "COPY logs FROM STDIN"), NR_STORE_FAULT_CONN);
+    ck_assert_int_eq(s.err, NR_EIO);
+    ck_assert_str_eq(s.errstr, "not connected");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store");
@@ -114,6 +131,7 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_add_test(tc, sqlstate_faults);
+    tcase_add_test(tc, fail_without_a_connection);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
