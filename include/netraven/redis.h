@@ -31,9 +31,10 @@
  * host (a password with a raw '/' or '?'), a %00 escape.  rediss:// (TLS)
  * is refused: the worker has no TLS client.
  *
- * On top of that, one connection object (struct nr_redis, redis.c) with
+ * On top of that, one connection object (struct nr_redis, conn.c) with
  * one way to send commands, pipelines and MULTI/EXEC transactions, which
- * the stream queue, the python-rq protocol and the metrics scrape use:
+ * the stream queue, the python-rq protocol and the metrics scrape use
+ * (the live log publisher opens its connection with nr_redis_connect()):
  *
  *   struct nr_redis *r = nr_redis_new(url, "scheduler.redis_url", 5000);
  *   if (r->err) ... r->errstr says why; nr_redis_reconnect(r) later ...
@@ -58,7 +59,7 @@
  * caller's to free, on every path, and a command or batch is cleared by
  * whoever built it.
  *
- * Parse and connect alone:
+ * Parse and connect alone (url.c, redis.c):
  *   struct nr_redis_url u;
  *   char err[256];
  *   redisContext *c;
