@@ -15,7 +15,10 @@
  * No function frees what the caller passed in; replies and messages handed
  * out are the caller's to clear, on the error path too.
  *
- * One struct nr_queue is one Redis connection; not thread-safe.
+ * One struct nr_queue is one Redis connection (a struct nr_redis of
+ * redis.h); not thread-safe.  It is the stream intake's: connecting makes
+ * the consumer group.  Whoever only reads the stream (the metrics scrape)
+ * opens a plain nr_redis instead, and never creates the group.
  *
  * Caller's steps (the stream intake, intake.c below):
  *   q = nr_queue_connect(cfg, consumer);  if (q->err) ...
@@ -30,10 +33,10 @@
 #include "netraven/common.h"
 #include "netraven/config.h"
 
-struct redisContext;
+struct nr_redis;
 
 struct nr_queue {
-    struct redisContext *rc;
+    struct nr_redis *conn;      /* the connection (redis.h), owned */
     const struct nr_config *cfg;
     char *consumer;
     int   err;                  /* 0 or NR_EIO */
@@ -68,9 +71,11 @@ int  nr_payload_parse(const char *json, size_t len, struct nr_payload *out, char
 void nr_payload_clear(struct nr_payload *p);
 
 /* Connect to scheduler.redis_url and make sure the group exists (creating
- * the stream with MKSTREAM).  Never NULL; check q->err. */
+ * the stream with MKSTREAM): the stream intake's connection, and the
+ * `enqueue` command's.  Never NULL; check q->err.  Any failure, a command
+ * Redis refused included, sets q->err until nr_queue_reset(). */
 struct nr_queue *nr_queue_connect(const struct nr_config *cfg, const char *consumer);
-/* Reconnect after err; 0 or NR_EIO. */
+/* Reconnect after err, and make sure of the group again; 0 or NR_EIO. */
 int  nr_queue_reset(struct nr_queue *q);
 void nr_queue_free(struct nr_queue *q);
 

@@ -31,7 +31,35 @@
  * host (a password with a raw '/' or '?'), a %00 escape.  rediss:// (TLS)
  * is refused: the worker has no TLS client.
  *
- * Caller's steps:
+ * On top of that, one connection object (struct nr_redis, conn.c) with
+ * one way to send commands, pipelines and MULTI/EXEC transactions, which
+ * the stream queue, the python-rq protocol and the metrics scrape use
+ * (the live log publisher opens its connection with nr_redis_connect()):
+ *
+ *   struct nr_redis *r = nr_redis_new(url, "scheduler.redis_url", 5000);
+ *   if (r->err) ... r->errstr says why; nr_redis_reconnect(r) later ...
+ *   struct nr_redis_cmd c = { 0 };
+ *   nr_redis_arg(&c, "LLEN"); nr_redis_argf(&c, "rq:queue:%s", q);
+ *   reply = nr_redis_command(r, 0, "LLEN", &c);  nr_redis_cmd_clear(&c);
+ *   if (reply == NULL) ... I/O failed: r->err is set, reconnect ...
+ *   else if (reply->type == REDIS_REPLY_ERROR) nr_redis_refused(r, "LLEN", reply);
+ *   freeReplyObject(reply);  ...  nr_redis_free(r);
+ *
+ * Two kinds of failure, never confused:
+ *   - "I/O failed" (NR_EIO): the socket broke, timed out, or the protocol
+ *     went out of step.  hiredis cannot use such a context again, so
+ *     r->err is set and every call refuses with NR_EIO until
+ *     nr_redis_reconnect();
+ *   - "server refused" (NR_EINVAL, or an error reply handed to the
+ *     caller): the server answered with an error (WRONGTYPE on a key
+ *     someone else wrote, say).  The connection is fine and stays usable;
+ *     r->errstr says what was refused.  Whether a refusal is fatal to the
+ *     caller's own object is the caller's rule.
+ * No function here frees what it is given: a reply handed out is the
+ * caller's to free, on every path, and a command or batch is cleared by
+ * whoever built it.
+ *
+ * Parse and connect alone (url.c, redis.c):
  *   struct nr_redis_url u;
  *   char err[256];
  *   redisContext *c;
@@ -47,6 +75,7 @@
 #include "netraven/common.h"
 
 struct redisContext;
+struct redisReply;
 
 #define NR_REDIS_DEFAULT_PORT        6379
 #define NR_REDIS_CONNECT_TIMEOUT_MS  5000   /* TCP or socket connect, every caller */
@@ -92,5 +121,115 @@ char *nr_redis_url_mask(const char *url);
  */
 int  nr_redis_connect(const struct nr_redis_url *u, int command_timeout_ms,
                       struct redisContext **out, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ connection */
+
+/* Arguments of one command; binary safe (explicit lengths). */
+#define NR_REDIS_MAX_ARGS   72
+#define NR_REDIS_MAX_OWNED  8
+
+struct nr_redis_cmd {
+    int         argc;
+    const char *argv[NR_REDIS_MAX_ARGS];
+    size_t      len[NR_REDIS_MAX_ARGS];
+    char       *owned[NR_REDIS_MAX_OWNED];     /* what argf/arg_own made */
+    int         nowned;
+};
+
+/* A list of commands, for a pipeline or one MULTI/EXEC. */
+struct nr_redis_batch {
+    struct nr_redis_cmd *c;
+    size_t               n, cap;
+};
+
+/* Add an argument.  The cmd keeps the pointer: s must outlive the call
+ * that sends it.  More than NR_REDIS_MAX_ARGS arguments (or
+ * NR_REDIS_MAX_OWNED owned ones) is a programming error: abort(). */
+void nr_redis_arg(struct nr_redis_cmd *c, const char *s);
+void nr_redis_arg_n(struct nr_redis_cmd *c, const char *s, size_t n);
+/* A formatted argument, owned by c. */
+void nr_redis_argf(struct nr_redis_cmd *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* s (malloc'd, n bytes) as an argument; c takes it over. */
+void nr_redis_arg_own(struct nr_redis_cmd *c, char *s, size_t n);
+/* Free what c owns and zero it, for reuse. */
+void nr_redis_cmd_clear(struct nr_redis_cmd *c);
+
+/* A new, zeroed command at the end of b (valid until the next add). */
+struct nr_redis_cmd *nr_redis_batch_add(struct nr_redis_batch *b);
+/* Clear every command and free the list; b is empty again. */
+void nr_redis_batch_clear(struct nr_redis_batch *b);
+
+/* Does r (may be NULL) an error reply whose text starts with prefix? */
+bool nr_redis_is_error(const struct redisReply *r, const char *prefix);
+
+#define NR_REDIS_REPLY_MAX  160     /* bytes of a server's text kept */
+
+/* One connection.  Not thread-safe: one thread owns it.  Like hiredis's
+ * context, the constructor returns the object even when it failed. */
+struct nr_redis {
+    struct redisContext *rc;        /* NULL while not connected */
+    int   err;                      /* 0, or NR_EIO until nr_redis_reconnect() */
+    char  errstr[256];              /* why the last call failed (I/O or
+                                     * refused); never the password */
+    /* The last refusal, for callers that word their own messages: the
+     * server's text ("" when the reply was of an unexpected type), and in
+     * a transaction the command EXEC refused ("" when MULTI, a QUEUED or
+     * EXEC itself was refused). */
+    char  reply[NR_REDIS_REPLY_MAX + 1];
+    char  refused_cmd[32];
+    char  where[96];                /* "host:port" / "unix:/path" for messages */
+    int   command_ms;               /* the default socket timeout */
+    int   timeout_ms;               /* the socket's timeout now, 0: unknown */
+    struct nr_redis_url url;        /* parsed once (url_ok) */
+    bool  url_ok;
+    char *url_text;                 /* to parse again after a failed parse */
+    char *name;                     /* the setting, for messages */
+};
+
+/*
+ * Parse url (name is the setting, for messages) and connect with
+ * command_ms (> 0) as the default socket timeout.  Never NULL: check
+ * r->err (NR_EIO, errstr saying why: the parse or the connect).  Free with
+ * nr_redis_free().
+ */
+struct nr_redis *nr_redis_new(const char *url, const char *name, int command_ms);
+/* Drop the connection (if any) and connect again; clears err.  0, or
+ * NR_EIO with errstr set. */
+int  nr_redis_reconnect(struct nr_redis *r);
+/* Close the connection and free r; NULL is fine. */
+void nr_redis_free(struct nr_redis *r);
+
+/* Send c and read its reply, the socket timeout set to timeout_ms first
+ * (<= 0: command_ms; blocking commands pass their block time plus a
+ * margin).  Returns the reply, which may be an error reply, for the caller
+ * to free; NULL when I/O failed (err set, errstr names what). */
+struct redisReply *nr_redis_command(struct nr_redis *r, int timeout_ms, const char *what,
+                                    const struct nr_redis_cmd *c);
+
+/* A command whose reply only has to be no error: 0, NR_EINVAL (refused:
+ * errstr) or NR_EIO. */
+int nr_redis_simple(struct nr_redis *r, const char *what, const struct nr_redis_cmd *c);
+
+/* Send b's commands at once and read every reply into replies[0..b->n)
+ * (each the caller's to free, error replies included).  0, or NR_EIO with
+ * nothing to free. */
+int nr_redis_pipeline(struct nr_redis *r, int timeout_ms, const char *what,
+                      const struct nr_redis_batch *b, struct redisReply **replies);
+
+/*
+ * b inside MULTI/EXEC, pipelined, with command_ms.  Every reply is read,
+ * so the connection stays in step.  Returns 0 when EXEC ran every command
+ * without an error; NR_NOTFOUND when a WATCH aborted EXEC (nothing ran);
+ * NR_EINVAL when the server refused (EXECABORT, or a command inside EXEC
+ * failed: the others did run, as Redis does; errstr, reply and
+ * refused_cmd say which); NR_EIO when I/O failed.
+ */
+int nr_redis_transaction(struct nr_redis *r, const char *what, const struct nr_redis_batch *b);
+
+/* Record that the server refused what with reply (an error reply, or one
+ * of a type the caller did not expect): errstr, reply, refused_cmd ("").
+ * err is not touched.  Does not free reply.  Returns NR_EINVAL. */
+int nr_redis_refused(struct nr_redis *r, const char *what, const struct redisReply *reply);
 
 #endif /* NR_REDIS_H */

@@ -22,8 +22,9 @@
  *
  * DESIGN
  *   One thread, "rq-intake", started by nr_rq_intake_new(), owns one Redis
- *   connection (a struct nr_rq; opened through nr_queue_connect() so that
- *   scheduler.redis_url, AUTH and SELECT are handled in one place) and uses
+ *   connection (a struct nr_rq over a struct nr_redis of redis.h, so that
+ *   scheduler.redis_url, AUTH, SELECT, commands and transactions are
+ *   handled in one place; it does not touch the stream's group) and uses
  *   it for everything RQ: no other thread touches it.  The loop:
  *     1. collect this intake's completions (nr_runner_collect, source RQ)
  *        and write each outcome (finish / fail / requeue) in one MULTI;
@@ -125,7 +126,7 @@
 #include "netraven/config.h"
 
 struct nr_runner;
-struct nr_queue;
+struct nr_redis;
 struct redisContext;
 
 /*
@@ -205,7 +206,7 @@ int nr_rq_pickle_decode(const void *pickle, size_t len, long long *job_id, char 
  * Like hiredis's context: once err is set, every call refuses with NR_EIO
  * until nr_rq_reset() has reconnected. */
 struct nr_rq {
-    struct nr_queue    *conn;       /* the connection (its rc), owned */
+    struct nr_redis    *conn;       /* the connection (redis.h), owned */
     char               *worker;     /* RQ worker name */
     struct nr_strlist   queues;     /* queue names, in order */
     int                 err;        /* 0 or NR_EIO */

@@ -1,6 +1,12 @@
 /*
  * store.h - PostgreSQL access (libpq): jobs, devices, results, schema.
  *
+ * The store owns PostgreSQL: every connection of the worker is opened
+ * here (nr_store_connect_as: one set of connection settings, the
+ * application name, the password scrubbed from every message), and the
+ * log's DB writer (src/log/sink_db.c) drives its own statements and COPY
+ * on one with the store's fault classes and COPY calls below.
+ *
  * One struct nr_store is one connection; it is not thread-safe, so each
  * thread that needs the database owns its own (the run threads, the log
  * writer).  Every query is parameterised (PQexecParams).
@@ -21,6 +27,7 @@
 #include "netraven/common.h"
 
 struct pg_conn;
+struct pg_result;
 
 struct nr_store {
     struct pg_conn *conn;       /* PGconn */
@@ -45,7 +52,18 @@ struct nr_device {
     int       port;
 };
 
-/* Connect; never NULL.  url may carry a +driver suffix. */
+/*
+ * Connect as application_name app (NULL: "netraven-worker"); never NULL.
+ * url is database.url: a URI, with or without a +driver suffix
+ * (postgresql+psycopg2://), or a keyword=value string.  The settings, the
+ * same for every connection: connect_timeout 5 s, client_encoding UTF8,
+ * TCP keepalives (a query on a connection whose server vanished without a
+ * reset fails in about a minute instead of hanging); a setting written in
+ * url itself wins.  On failure err is NR_EIO (NR_EINVAL: no url) and
+ * errstr says why, without the password.
+ */
+struct nr_store *nr_store_connect_as(const char *url, const char *app);
+/* nr_store_connect_as(url, NULL). */
 struct nr_store *nr_store_connect(const char *url);
 /* Reconnect after a failure; 0 or NR_EIO (errstr set). */
 int  nr_store_reset(struct nr_store *s);
@@ -68,6 +86,59 @@ void nr_store_rollback(struct nr_store *s);
  * the log's PostgreSQL writer) passes it through here.  No-op when url has
  * no password. */
 void nr_store_scrub(char *msg, size_t size, const char *url);
+
+/*
+ * One parameterised statement (PQexecParams, text parameters, text
+ * results).  what names the operation for errstr ("job_get").
+ * On success clears s->err and returns the result (caller PQclear()s);
+ * on failure sets s->err/errstr (NR_EIO if the connection is gone, NR_ERR
+ * for a failed statement) and returns NULL.
+ */
+struct pg_result *nr_store_query(struct nr_store *s, const char *what, const char *sql,
+                                 int nparams, const char *const *values);
+
+/* ---- faults, for callers that drive statements themselves (the log's
+ * DB writer): what a failure means for the rows and for the connection. */
+enum nr_store_fault {
+    NR_STORE_FAULT_NONE = 0,
+    NR_STORE_FAULT_CONN,    /* the connection is gone or going: no SQLSTATE
+                             * (libpq's own error, no result), class 08
+                             * (connection exception), 57P0x (the server
+                             * shutting down); reconnect and retry */
+    NR_STORE_FAULT_DATA,    /* class 22 (data exception) or 23 (integrity
+                             * constraint violation): the rows' fault */
+    NR_STORE_FAULT_OTHER,   /* anything else (a missing table, permissions,
+                             * a full disk): not the rows' fault */
+};
+
+/* The fault of a failed statement's SQLSTATE (NULL: it had none).  Pure. */
+enum nr_store_fault nr_store_sqlstate_fault(const char *sqlstate);
+
+/*
+ * Record the failure of a statement run on s's connection: r is its result
+ * (NULL when none came back; not cleared here).  errstr = "what: " (when
+ * what is not NULL) and the server's message and its detail ("primary:
+ * detail"), else libpq's message, on one line with the password masked;
+ * err = NR_EIO for NR_STORE_FAULT_CONN (always when the connection is
+ * bad), else NR_ERR.  Returns the fault, never NR_STORE_FAULT_NONE.
+ */
+enum nr_store_fault nr_store_fail(struct nr_store *s, const char *what,
+                                  const struct pg_result *r);
+
+/*
+ * COPY ... FROM STDIN inside the caller's transaction, sent in pieces as
+ * the caller builds them:
+ *   nr_store_copy_begin(s, sql);             sql: "COPY t (...) FROM STDIN"
+ *   nr_store_copy_put(s, buf, len) ...;      text format rows
+ *   nr_store_copy_end(s);                    the server's verdict
+ * Each returns NR_STORE_FAULT_NONE, or the fault with err/errstr set as
+ * nr_store_fail() sets them.  After a fault of begin or put, call no
+ * other step: the caller rolls back (or, NR_STORE_FAULT_CONN, drops the
+ * connection).
+ */
+enum nr_store_fault nr_store_copy_begin(struct nr_store *s, const char *sql);
+enum nr_store_fault nr_store_copy_put(struct nr_store *s, const char *buf, size_t len);
+enum nr_store_fault nr_store_copy_end(struct nr_store *s);
 
 /* Apply the schema in sql/ (embedded in the binary) idempotently.
  * Returns 0, or NR_ERR with errstr naming the migration that failed. */

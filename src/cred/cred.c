@@ -23,7 +23,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
-#include "../store/store_i.h"
+#include "netraven/store.h"
 
 /* NetRaven's Python falls back to this salt when none is configured. */
 #define CRED_DEFAULT_SALT "netraven_salt"

@@ -3,10 +3,13 @@
  * table (docs/netraven.md §2.5, §4), through the spool while PostgreSQL is
  * away.
  *
- * The thread owns one libpq connection, made lazily from database.url
- * (driver suffix removed by nr_config_libpq_url).  It takes every queued
- * record at once and writes them in chunks of logging.db_batch_size rows,
- * one transaction per chunk:
+ * The thread owns one PostgreSQL connection, a struct nr_store made lazily
+ * from database.url by the store (nr_store_connect_as: the worker's one
+ * set of connection settings, application_name netraven-worker-log, the
+ * password scrubbed from every message); it runs its statements and COPY
+ * on it with the store's fault classes (nr_store_fail) and COPY calls.
+ * It takes every queued record at once and writes them in chunks of
+ * logging.db_batch_size rows, one transaction per chunk:
  *
  *   BEGIN; SELECT txid_current();  COPY logs (...) FROM STDIN;  COMMIT
  *
@@ -17,7 +20,7 @@
  * the thread asks txid_status() of the transaction id it kept, and sends the
  * chunk again only if that transaction did not commit.
  *
- * Errors, by SQLSTATE class:
+ * Errors, by SQLSTATE class (the store's nr_store_fail):
  *   - connection (no result, CONNECTION_BAD, 08, 57P0x): drop the
  *     connection, keep the chunk, reconnect with backoff (0.5 s doubling to
  *     10 s); SYS_DB_UNAVAILABLE once per outage, SYS_DB_CONNECTED when back.
@@ -89,7 +92,7 @@
 #define NR_DB_BACKOFF_MIN_S     0.5
 #define NR_DB_BACKOFF_MAX_S     10.0
 #define NR_DB_REJECT_REPORT_S   10.0
-#define NR_DB_CONNECT_TIMEOUT   "5"
+#define NR_DB_APP_NAME          "netraven-worker-log"
 #define NR_DB_SOURCE_MAX        64
 #define NR_DB_COPY_PIECE        (128 * 1024)    /* bytes per PQputCopyData */
 #define NR_NOT_DB               (~(unsigned)NR_SINK_DB)
@@ -123,8 +126,7 @@ struct chunk {
 };
 
 struct db_state {
-    PGconn        *pg;
-    char          *conninfo;        /* libpq form of database.url (secret) */
+    struct nr_store *db;            /* NULL: not connected */
     char          *masked;          /* for messages */
     struct nr_backoff bo;           /* the next attempt; said: SYS_DB_UNAVAILABLE
                                        said, not yet back */
@@ -162,53 +164,17 @@ struct db_state {
 
 /* -------------------------------------------------------------- helpers */
 
-/* Keep msg as one line: runs of white space (libpq's messages carry
- * newlines and tabs) become one space, the ends are trimmed.  libpq may
- * quote the password of database.url (a URI token it cannot decode), so
- * the store's scrubber masks it before the text goes anywhere. */
-static void set_error(struct db_state *st, const char *msg)
+/* The store's account of the last failure (one line, the password
+ * masked), for the events that say why. */
+static void keep_error(struct db_state *st)
 {
-    char *o = st->last_error, *end = st->last_error + sizeof(st->last_error) - 1;
-    bool space = false;
-
-    if (msg == NULL || *msg == '\0')
-        msg = "unknown error";
-    while (*msg == ' ' || *msg == '\t' || *msg == '\n' || *msg == '\r')
-        msg++;
-    for (; *msg && o < end; msg++) {
-        if (*msg == ' ' || *msg == '\t' || *msg == '\n' || *msg == '\r') {
-            space = true;
-            continue;
-        }
-        if (space && o < end - 1)
-            *o++ = ' ';
-        space = false;
-        *o++ = *msg;
-    }
-    *o = '\0';
-    nr_store_scrub(st->last_error, sizeof(st->last_error), st->conninfo);
-}
-
-/* The error of a result without libpq's "ERROR:  " layout: the primary
- * message, and the detail when there is one. */
-static void set_result_error(struct db_state *st, const PGresult *res)
-{
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-    char buf[512];
-
-    if (primary == NULL) {
-        set_error(st, PQresultErrorMessage(res));
-        return;
-    }
-    snprintf(buf, sizeof(buf), "%s%s%s", primary, detail ? ": " : "", detail ? detail : "");
-    set_error(st, buf);
+    snprintf(st->last_error, sizeof(st->last_error), "%s", st->db->errstr);
 }
 
 static void drop_conn(struct db_state *st)
 {
-    PQfinish(st->pg);
-    st->pg = NULL;
+    nr_store_free(st->db);
+    st->db = NULL;
 }
 
 /* Say once per outage that PostgreSQL is away (the outage ends when a
@@ -230,14 +196,9 @@ static void report_trouble(struct db_state *st)
 
 static bool db_connect(struct db_state *st)
 {
-    const char *kw[]  = { "dbname", "connect_timeout", "application_name",
-                          "client_encoding", NULL };
-    const char *val[] = { st->conninfo, NR_DB_CONNECT_TIMEOUT, "netraven-worker-log",
-                          "UTF8", NULL };
-
-    st->pg = PQconnectdbParams(kw, val, 1);
-    if (st->pg == NULL || PQstatus(st->pg) != CONNECTION_OK) {
-        set_error(st, st->pg ? PQerrorMessage(st->pg) : "out of memory");
+    st->db = nr_store_connect_as(nr_log_set.db_url, NR_DB_APP_NAME);
+    if (st->db->err) {
+        keep_error(st);
         drop_conn(st);
         report_trouble(st);
         return false;
@@ -250,28 +211,28 @@ static bool db_connect(struct db_state *st)
     return true;
 }
 
-/* Classify a failed result (res may be NULL); records the error text. */
+/* A fault of the store's (NR_STORE_FAULT_NONE: none) as this thread's
+ * class; records the error text. */
+static enum db_err fault_of(struct db_state *st, enum nr_store_fault f)
+{
+    if (f == NR_STORE_FAULT_NONE)
+        return DB_OK;
+    keep_error(st);
+    return f == NR_STORE_FAULT_DATA ? DB_EDATA : f == NR_STORE_FAULT_OTHER ? DB_EOTHER : DB_ECONN;
+}
+
+/* Classify a failed result (res may be NULL) by the store's rule;
+ * records the error text. */
 static enum db_err classify(struct db_state *st, PGresult *res)
 {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-    if (res && PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY))
-        set_result_error(st, res);
-    else
-        set_error(st, PQerrorMessage(st->pg));
-    if (PQstatus(st->pg) == CONNECTION_BAD || state == NULL ||
-        strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
-        return DB_ECONN;
-    if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
-        return DB_EDATA;
-    return DB_EOTHER;
+    return fault_of(st, nr_store_fail(st->db, NULL, res));
 }
 
 /* Run sql expecting want.  On failure returns its class (the result is
  * cleared); on success *out (if given) takes the result. */
 static enum db_err run(struct db_state *st, const char *sql, ExecStatusType want, PGresult **out)
 {
-    PGresult *res = PQexec(st->pg, sql);
+    PGresult *res = PQexec(st->db->conn, sql);
     enum db_err e;
 
     if (res && PQresultStatus(res) == want) {
@@ -291,9 +252,9 @@ static void rollback(struct db_state *st)
 {
     PGresult *res;
 
-    if (st->pg == NULL)
+    if (st->db == NULL)
         return;
-    res = PQexec(st->pg, "ROLLBACK");
+    res = PQexec(st->db->conn, "ROLLBACK");
     PQclear(res);
 }
 
@@ -351,7 +312,7 @@ static int resolve_pending(struct db_state *st)
     int rc;
 
     snprintf(xid, sizeof(xid), "%lld", st->pending_xid);
-    res = PQexecParams(st->pg, "SELECT txid_status($1::bigint)", 1, NULL, params,
+    res = PQexecParams(st->db->conn, "SELECT txid_status($1::bigint)", 1, NULL, params,
                        NULL, NULL, 0);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (classify(st, res) == DB_ECONN) {
@@ -457,8 +418,7 @@ static void copy_row(struct nr_sbuf *b, const struct nr_log_row *w)
 /* One COPY of the chunk inside the open transaction. */
 static enum db_err copy_chunk(struct db_state *st, const struct chunk *c)
 {
-    enum db_err e = run(st, nr_copy_sql, PGRES_COPY_IN, NULL);
-    PGresult *res;
+    enum db_err e = fault_of(st, nr_store_copy_begin(st->db, nr_copy_sql));
 
     if (e != DB_OK)
         return e;
@@ -474,28 +434,13 @@ static enum db_err copy_chunk(struct db_state *st, const struct chunk *c)
             copy_row(&st->copy, &w);
         }
         if ((i == c->n && st->copy.len > 0) || st->copy.len >= NR_DB_COPY_PIECE) {
-            if (PQputCopyData(st->pg, st->copy.p, (int)st->copy.len) != 1) {
-                set_error(st, PQerrorMessage(st->pg));
-                return DB_ECONN;
-            }
+            e = fault_of(st, nr_store_copy_put(st->db, st->copy.p, st->copy.len));
+            if (e != DB_OK)
+                return e;
             nr_sbuf_reset(&st->copy);
         }
     }
-    if (PQputCopyEnd(st->pg, NULL) != 1) {
-        set_error(st, PQerrorMessage(st->pg));
-        return DB_ECONN;
-    }
-    e = DB_OK;
-    while ((res = PQgetResult(st->pg)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && e == DB_OK)
-            e = classify(st, res);
-        PQclear(res);
-    }
-    if (e == DB_OK && PQstatus(st->pg) == CONNECTION_BAD) {
-        set_error(st, PQerrorMessage(st->pg));
-        e = DB_ECONN;
-    }
-    return e;
+    return fault_of(st, nr_store_copy_end(st->db));
 }
 
 /* meta with orig_job_id / orig_device_id added (malloc'd). */
@@ -538,7 +483,8 @@ static enum db_err insert_row(struct db_state *st, const struct nr_log_row *w,
         const char *params[8] = { w->ts, w->log_type, w->level, job ? jobs : NULL,
                                   dev ? devs : NULL, source, w->message,
                                   meta ? meta : w->meta };
-        PGresult *res = PQexecParams(st->pg, nr_insert_sql, 8, NULL, params, NULL, NULL, 0);
+        PGresult *res = PQexecParams(st->db->conn, nr_insert_sql, 8, NULL, params,
+                                     NULL, NULL, 0);
         const char *state, *cname;
         bool fk, hopeless = false;
 
@@ -665,7 +611,7 @@ static enum db_err write_chunk(struct db_state *st, const struct chunk *c, size_
 
     *given_up = 0;
     st->resolved_earlier = false;
-    if (st->pg == NULL && !db_connect(st))
+    if (st->db == NULL && !db_connect(st))
         return DB_ECONN;
     if (st->pending_xid) {
         int rc = resolve_pending(st);
@@ -701,7 +647,7 @@ static enum db_err write_chunk(struct db_state *st, const struct chunk *c, size_
             return DB_OK;
         }
     }
-    if (e == DB_ECONN || st->pg == NULL || PQstatus(st->pg) == CONNECTION_BAD) {
+    if (e == DB_ECONN || st->db == NULL || !nr_store_ok(st->db)) {
         drop_conn(st);
     } else {
         /* Not the rows' fault: start over on a fresh connection. */
@@ -1013,7 +959,6 @@ void *nr_log_db_main(void *arg)
     (void)arg;
     nr_log_block_signals();
     memset(&st, 0, sizeof(st));
-    st.conninfo = nr_config_libpq_url(nr_log_set.db_url);
     st.masked = nr_config_mask_url(nr_log_set.db_url);
     nr_backoff_init(&st.bo, NR_DB_BACKOFF_MIN_S, NR_DB_BACKOFF_MAX_S);
     st.chunk = (size_t)nr_log_set.db_batch_size;
@@ -1057,12 +1002,11 @@ void *nr_log_db_main(void *arg)
     finish(&st);
 
     report_rejects(&st, true);
-    if (st.pg) {
+    if (st.db) {
         drop_conn(&st);
         nr_log_emit_mask(NR_EV_LOG_SESSION_CLOSED, 0, 0, NULL, 0, NR_NOT_DB, 0);
     }
     nr_sbuf_free(&st.copy);
-    free(st.conninfo);
     free(st.masked);
     return NULL;
 }

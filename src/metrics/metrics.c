@@ -5,7 +5,9 @@
  * (a scrape needs no ordering between counters, only no torn values).
  * The scrape path runs on libmicrohttpd's single internal thread: it is
  * the only user of the server's Redis connection, so that connection
- * needs no lock.
+ * needs no lock.  That connection is a plain nr_redis (redis.h), not the
+ * stream intake's nr_queue: a scrape only reads, and never creates the
+ * stream or its consumer group.
  */
 #include "netraven/metrics.h"
 
@@ -22,9 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
-#include "netraven/queue.h"
+#include "netraven/redis.h"
 #include "netraven/run.h"
 
 #define PREFIX "netraven_worker_"
@@ -290,19 +291,27 @@ char *nr_metrics_render(const struct nr_metrics_snapshot *s, size_t *len)
 struct nr_metrics_server {
     const struct nr_config  *cfg;
     struct MHD_Daemon       *mhd;
-    struct nr_queue         *q;         /* scrape thread only */
+    struct nr_redis         *r;         /* scrape thread only */
     struct nr_metrics_queue *queues;    /* 1 + worker.rq_queues */
     size_t                   nqueues;
 };
 
-static redisReply *cmd(struct nr_metrics_server *srv, const char *fmt, ...)
+/* One command of string arguments (a NULL ends them).  NULL when I/O
+ * failed; else the reply, maybe an error reply, for the caller to free. */
+static redisReply *cmd(struct nr_metrics_server *srv, const char *name, ...)
+    __attribute__((sentinel));
+static redisReply *cmd(struct nr_metrics_server *srv, const char *name, ...)
 {
+    struct nr_redis_cmd c = { 0 };
     va_list ap;
     redisReply *r;
 
-    va_start(ap, fmt);
-    r = redisvCommand(srv->q->rc, fmt, ap);
+    va_start(ap, name);
+    for (const char *a = name; a != NULL; a = va_arg(ap, const char *))
+        nr_redis_arg(&c, a);
     va_end(ap);
+    r = nr_redis_command(srv->r, 0, name, &c);
+    nr_redis_cmd_clear(&c);
     return r;
 }
 
@@ -337,9 +346,9 @@ static const redisReply *field(const redisReply *map, const char *key)
 static bool read_stream(struct nr_metrics_server *srv, double now_ms, struct nr_metrics_queue *out)
 {
     const char *stream = srv->cfg->queue.stream, *group = srv->cfg->queue.group;
-    redisReply *r = cmd(srv, "XINFO GROUPS %s", stream);
+    redisReply *r = cmd(srv, "XINFO", "GROUPS", stream, NULL);
     const redisReply *g = NULL;
-    char *last = NULL;
+    char *last = NULL, *from, count[16];
     long long pending = 0, lag = -1;
     double oldest = NAN;
 
@@ -368,7 +377,7 @@ static bool read_stream(struct nr_metrics_server *srv, double now_ms, struct nr_
         last = nr_strdup("0-0");    /* no group yet: every entry waits */
 
     if (pending > 0) {
-        if ((r = cmd(srv, "XPENDING %s %s", stream, group)) == NULL)
+        if ((r = cmd(srv, "XPENDING", stream, group, NULL)) == NULL)
             goto io;
         if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
             r->element[1]->type == REDIS_REPLY_STRING)
@@ -376,8 +385,11 @@ static bool read_stream(struct nr_metrics_server *srv, double now_ms, struct nr_
         freeReplyObject(r);
     }
     /* the first undelivered entry, and the lag when Redis does not keep it */
-    if ((r = cmd(srv, "XRANGE %s (%s + COUNT %d", stream, last,
-                 lag < 0 ? STREAM_LAG_CAP : 1)) == NULL)
+    snprintf(count, sizeof(count), "%d", lag < 0 ? STREAM_LAG_CAP : 1);
+    from = nr_asprintf("(%s", last);
+    r = cmd(srv, "XRANGE", stream, from, "+", "COUNT", count, NULL);
+    free(from);
+    if (r == NULL)
         goto io;
     if (r->type == REDIS_REPLY_ARRAY) {
         if (lag < 0)
@@ -415,54 +427,66 @@ static double iso_ms(const char *s)
 static bool read_rq(struct nr_metrics_server *srv, double now_ms, const char *name,
                     struct nr_metrics_queue *out)
 {
-    redisReply *r = cmd(srv, "LLEN rq:queue:%s", name), *h;
+    char *key = nr_asprintf("rq:queue:%s", name);
+    redisReply *r = cmd(srv, "LLEN", key, NULL), *h;
 
     out->depth = 0;
     out->oldest_age_s = 0;
     if (r == NULL)
-        return false;
+        goto io;
     if (r->type == REDIS_REPLY_INTEGER)
         out->depth = r->integer;
     freeReplyObject(r);
     if (out->depth == 0)
-        return true;
+        goto done;
     out->oldest_age_s = NAN;
-    if ((r = cmd(srv, "LINDEX rq:queue:%s 0", name)) == NULL)
-        return false;
+    if ((r = cmd(srv, "LINDEX", key, "0", NULL)) == NULL)
+        goto io;
     if (r->type == REDIS_REPLY_STRING) {
-        if ((h = cmd(srv, "HGET rq:job:%b enqueued_at", r->str, r->len)) == NULL) {
+        struct nr_redis_cmd c = { 0 };
+        char *job = nr_malloc(r->len + 7);
+
+        memcpy(job, "rq:job:", 7);
+        memcpy(job + 7, r->str, r->len);        /* binary safe */
+        nr_redis_arg(&c, "HGET");
+        nr_redis_arg_own(&c, job, r->len + 7);
+        nr_redis_arg(&c, "enqueued_at");
+        h = nr_redis_command(srv->r, 0, "HGET", &c);
+        nr_redis_cmd_clear(&c);
+        if (h == NULL) {
             freeReplyObject(r);
-            return false;
+            goto io;
         }
         if (h->type == REDIS_REPLY_STRING)
             out->oldest_age_s = age_s(now_ms, iso_ms(h->str));
         freeReplyObject(h);
     }
     freeReplyObject(r);
+done:
+    free(key);
     return true;
+io:
+    free(key);
+    return false;
 }
 
 /* Every queue, on the server's connection (made or remade here).
  * Returns 1 (Redis answered) or 0; on 0 the connection is dropped. */
 static int read_queues(struct nr_metrics_server *srv)
 {
-    struct timeval tv = { REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000 };
     redisReply *r;
     double now_ms;
     bool ok;
 
-    if (srv->q && (srv->q->err || srv->q->rc == NULL || srv->q->rc->err)) {
-        nr_queue_free(srv->q);
-        srv->q = NULL;
-    }
-    if (srv->q == NULL) {
-        srv->q = nr_queue_connect(srv->cfg, "metrics");
-        if (srv->q->err || srv->q->rc == NULL)
-            goto down;
-    }
-    redisSetTimeout(srv->q->rc, tv);
+    if (srv->r == NULL)
+        srv->r = nr_redis_new(srv->cfg->scheduler.redis_url, "scheduler.redis_url",
+                              REDIS_TIMEOUT_MS);
+    else if (srv->r->err)
+        nr_redis_reconnect(srv->r);
+    if (srv->r->err)
+        goto down;
     /* Redis's clock, as the stream ids and RQ's timestamps are (mostly) its */
-    if ((r = cmd(srv, "TIME")) == NULL)
+    if ((r = cmd(srv, "TIME", NULL)) == NULL)
         goto down;
     ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2;
     now_ms = ok ? strtod(r->element[0]->str, NULL) * 1e3 + strtod(r->element[1]->str, NULL) / 1e3
@@ -477,8 +501,8 @@ static int read_queues(struct nr_metrics_server *srv)
             goto down;
     return 1;
 down:
-    nr_queue_free(srv->q);
-    srv->q = NULL;
+    nr_redis_free(srv->r);
+    srv->r = NULL;
     return 0;
 }
 
@@ -641,7 +665,7 @@ void nr_metrics_server_stop(struct nr_metrics_server *srv)
     if (srv == NULL)
         return;
     MHD_stop_daemon(srv->mhd);
-    nr_queue_free(srv->q);
+    nr_redis_free(srv->r);
     free(srv->queues);
     free(srv);
 }

@@ -1,22 +1,21 @@
 /*
- * queue.c - the native job queue on a Redis Stream, over one hiredis
- * connection.
+ * queue.c - the native job queue on a Redis Stream, over one connection of
+ * the redis module (struct nr_redis: connect, AUTH, SELECT, commands and
+ * transactions).
  *
- * The connection runs in blocking mode with a read/write timeout, so no
- * call waits forever: ordinary commands get COMMAND_TIMEOUT_MS on top of
- * queue.block_ms, and the two blocking commands (XREADGROUP ... BLOCK and
+ * Ordinary commands get COMMAND_TIMEOUT_MS on top of queue.block_ms as the
+ * socket timeout, and the two blocking commands (XREADGROUP ... BLOCK and
  * BLPOP) raise it for their own call to their block time plus
- * BLOCKING_MARGIN_MS.  A hiredis context is unusable after any I/O error or
- * timeout, hence the rule that once q->err is set every call refuses until
- * nr_queue_reset() has reconnected.
+ * BLOCKING_MARGIN_MS, so no call waits forever.
  *
- * Every command is sent with redisCommandArgv()/redisAppendCommandArgv() and
- * explicit lengths, so payloads and names are binary safe.  No helper frees
- * a reply it is given: whoever received a reply frees it, on every path.
+ * The queue's rule: any failure, a command the server refused included,
+ * sets q->err, and every call refuses until nr_queue_reset() has
+ * reconnected; the intake loop resets on every error.
  *
- * The password from scheduler.redis_url never enters errstr: messages name
- * the server as host:port (or the socket path), never the URL, and as a last
- * guard any occurrence of the password is masked before errstr is final.
+ * No helper frees a reply it is given: whoever received a reply frees it,
+ * on every path.  The password from scheduler.redis_url never enters
+ * errstr: messages name the server as host:port (or the socket path),
+ * never the URL, and as a last guard the password is masked.
  */
 #include "netraven/queue.h"
 
@@ -26,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -38,17 +36,13 @@
 #define DONE_KEY_PREFIX      "netraven:jobs:done:"
 #define DONE_TTL_S           "3600"
 #define DEAD_STREAM_MAXLEN   "100000"   /* approximate (~) trim of the dead-letter stream */
-#define MAX_ARGS             14
+#define TOUCH_IDS            8          /* entry ids per XCLAIM */
 #define WAIT_MAX_S           ((double)(INT_MAX - BLOCKING_MARGIN_MS) / 1000.0 - 1.0)
 
 /* The public struct first, so that struct nr_queue * converts to and from
  * struct queue_i * (C11 6.7.2.1p15). */
 struct queue_i {
     struct nr_queue pub;
-    struct nr_redis_url t;      /* scheduler.redis_url, read by the redis module */
-    bool            target_ok;
-    char            where[96];      /* "host:port" / "unix:/path", for messages */
-    int             timeout_ms;     /* the context's current timeout, 0 before set */
     /* The pending scan runs once per nr_queue_connect(), not per reset:
      * after a reset the entries handed out before it may still be running
      * in this process, and handing them out again would run them twice. */
@@ -57,23 +51,7 @@ struct queue_i {
     char           *claim_cursor;   /* XAUTOCLAIM's next start, NULL: "0-0" */
 };
 
-/* One command of a pipeline. */
-struct cmd {
-    int         argc;
-    const char *argv[MAX_ARGS];
-    size_t      len[MAX_ARGS];
-};
-
 static struct queue_i *qi_of(struct nr_queue *q) { return (struct queue_i *)q; }
-
-static void cmd_add(struct cmd *c, const char *s, size_t len)
-{
-    c->argv[c->argc] = s;
-    c->len[c->argc] = len;
-    c->argc++;
-}
-
-static void cmd_str(struct cmd *c, const char *s) { cmd_add(c, s, strlen(s)); }
 
 /* A configuration that was not loaded gets keys.def's defaults. */
 static const char *cfg_str(const char *v, const char *dflt)
@@ -106,13 +84,19 @@ static int base_timeout_ms(const struct queue_i *qi)
     return COMMAND_TIMEOUT_MS + block;
 }
 
+static const char *where_of(const struct queue_i *qi)
+{
+    return qi->pub.conn ? qi->pub.conn->where : "(unknown)";
+}
+
 /* ------------------------------------------------------------------ errors */
 
 /* Replace every occurrence of the password in errstr by "****", in one
  * left-to-right pass (so a password that occurs in "****" cannot loop). */
 static void mask_password(struct queue_i *qi)
 {
-    const char *pw = qi->t.password;
+    const struct nr_redis *conn = qi->pub.conn;
+    const char *pw = conn && conn->url_ok ? conn->url.password : NULL;
     char out[sizeof(qi->pub.errstr)];
     size_t plen, o = 0;
 
@@ -146,16 +130,10 @@ static void set_err(struct queue_i *qi, const char *fmt, ...)
     qi->pub.err = NR_EIO;
 }
 
-/* The context failed (I/O, EOF, protocol): record why, naming the command. */
-static void conn_err(struct queue_i *qi, const char *what)
+/* The connection failed (the redis module says why). */
+static void conn_err(struct queue_i *qi)
 {
-    redisContext *rc = qi->pub.rc;
-    const char *why = rc && rc->errstr[0] ? rc->errstr : "unknown error";
-
-    if (rc && rc->err == REDIS_ERR_IO && strstr(why, "temporarily unavailable") != NULL)
-        set_err(qi, "redis at %s: %s timed out after %d ms", qi->where, what, qi->timeout_ms);
-    else
-        set_err(qi, "redis at %s: %s failed: %s", qi->where, what, why);
+    set_err(qi, "%s", qi->pub.conn->errstr);
 }
 
 /* The server answered with an error reply (or something unexpected).
@@ -165,49 +143,22 @@ static void conn_err(struct queue_i *qi, const char *what)
 static void reply_err(struct queue_i *qi, const char *what, const redisReply *r)
 {
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        set_err(qi, "redis at %s: %s failed: %.*s", qi->where, what,
+        set_err(qi, "redis at %s: %s failed: %.*s", where_of(qi), what,
                 (int)(r->len > 160 ? 160 : r->len), r->str);
     else
         set_err(qi, "redis at %s: %s returned an unexpected reply (type %d)",
-                qi->where, what, r ? r->type : -1);
-}
-
-static bool is_error(const redisReply *r, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= n &&
-           memcmp(r->str, prefix, n) == 0;
+                where_of(qi), what, r ? r->type : -1);
 }
 
 /* --------------------------------------------------------------- commands */
-
-static struct timeval tv_of_ms(long long ms)
-{
-    struct timeval tv;
-    tv.tv_sec = (time_t)(ms / 1000);
-    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-    return tv;
-}
-
-static int set_timeout(struct queue_i *qi, int ms)
-{
-    if (qi->timeout_ms == ms)
-        return NR_OK;
-    if (redisSetTimeout(qi->pub.rc, tv_of_ms(ms)) != REDIS_OK) {
-        conn_err(qi, "setting the socket timeout");
-        return NR_EIO;
-    }
-    qi->timeout_ms = ms;
-    return NR_OK;
-}
 
 /* May the connection be used?  Sets err if there is none. */
 static bool usable(struct queue_i *qi)
 {
     if (qi->pub.err)
         return false;
-    if (qi->pub.rc == NULL) {
-        set_err(qi, "redis at %s: not connected", qi->where);
+    if (qi->pub.conn == NULL || qi->pub.conn->rc == NULL) {
+        set_err(qi, "redis at %s: not connected", where_of(qi));
         return false;
     }
     return true;
@@ -217,102 +168,68 @@ static bool usable(struct queue_i *qi)
  * set) when the connection failed; otherwise the reply, which may be an
  * error reply, for the caller to free. */
 static redisReply *command(struct queue_i *qi, int timeout_ms, const char *what,
-                           struct cmd *c)
+                           const struct nr_redis_cmd *c)
 {
     redisReply *r;
 
-    if (!usable(qi) || set_timeout(qi, timeout_ms) < 0)
+    if (!usable(qi))
         return NULL;
-    r = redisCommandArgv(qi->pub.rc, c->argc, c->argv, c->len);
+    r = nr_redis_command(qi->pub.conn, timeout_ms, what, c);
     if (r == NULL)
-        conn_err(qi, what);
+        conn_err(qi);
     return r;
 }
 
-/* Run cmds inside MULTI/EXEC, pipelined.  Returns 0 when every command of
- * the transaction succeeded, else NR_EIO with err set.  All replies are
- * read even after a failure, so the connection stays in step. */
-static int transaction(struct queue_i *qi, const char *what, struct cmd *cmds, int n)
+/* Run cmds[0..n) inside MULTI/EXEC.  Returns 0 when every command of the
+ * transaction succeeded, else NR_EIO with err set (a refusal too: the
+ * queue's rule). */
+static int transaction(struct queue_i *qi, const char *what, struct nr_redis_cmd *cmds, int n)
 {
-    struct cmd multi = { 1, { "MULTI" }, { 5 } };
-    struct cmd exec = { 1, { "EXEC" }, { 4 } };
-    redisContext *rc;
-    redisReply *r = NULL;
-    int i, rcode = NR_OK;
+    const struct nr_redis_batch b = { cmds, (size_t)n, (size_t)n };
+    const struct nr_redis *conn = qi->pub.conn;
+    int rc;
 
-    if (!usable(qi) || set_timeout(qi, base_timeout_ms(qi)) < 0)
+    if (!usable(qi))
         return NR_EIO;
-    rc = qi->pub.rc;
-    /* Appending only fails when hiredis cannot allocate. */
-    if (redisAppendCommandArgv(rc, multi.argc, multi.argv, multi.len) != REDIS_OK)
-        goto oom;
-    for (i = 0; i < n; i++)
-        if (redisAppendCommandArgv(rc, cmds[i].argc, cmds[i].argv, cmds[i].len) != REDIS_OK)
-            goto oom;
-    if (redisAppendCommandArgv(rc, exec.argc, exec.argv, exec.len) != REDIS_OK)
-        goto oom;
-
-    /* MULTI -> +OK, each command -> +QUEUED (or an error), EXEC -> results */
-    for (i = 0; i < n + 2; i++) {
-        if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL) {
-            conn_err(qi, what);
-            return NR_EIO;
-        }
-        if (i < n + 1) {
-            if (r->type == REDIS_REPLY_ERROR && rcode == NR_OK) {
-                reply_err(qi, what, r);
-                rcode = NR_EIO;
-            }
-            freeReplyObject(r);
-            continue;
-        }
-        /* EXEC */
-        if (rcode == NR_OK) {
-            if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n) {
-                reply_err(qi, what, r);
-                freeReplyObject(r);
-                return NR_EIO;
-            }
-            for (size_t k = 0; k < r->elements; k++) {
-                if (r->element[k]->type == REDIS_REPLY_ERROR) {
-                    set_err(qi, "redis at %s: %.*s failed while %s: %.*s", qi->where,
-                            (int)cmds[k].len[0], cmds[k].argv[0], what,
-                            (int)(r->element[k]->len > 160 ? 160 : r->element[k]->len),
-                            r->element[k]->str);
-                    rcode = NR_EIO;
-                    break;
-                }
-            }
-        }
-        freeReplyObject(r);
-    }
-    return rcode;
-
-oom:
-    /* Part of the pipeline may sit in the output buffer: the connection
-     * is out of step and must be reset. */
-    set_err(qi, "redis at %s: %s: out of memory building the command", qi->where, what);
+    rc = nr_redis_transaction(qi->pub.conn, what, &b);
+    if (rc == NR_OK)
+        return NR_OK;
+    if (rc == NR_EIO)
+        conn_err(qi);
+    else if (rc == NR_NOTFOUND)     /* EXEC nil: the queue WATCHes nothing */
+        set_err(qi, "redis at %s: %s returned an unexpected reply (type %d)", where_of(qi),
+                what, REDIS_REPLY_NIL);
+    else if (conn->refused_cmd[0] != '\0')
+        set_err(qi, "redis at %s: %s failed while %s: %s", where_of(qi), conn->refused_cmd,
+                what, conn->reply);
+    else if (conn->reply[0] != '\0')
+        set_err(qi, "redis at %s: %s failed: %s", where_of(qi), what, conn->reply);
+    else
+        conn_err(qi);       /* an unexpected reply: the module's words */
     return NR_EIO;
 }
 
 /* -------------------------------------------------------------- connection */
 
 /* The group starts at the beginning of the stream ("0", not "$"): entries
- * queued before any worker ever started are jobs too, and must run. */
+ * queued before any worker ever started are jobs too, and must run.  The
+ * stream intake's connection makes it (nr_queue_connect, and again when
+ * XREADGROUP finds it gone); readers that only look, such as the metrics
+ * scrape, open a plain nr_redis and never create it. */
 static int create_group(struct queue_i *qi)
 {
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
 
-    cmd_str(&c, "XGROUP");
-    cmd_str(&c, "CREATE");
-    cmd_str(&c, stream_of(qi));
-    cmd_str(&c, group_of(qi));
-    cmd_str(&c, "0");
-    cmd_str(&c, "MKSTREAM");
+    nr_redis_arg(&c, "XGROUP");
+    nr_redis_arg(&c, "CREATE");
+    nr_redis_arg(&c, stream_of(qi));
+    nr_redis_arg(&c, group_of(qi));
+    nr_redis_arg(&c, "0");
+    nr_redis_arg(&c, "MKSTREAM");
     if ((r = command(qi, base_timeout_ms(qi), "XGROUP CREATE", &c)) == NULL)
         return NR_EIO;
-    if (r->type == REDIS_REPLY_ERROR && !is_error(r, "BUSYGROUP")) {
+    if (r->type == REDIS_REPLY_ERROR && !nr_redis_is_error(r, "BUSYGROUP")) {
         reply_err(qi, "XGROUP CREATE", r);
         freeReplyObject(r);
         return NR_EIO;
@@ -321,42 +238,21 @@ static int create_group(struct queue_i *qi)
     return NR_OK;
 }
 
-static void disconnect(struct queue_i *qi)
-{
-    if (qi->pub.rc != NULL)
-        redisFree(qi->pub.rc);
-    qi->pub.rc = NULL;
-    qi->timeout_ms = 0;
-}
-
 /* Connect (the redis module: timeouts, AUTH, SELECT), then the group. */
 static int do_connect(struct queue_i *qi)
 {
-    char msg[sizeof(qi->pub.errstr)];
-
-    disconnect(qi);
     qi->pub.err = 0;
     qi->pub.errstr[0] = '\0';
-    if (!qi->target_ok) {
-        nr_redis_url_clear(&qi->t);
-        if (nr_redis_url_parse(qi->pub.cfg->scheduler.redis_url, "scheduler.redis_url", &qi->t,
-                               msg, sizeof(msg)) < 0) {
-            set_err(qi, "%s", msg);
-            return NR_EIO;
-        }
-        qi->target_ok = true;
-        nr_redis_url_where(&qi->t, qi->where, sizeof(qi->where));
-    }
-    if (nr_redis_connect(&qi->t, base_timeout_ms(qi), &qi->pub.rc, msg, sizeof(msg)) < 0) {
-        set_err(qi, "%s", msg);
+    if (qi->pub.conn == NULL)
+        qi->pub.conn = nr_redis_new(qi->pub.cfg->scheduler.redis_url, "scheduler.redis_url",
+                                    base_timeout_ms(qi));
+    else
+        nr_redis_reconnect(qi->pub.conn);
+    if (qi->pub.conn->err) {
+        conn_err(qi);
         return NR_EIO;
     }
-    qi->timeout_ms = base_timeout_ms(qi);
-    if (create_group(qi) < 0) {
-        disconnect(qi);
-        return NR_EIO;
-    }
-    return NR_OK;
+    return create_group(qi);
 }
 
 struct nr_queue *nr_queue_connect(const struct nr_config *cfg, const char *consumer)
@@ -365,7 +261,6 @@ struct nr_queue *nr_queue_connect(const struct nr_config *cfg, const char *consu
     static const struct nr_config empty;
 
     qi->pub.cfg = cfg ? cfg : &empty;
-    snprintf(qi->where, sizeof(qi->where), "(unknown)");
     qi->pub.consumer = nr_config_worker_name(cfg, consumer);
     do_connect(qi);
     return &qi->pub;
@@ -385,8 +280,7 @@ void nr_queue_free(struct nr_queue *q)
     if (q == NULL)
         return;
     qi = qi_of(q);
-    disconnect(qi);
-    nr_redis_url_clear(&qi->t);
+    nr_redis_free(qi->pub.conn);
     free(qi->pending_after);
     free(qi->claim_cursor);
     free(qi->pub.consumer);
@@ -480,7 +374,7 @@ static int entries_of(struct queue_i *qi, const redisReply *r, struct nr_queue_m
     return NR_OK;
 
 bad:
-    set_err(qi, "redis at %s: XREADGROUP returned a reply of an unexpected shape", qi->where);
+    set_err(qi, "redis at %s: XREADGROUP returned a reply of an unexpected shape", where_of(qi));
     return NR_EIO;
 }
 
@@ -498,28 +392,28 @@ static int xreadgroup(struct queue_i *qi, const char *id, int block_ms,
         timeout = block_ms + BLOCKING_MARGIN_MS;
 
     for (int attempt = 0;; attempt++) {
-        struct cmd c = { 0 };
+        struct nr_redis_cmd c = { 0 };
         redisReply *r;
         int rc;
 
-        cmd_str(&c, "XREADGROUP");
-        cmd_str(&c, "GROUP");
-        cmd_str(&c, group_of(qi));
-        cmd_str(&c, qi->pub.consumer);
+        nr_redis_arg(&c, "XREADGROUP");
+        nr_redis_arg(&c, "GROUP");
+        nr_redis_arg(&c, group_of(qi));
+        nr_redis_arg(&c, qi->pub.consumer);
         if (block_ms >= 0) {
-            cmd_str(&c, "BLOCK");
-            cmd_str(&c, block);
+            nr_redis_arg(&c, "BLOCK");
+            nr_redis_arg(&c, block);
         }
-        cmd_str(&c, "COUNT");
-        cmd_str(&c, count);
-        cmd_str(&c, "STREAMS");
-        cmd_str(&c, stream_of(qi));
-        cmd_str(&c, id);
+        nr_redis_arg(&c, "COUNT");
+        nr_redis_arg(&c, count);
+        nr_redis_arg(&c, "STREAMS");
+        nr_redis_arg(&c, stream_of(qi));
+        nr_redis_arg(&c, id);
         if ((r = command(qi, timeout, "XREADGROUP", &c)) == NULL)
             return NR_EIO;
         /* The stream or the group went away (FLUSHDB, a restart without
          * persistence, an operator): make the group again, once. */
-        if (attempt == 0 && (is_error(r, "NOGROUP") || is_error(r, "UNBLOCKED"))) {
+        if (attempt == 0 && (nr_redis_is_error(r, "NOGROUP") || nr_redis_is_error(r, "UNBLOCKED"))) {
             freeReplyObject(r);
             if (create_group(qi) < 0)
                 return NR_EIO;
@@ -543,16 +437,16 @@ static int xreadgroup(struct queue_i *qi, const char *id, int block_ms,
 static int read_deliveries(struct queue_i *qi, struct nr_queue_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        struct cmd c = { 0 };
+        struct nr_redis_cmd c = { 0 };
         const redisReply *e;
         redisReply *r;
 
-        cmd_str(&c, "XPENDING");
-        cmd_str(&c, stream_of(qi));
-        cmd_str(&c, group_of(qi));
-        cmd_str(&c, msgs[i].entry_id);
-        cmd_str(&c, msgs[i].entry_id);
-        cmd_str(&c, "1");
+        nr_redis_arg(&c, "XPENDING");
+        nr_redis_arg(&c, stream_of(qi));
+        nr_redis_arg(&c, group_of(qi));
+        nr_redis_arg(&c, msgs[i].entry_id);
+        nr_redis_arg(&c, msgs[i].entry_id);
+        nr_redis_arg(&c, "1");
         if ((r = command(qi, base_timeout_ms(qi), "XPENDING", &c)) == NULL)
             return NR_EIO;
         if (r->type != REDIS_REPLY_ARRAY) {
@@ -632,7 +526,7 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
                    size_t max, size_t *n)
 {
     struct queue_i *qi;
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     char idle[24], count[24];
     redisReply *r;
     size_t got = 0;
@@ -649,17 +543,17 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
     }
     snprintf(idle, sizeof(idle), "%ld", idle_ms);
     snprintf(count, sizeof(count), "%zu", max);
-    cmd_str(&c, "XAUTOCLAIM");
-    cmd_str(&c, stream_of(qi));
-    cmd_str(&c, group_of(qi));
-    cmd_str(&c, qi->pub.consumer);
-    cmd_str(&c, idle);
-    cmd_str(&c, qi->claim_cursor ? qi->claim_cursor : "0-0");
-    cmd_str(&c, "COUNT");
-    cmd_str(&c, count);
+    nr_redis_arg(&c, "XAUTOCLAIM");
+    nr_redis_arg(&c, stream_of(qi));
+    nr_redis_arg(&c, group_of(qi));
+    nr_redis_arg(&c, qi->pub.consumer);
+    nr_redis_arg(&c, idle);
+    nr_redis_arg(&c, qi->claim_cursor ? qi->claim_cursor : "0-0");
+    nr_redis_arg(&c, "COUNT");
+    nr_redis_arg(&c, count);
     if ((r = command(qi, base_timeout_ms(qi), "XAUTOCLAIM", &c)) == NULL)
         return NR_EIO;
-    if (is_error(r, "NOGROUP")) {           /* nothing to claim yet */
+    if (nr_redis_is_error(r, "NOGROUP")) {           /* nothing to claim yet */
         freeReplyObject(r);
         *n = 0;
         return NR_OK;
@@ -670,7 +564,7 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
         if (r->type == REDIS_REPLY_ERROR)
             reply_err(qi, "XAUTOCLAIM", r);
         else
-            set_err(qi, "redis at %s: XAUTOCLAIM returned a reply of an unexpected shape", qi->where);
+            set_err(qi, "redis at %s: XAUTOCLAIM returned a reply of an unexpected shape", where_of(qi));
         freeReplyObject(r);
         return NR_EIO;
     }
@@ -683,7 +577,7 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
             continue;
         if (!entry_of(entries->element[i], &msgs[got])) {
             clear_msgs(msgs, got);
-            set_err(qi, "redis at %s: XAUTOCLAIM returned an entry of an unexpected shape", qi->where);
+            set_err(qi, "redis at %s: XAUTOCLAIM returned an entry of an unexpected shape", where_of(qi));
             freeReplyObject(r);
             return NR_EIO;
         }
@@ -701,26 +595,26 @@ int nr_queue_claim(struct nr_queue *q, long idle_ms, struct nr_queue_msg *msgs,
 int nr_queue_touch(struct nr_queue *q, char *const *entry_ids, size_t n)
 {
     struct queue_i *qi;
-    const size_t fixed = 6, per = MAX_ARGS - fixed;
+    const size_t per = TOUCH_IDS;
 
     if (q == NULL || (entry_ids == NULL && n > 0))
         return NR_EINVAL;
     qi = qi_of(q);
     for (size_t i = 0; i < n; i += per) {
-        struct cmd c = { 0 };
+        struct nr_redis_cmd c = { 0 };
         redisReply *r;
 
-        cmd_str(&c, "XCLAIM");
-        cmd_str(&c, stream_of(qi));
-        cmd_str(&c, group_of(qi));
-        cmd_str(&c, qi->pub.consumer);
-        cmd_str(&c, "0");
+        nr_redis_arg(&c, "XCLAIM");
+        nr_redis_arg(&c, stream_of(qi));
+        nr_redis_arg(&c, group_of(qi));
+        nr_redis_arg(&c, qi->pub.consumer);
+        nr_redis_arg(&c, "0");
         for (size_t k = i; k < n && k < i + per; k++)
-            cmd_str(&c, entry_ids[k]);
-        cmd_str(&c, "JUSTID");
+            nr_redis_arg(&c, entry_ids[k]);
+        nr_redis_arg(&c, "JUSTID");
         if ((r = command(qi, base_timeout_ms(qi), "XCLAIM", &c)) == NULL)
             return NR_EIO;
-        if (r->type == REDIS_REPLY_ERROR && !is_error(r, "NOGROUP")) {
+        if (r->type == REDIS_REPLY_ERROR && !nr_redis_is_error(r, "NOGROUP")) {
             reply_err(qi, "XCLAIM", r);
             freeReplyObject(r);
             return NR_EIO;
@@ -744,17 +638,17 @@ int nr_queue_touch(struct nr_queue *q, char *const *entry_ids, size_t n)
  * XDEL of the same id (an entry run twice) deletes nothing.  The stream has
  * one consumer group; nothing else reads it.
  */
-static void cmd_xdel(struct queue_i *qi, struct cmd *c, const char *entry_id)
+static void cmd_xdel(struct queue_i *qi, struct nr_redis_cmd *c, const char *entry_id)
 {
-    cmd_str(c, "XDEL");
-    cmd_str(c, stream_of(qi));
-    cmd_str(c, entry_id);
+    nr_redis_arg(c, "XDEL");
+    nr_redis_arg(c, stream_of(qi));
+    nr_redis_arg(c, entry_id);
 }
 
 int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_status)
 {
     struct queue_i *qi;
-    struct cmd cmds[4];
+    struct nr_redis_cmd cmds[4];
     char *key;
     int n = 0, rc;
 
@@ -766,20 +660,20 @@ int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_sta
     memset(cmds, 0, sizeof(cmds));
     key = nr_asprintf(DONE_KEY_PREFIX "%s", entry_id);
 
-    cmd_str(&cmds[n], "XACK");
-    cmd_str(&cmds[n], stream_of(qi));
-    cmd_str(&cmds[n], group_of(qi));
-    cmd_str(&cmds[n], entry_id);
+    nr_redis_arg(&cmds[n], "XACK");
+    nr_redis_arg(&cmds[n], stream_of(qi));
+    nr_redis_arg(&cmds[n], group_of(qi));
+    nr_redis_arg(&cmds[n], entry_id);
     n++;
     cmd_xdel(qi, &cmds[n++], entry_id);
     if (final_status != NULL) {
-        cmd_str(&cmds[n], "RPUSH");
-        cmd_str(&cmds[n], key);
-        cmd_str(&cmds[n], final_status);
+        nr_redis_arg(&cmds[n], "RPUSH");
+        nr_redis_arg(&cmds[n], key);
+        nr_redis_arg(&cmds[n], final_status);
         n++;
-        cmd_str(&cmds[n], "EXPIRE");
-        cmd_str(&cmds[n], key);
-        cmd_str(&cmds[n], DONE_TTL_S);
+        nr_redis_arg(&cmds[n], "EXPIRE");
+        nr_redis_arg(&cmds[n], key);
+        nr_redis_arg(&cmds[n], DONE_TTL_S);
         n++;
     }
     rc = transaction(qi, "acknowledging", cmds, n);
@@ -790,7 +684,7 @@ int nr_queue_ack(struct nr_queue *q, const char *entry_id, const char *final_sta
 int nr_queue_dead(struct nr_queue *q, const struct nr_queue_msg *m, const char *reason)
 {
     struct queue_i *qi;
-    struct cmd cmds[3];
+    struct nr_redis_cmd cmds[3];
 
     if (q == NULL || m == NULL || m->entry_id == NULL)
         return NR_EINVAL;
@@ -799,28 +693,28 @@ int nr_queue_dead(struct nr_queue *q, const struct nr_queue_msg *m, const char *
         return NR_EIO;
     memset(cmds, 0, sizeof(cmds));
 
-    cmd_str(&cmds[0], "XADD");
-    cmd_str(&cmds[0], dead_stream_of(qi));
-    cmd_str(&cmds[0], "MAXLEN");
-    cmd_str(&cmds[0], "~");
-    cmd_str(&cmds[0], DEAD_STREAM_MAXLEN);
-    cmd_str(&cmds[0], "*");
-    cmd_str(&cmds[0], "payload");
+    nr_redis_arg(&cmds[0], "XADD");
+    nr_redis_arg(&cmds[0], dead_stream_of(qi));
+    nr_redis_arg(&cmds[0], "MAXLEN");
+    nr_redis_arg(&cmds[0], "~");
+    nr_redis_arg(&cmds[0], DEAD_STREAM_MAXLEN);
+    nr_redis_arg(&cmds[0], "*");
+    nr_redis_arg(&cmds[0], "payload");
     if (m->payload != NULL)
-        cmd_add(&cmds[0], m->payload, m->payload_len);
+        nr_redis_arg_n(&cmds[0], m->payload, m->payload_len);
     else
-        cmd_add(&cmds[0], "", 0);
-    cmd_str(&cmds[0], "reason");
-    cmd_str(&cmds[0], reason ? reason : "");
-    cmd_str(&cmds[0], "entry_id");
-    cmd_str(&cmds[0], m->entry_id);
-    cmd_str(&cmds[0], "consumer");
-    cmd_str(&cmds[0], qi->pub.consumer);
+        nr_redis_arg_n(&cmds[0], "", 0);
+    nr_redis_arg(&cmds[0], "reason");
+    nr_redis_arg(&cmds[0], reason ? reason : "");
+    nr_redis_arg(&cmds[0], "entry_id");
+    nr_redis_arg(&cmds[0], m->entry_id);
+    nr_redis_arg(&cmds[0], "consumer");
+    nr_redis_arg(&cmds[0], qi->pub.consumer);
 
-    cmd_str(&cmds[1], "XACK");
-    cmd_str(&cmds[1], stream_of(qi));
-    cmd_str(&cmds[1], group_of(qi));
-    cmd_str(&cmds[1], m->entry_id);
+    nr_redis_arg(&cmds[1], "XACK");
+    nr_redis_arg(&cmds[1], stream_of(qi));
+    nr_redis_arg(&cmds[1], group_of(qi));
+    nr_redis_arg(&cmds[1], m->entry_id);
     cmd_xdel(qi, &cmds[2], m->entry_id);
     return transaction(qi, "dead-lettering", cmds, 3);
 }
@@ -830,17 +724,17 @@ int nr_queue_dead(struct nr_queue *q, const struct nr_queue_msg *m, const char *
 int nr_queue_enqueue(struct nr_queue *q, const char *payload_json, char **id_out)
 {
     struct queue_i *qi;
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
 
     if (q == NULL || payload_json == NULL)
         return NR_EINVAL;
     qi = qi_of(q);
-    cmd_str(&c, "XADD");
-    cmd_str(&c, stream_of(qi));
-    cmd_str(&c, "*");
-    cmd_str(&c, "payload");
-    cmd_str(&c, payload_json);
+    nr_redis_arg(&c, "XADD");
+    nr_redis_arg(&c, stream_of(qi));
+    nr_redis_arg(&c, "*");
+    nr_redis_arg(&c, "payload");
+    nr_redis_arg(&c, payload_json);
     if ((r = command(qi, base_timeout_ms(qi), "XADD", &c)) == NULL)
         return NR_EIO;
     if (r->type != REDIS_REPLY_STRING) {
@@ -858,7 +752,7 @@ int nr_queue_wait_done(struct nr_queue *q, const char *entry_id, double timeout_
                        char **status)
 {
     struct queue_i *qi;
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r, *v;
     char *key, secs[32];
     long long ms;
@@ -883,18 +777,18 @@ int nr_queue_wait_done(struct nr_queue *q, const char *entry_id, double timeout_
         snprintf(secs, sizeof(secs), "%lld.%03lld", ms / 1000, ms % 1000);
         for (int attempt = 0;; attempt++) {
             c.argc = 0;
-            cmd_str(&c, "BLPOP");
-            cmd_str(&c, key);
-            cmd_str(&c, secs);
+            nr_redis_arg(&c, "BLPOP");
+            nr_redis_arg(&c, key);
+            nr_redis_arg(&c, secs);
             r = command(qi, (int)(ms + BLOCKING_MARGIN_MS), "BLPOP", &c);
-            if (r == NULL || attempt > 0 || !is_error(r, "ERR timeout"))
+            if (r == NULL || attempt > 0 || !nr_redis_is_error(r, "ERR timeout"))
                 break;
             freeReplyObject(r);
             snprintf(secs, sizeof(secs), "%lld", (ms + 999) / 1000);
         }
     } else {
-        cmd_str(&c, "LPOP");
-        cmd_str(&c, key);
+        nr_redis_arg(&c, "LPOP");
+        nr_redis_arg(&c, key);
         r = command(qi, base_timeout_ms(qi), "LPOP", &c);
     }
     free(key);

@@ -25,10 +25,12 @@
  *     end: an id whose transaction lost a race stays for the next pass
  *     instead of leaving its job `started` with no wip entry.
  *
- * Errors: a connection failure (I/O, timeout, EOF) sets rq->err and every
- * later call refuses until nr_rq_reset(); a command the server refuses
- * (say WRONGTYPE on a key someone else wrote) returns NR_EINVAL with
- * rq->errstr saying why and leaves the connection usable.
+ * Commands, pipelines and transactions go through the redis module
+ * (struct nr_redis, redis.h), whose two kinds of failure this module
+ * passes on: a connection failure (I/O, timeout, EOF) sets rq->err and
+ * every later call refuses until nr_rq_reset(); a command the server
+ * refuses (say WRONGTYPE on a key someone else wrote) returns NR_EINVAL
+ * with rq->errstr saying why and leaves the connection usable.
  */
 #include "netraven/rq.h"
 
@@ -38,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -46,7 +47,7 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
-#include "netraven/queue.h"
+#include "netraven/redis.h"
 
 #define COMMAND_TIMEOUT_MS   5000
 #define BLOCKING_MARGIN_MS   5000
@@ -58,8 +59,6 @@
 #define DEFAULT_TIMEOUT      180        /* python-rq's Queue.DEFAULT_TIMEOUT */
 #define RESULTS_MAXLEN       "10"
 #define MAX_QUEUES           64
-#define MAX_ARGS             (MAX_QUEUES + 8)
-#define MAX_OWNED            8
 #define CLEANUP_BATCH        100        /* ids per ZRANGEBYSCORE */
 #define CLEANUP_ATTEMPTS     3          /* per id, when WATCH fires */
 #define ABANDONED_REASON     "worker died (abandoned job)"
@@ -70,7 +69,6 @@
 struct rq_i {
     struct nr_rq            pub;
     const struct nr_config *cfg;
-    int                     timeout_ms;     /* the socket's, 0 = unknown */
     char                    birth[NR_ISO_TS_LEN];
     char                    hostname[256];
     char                   *queues_csv;     /* "default,high,low" */
@@ -79,89 +77,8 @@ struct rq_i {
 
 static struct rq_i *ri_of(struct nr_rq *rq) { return (struct rq_i *)rq; }
 
-struct cmd;
-static int int_reply(struct rq_i *ri, const char *what, struct cmd *c, long long *out);
-
-/* ---------------------------------------------------------------- commands */
-
-struct cmd {
-    int         argc;
-    const char *argv[MAX_ARGS];
-    size_t      len[MAX_ARGS];
-    char       *owned[MAX_OWNED];
-    int         nowned;
-};
-
-/* A list of commands for one MULTI. */
-struct batch {
-    struct cmd *c;
-    size_t      n, cap;
-};
-
-static void arg_n(struct cmd *c, const char *s, size_t n)
-{
-    if (c->argc >= MAX_ARGS)
-        abort();    /* a programming error: every caller's count is fixed */
-    c->argv[c->argc] = s;
-    c->len[c->argc] = n;
-    c->argc++;
-}
-
-static void arg(struct cmd *c, const char *s) { arg_n(c, s, strlen(s)); }
-
-static void argf(struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void argf(struct cmd *c, const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-
-    if (c->nowned >= MAX_OWNED)
-        abort();
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    if (s == NULL) {
-        fputs("netraven-worker: out of memory\n", stderr);
-        abort();
-    }
-    c->owned[c->nowned++] = s;
-    arg(c, s);
-}
-
-/* An owned copy of s[0..n) as an argument. */
-static void arg_own(struct cmd *c, char *s, size_t n)
-{
-    if (c->nowned >= MAX_OWNED)
-        abort();
-    c->owned[c->nowned++] = s;
-    arg_n(c, s, n);
-}
-
-static void cmd_clear(struct cmd *c)
-{
-    for (int i = 0; i < c->nowned; i++)
-        free(c->owned[i]);
-    memset(c, 0, sizeof(*c));
-}
-
-static struct cmd *batch_add(struct batch *b)
-{
-    if (b->n == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 8;
-        b->c = nr_realloc(b->c, b->cap * sizeof(*b->c));
-    }
-    memset(&b->c[b->n], 0, sizeof(b->c[b->n]));
-    return &b->c[b->n++];
-}
-
-static void batch_free(struct batch *b)
-{
-    for (size_t i = 0; i < b->n; i++)
-        cmd_clear(&b->c[i]);
-    free(b->c);
-    memset(b, 0, sizeof(*b));
-}
+static int int_reply(struct rq_i *ri, const char *what, struct nr_redis_cmd *c,
+                     long long *out);
 
 /* ------------------------------------------------------------------ errors */
 
@@ -186,152 +103,68 @@ static int conn_fail(struct rq_i *ri, const char *fmt, ...)
     return NR_EIO;
 }
 
-/* The server refused something; the connection is fine. */
-static int refused(struct rq_i *ri, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int refused(struct rq_i *ri, const char *fmt, ...)
+/* What the connection said about a failed call (rc < 0), into rq: errstr,
+ * and err when the connection is gone.  Returns rc. */
+static int take_err(struct rq_i *ri, int rc)
 {
-    va_list ap;
+    const struct nr_redis *conn = ri->pub.conn;
 
-    va_start(ap, fmt);
-    set_errstr(ri, fmt, ap);
-    va_end(ap);
-    return NR_EINVAL;
+    if (rc >= 0)
+        return rc;
+    snprintf(ri->pub.errstr, sizeof(ri->pub.errstr), "%s", conn->errstr);
+    if (conn->err)
+        ri->pub.err = NR_EIO;
+    return conn->err ? NR_EIO : rc;
 }
 
-static redisContext *rc_of(struct rq_i *ri)
-{
-    return ri->pub.conn ? ri->pub.conn->rc : NULL;
-}
-
-static int io_fail(struct rq_i *ri, const char *what)
-{
-    redisContext *rc = rc_of(ri);
-    const char *why = rc && rc->errstr[0] ? rc->errstr : "connection lost";
-
-    if (rc && rc->err == REDIS_ERR_IO && strstr(why, "temporarily unavailable"))
-        return conn_fail(ri, "redis: %s timed out after %d ms", what, ri->timeout_ms);
-    return conn_fail(ri, "redis: %s failed: %s", what, why);
-}
-
+/* The server refused what (r: an error reply, or one of a type the caller
+ * did not expect); the connection is fine.  NR_EINVAL. */
 static int reply_refused(struct rq_i *ri, const char *what, const redisReply *r)
 {
-    if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        return refused(ri, "redis: %s refused: %.*s", what, (int)(r->len > 160 ? 160 : r->len),
-                       r->str);
-    return refused(ri, "redis: %s returned an unexpected reply (type %d)", what,
-                   r ? r->type : -1);
+    return take_err(ri, nr_redis_refused(ri->pub.conn, what, r));
 }
 
 static bool usable(struct rq_i *ri)
 {
     if (ri->pub.err)
         return false;
-    if (rc_of(ri) == NULL) {
+    if (ri->pub.conn == NULL) {
         conn_fail(ri, "redis: not connected");
         return false;
     }
     return true;
 }
 
-static int set_timeout(struct rq_i *ri, int ms)
-{
-    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-    if (ri->timeout_ms == ms)
-        return NR_OK;
-    if (redisSetTimeout(rc_of(ri), tv) != REDIS_OK)
-        return io_fail(ri, "setting the socket timeout");
-    ri->timeout_ms = ms;
-    return NR_OK;
-}
-
 /* One command; NULL (err set) if the connection failed, else the reply
  * (maybe an error reply) for the caller to free. */
-static redisReply *command(struct rq_i *ri, int timeout_ms, const char *what, struct cmd *c)
+static redisReply *command(struct rq_i *ri, int timeout_ms, const char *what,
+                           const struct nr_redis_cmd *c)
 {
     redisReply *r;
 
-    if (!usable(ri) || set_timeout(ri, timeout_ms) < 0)
+    if (!usable(ri))
         return NULL;
-    r = redisCommandArgv(rc_of(ri), c->argc, c->argv, c->len);
+    r = nr_redis_command(ri->pub.conn, timeout_ms, what, c);
     if (r == NULL)
-        io_fail(ri, what);
+        take_err(ri, NR_EIO);
     return r;
 }
 
 /* A simple command whose reply only needs to be non-error. */
-static int simple(struct rq_i *ri, const char *what, struct cmd *c)
+static int simple(struct rq_i *ri, const char *what, const struct nr_redis_cmd *c)
 {
-    redisReply *r = command(ri, COMMAND_TIMEOUT_MS, what, c);
-    int rc = NR_OK;
-
-    if (r == NULL)
+    if (!usable(ri))
         return NR_EIO;
-    if (r->type == REDIS_REPLY_ERROR)
-        rc = reply_refused(ri, what, r);
-    freeReplyObject(r);
-    return rc;
+    return take_err(ri, nr_redis_simple(ri->pub.conn, what, c));
 }
 
-/*
- * Run b inside MULTI/EXEC, pipelined.  Returns 0 when EXEC ran every
- * command; NR_NOTFOUND when EXEC was aborted by a WATCH; NR_EINVAL when
- * the server refused a command (EXECABORT, or an error inside EXEC: the
- * other commands did run, as Redis does); NR_EIO when the connection
- * failed.  Every reply is read, so the connection stays in step.
- */
-static int transaction(struct rq_i *ri, const char *what, struct batch *b)
+/* b inside MULTI/EXEC (nr_redis_transaction): 0, NR_NOTFOUND (a WATCH
+ * fired), NR_EINVAL (refused) or NR_EIO. */
+static int transaction(struct rq_i *ri, const char *what, const struct nr_redis_batch *b)
 {
-    static const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
-    static const size_t multi_len[] = { 5 }, exec_len[] = { 4 };
-    redisContext *rc;
-    redisReply *r = NULL;
-    int rcode = NR_OK;
-
-    if (!usable(ri) || set_timeout(ri, COMMAND_TIMEOUT_MS) < 0)
+    if (!usable(ri))
         return NR_EIO;
-    rc = rc_of(ri);
-    if (redisAppendCommandArgv(rc, 1, multi, multi_len) != REDIS_OK)
-        goto oom;
-    for (size_t i = 0; i < b->n; i++)
-        if (redisAppendCommandArgv(rc, b->c[i].argc, b->c[i].argv, b->c[i].len) != REDIS_OK)
-            goto oom;
-    if (redisAppendCommandArgv(rc, 1, exec, exec_len) != REDIS_OK)
-        goto oom;
-
-    for (size_t i = 0; i < b->n + 2; i++) {
-        if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL)
-            return io_fail(ri, what);
-        if (i < b->n + 1) {         /* +OK, then +QUEUED per command */
-            if (r->type == REDIS_REPLY_ERROR && rcode == NR_OK)
-                rcode = reply_refused(ri, what, r);
-            freeReplyObject(r);
-            continue;
-        }
-        if (rcode == NR_OK) {       /* EXEC */
-            if (r->type == REDIS_REPLY_NIL) {
-                rcode = NR_NOTFOUND;
-            } else if (r->type != REDIS_REPLY_ARRAY || r->elements != b->n) {
-                rcode = reply_refused(ri, what, r);
-            } else {
-                for (size_t k = 0; k < r->elements; k++)
-                    if (r->element[k]->type == REDIS_REPLY_ERROR) {
-                        rcode = refused(ri, "redis: %.*s while %s refused: %.*s",
-                                        (int)b->c[k].len[0], b->c[k].argv[0], what,
-                                        (int)(r->element[k]->len > 160 ? 160
-                                                                       : r->element[k]->len),
-                                        r->element[k]->str);
-                        break;
-                    }
-            }
-        }
-        freeReplyObject(r);
-    }
-    return rcode;
-
-oom:
-    /* part of the pipeline may be buffered: the connection is out of step */
-    return conn_fail(ri, "redis: %s: out of memory building the command", what);
+    return take_err(ri, nr_redis_transaction(ri->pub.conn, what, b));
 }
 
 /* ------------------------------------------------------------------- time */
@@ -401,13 +234,13 @@ int nr_rq_reset(struct nr_rq *rq)
     ri = ri_of(rq);
     if (ri->pub.queues.n == 0 || ri->pub.queues.n > MAX_QUEUES)
         return NR_EIO;      /* a configuration error: errstr says which */
-    ri->timeout_ms = 0;
     ri->pub.err = 0;
     ri->pub.errstr[0] = '\0';
     if (ri->pub.conn == NULL)
-        ri->pub.conn = nr_queue_connect(ri->cfg, ri->pub.worker);
+        ri->pub.conn = nr_redis_new(ri->cfg->scheduler.redis_url, "scheduler.redis_url",
+                                    COMMAND_TIMEOUT_MS);
     else
-        nr_queue_reset(ri->pub.conn);
+        nr_redis_reconnect(ri->pub.conn);
     if (ri->pub.conn->err)
         return conn_fail(ri, "%s", ri->pub.conn->errstr);
     return NR_OK;
@@ -420,7 +253,7 @@ void nr_rq_free(struct nr_rq *rq)
     if (rq == NULL)
         return;
     ri = ri_of(rq);
-    nr_queue_free(ri->pub.conn);
+    nr_redis_free(ri->pub.conn);
     free(ri->pub.worker);
     nr_strlist_clear(&ri->pub.queues);
     free(ri->queues_csv);
@@ -536,29 +369,26 @@ static bool job_of_hash(const redisReply *h, struct nr_rq_job *job)
  * empty, NR_EINVAL / NR_EIO. */
 static int job_load(struct rq_i *ri, const char *id, const char *queue, struct nr_rq_job *job)
 {
-    struct cmd h = { 0 }, e = { 0 };
+    struct nr_redis_batch b = { 0 };
     struct nr_rq_job j = { 0 };
-    redisReply *rh = NULL, *re = NULL;
-    redisContext *rc;
+    redisReply *rep[2] = { NULL, NULL }, *rh, *re;
+    struct nr_redis_cmd *c;
     int rcode;
 
-    if (!usable(ri) || set_timeout(ri, COMMAND_TIMEOUT_MS) < 0)
+    if (!usable(ri))
         return NR_EIO;
-    rc = rc_of(ri);
-    arg(&h, "HGETALL");
-    argf(&h, "rq:job:%s", id);
-    arg(&e, "EXISTS");
-    argf(&e, "rq:job:%s:dependents", id);
-    if (redisAppendCommandArgv(rc, h.argc, h.argv, h.len) != REDIS_OK ||
-        redisAppendCommandArgv(rc, e.argc, e.argv, e.len) != REDIS_OK) {
-        rcode = conn_fail(ri, "redis: HGETALL: out of memory building the command");
-        goto out;
-    }
-    if (redisGetReply(rc, (void **)&rh) != REDIS_OK || rh == NULL ||
-        redisGetReply(rc, (void **)&re) != REDIS_OK || re == NULL) {
-        rcode = io_fail(ri, "HGETALL");
-        goto out;
-    }
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "HGETALL");
+    nr_redis_argf(c, "rq:job:%s", id);
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "EXISTS");
+    nr_redis_argf(c, "rq:job:%s:dependents", id);
+    rcode = take_err(ri, nr_redis_pipeline(ri->pub.conn, COMMAND_TIMEOUT_MS, "HGETALL", &b, rep));
+    nr_redis_batch_clear(&b);
+    if (rcode < 0)
+        return rcode;
+    rh = rep[0];
+    re = rep[1];
     if (rh->type == REDIS_REPLY_ERROR) {
         rcode = reply_refused(ri, "HGETALL of the job", rh);
         goto out;
@@ -576,17 +406,15 @@ static int job_load(struct rq_i *ri, const char *id, const char *queue, struct n
 out:
     freeReplyObject(rh);
     freeReplyObject(re);
-    cmd_clear(&h);
-    cmd_clear(&e);
     return rcode;
 }
 
 /* ------------------------------------------------------------------- take */
 
 /* The list a job moves to when worker takes it from queue (rq.h, "Taking"). */
-static void arg_intake(struct cmd *c, const char *queue, const char *worker)
+static void arg_intake(struct nr_redis_cmd *c, const char *queue, const char *worker)
 {
-    argf(c, "rq:queue:%s:intake:%s", queue, worker);
+    nr_redis_argf(c, "rq:queue:%s:intake:%s", queue, worker);
 }
 
 /* LREM the id from this worker's intake list of queue, outside any MULTI:
@@ -594,22 +422,22 @@ static void arg_intake(struct cmd *c, const char *queue, const char *worker)
  * next recovery, which skips it again. */
 static void intake_drop(struct rq_i *ri, const char *queue, const char *id, size_t idlen)
 {
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
 
-    arg(&c, "LREM");
+    nr_redis_arg(&c, "LREM");
     arg_intake(&c, queue, ri->pub.worker);
-    arg(&c, "1");
-    arg_n(&c, id, idlen);
+    nr_redis_arg(&c, "1");
+    nr_redis_arg_n(&c, id, idlen);
     r = command(ri, COMMAND_TIMEOUT_MS, "LREM", &c);
     freeReplyObject(r);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
 }
 
 int nr_rq_take_from(struct nr_rq *rq, size_t qi, int timeout_s, struct nr_rq_job *job)
 {
     struct rq_i *ri;
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
     const char *queue, *what;
     char *id;
@@ -626,16 +454,16 @@ int nr_rq_take_from(struct nr_rq *rq, size_t qi, int timeout_s, struct nr_rq_job
 
     /* from the head, as BLPOP takes: RPUSH enqueues, LPUSH puts in front */
     what = timeout_s ? "BLMOVE" : "LMOVE";
-    arg(&c, what);
-    argf(&c, "rq:queue:%s", queue);
+    nr_redis_arg(&c, what);
+    nr_redis_argf(&c, "rq:queue:%s", queue);
     arg_intake(&c, queue, rq->worker);
-    arg(&c, "LEFT");
-    arg(&c, "RIGHT");
+    nr_redis_arg(&c, "LEFT");
+    nr_redis_arg(&c, "RIGHT");
     if (timeout_s)
-        argf(&c, "%d", timeout_s);
+        nr_redis_argf(&c, "%d", timeout_s);
     r = command(ri, timeout_s ? timeout_s * 1000 + BLOCKING_MARGIN_MS : COMMAND_TIMEOUT_MS,
                 what, &c);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (r == NULL)
         return NR_EIO;
     if (r->type == REDIS_REPLY_NIL) {
@@ -700,17 +528,17 @@ int nr_rq_take(struct nr_rq *rq, int timeout_s, struct nr_rq_job *job)
 static int move_back(struct rq_i *ri, const char *queue, const char *worker, size_t *moved)
 {
     for (size_t n = 0; n < RECOVER_MAX; n++) {
-        struct cmd c = { 0 };
+        struct nr_redis_cmd c = { 0 };
         redisReply *r;
         int rc = NR_OK;
 
-        arg(&c, "LMOVE");
+        nr_redis_arg(&c, "LMOVE");
         arg_intake(&c, queue, worker);
-        argf(&c, "rq:queue:%s", queue);
-        arg(&c, "RIGHT");
-        arg(&c, "LEFT");
+        nr_redis_argf(&c, "rq:queue:%s", queue);
+        nr_redis_arg(&c, "RIGHT");
+        nr_redis_arg(&c, "LEFT");
         r = command(ri, COMMAND_TIMEOUT_MS, "LMOVE", &c);
-        cmd_clear(&c);
+        nr_redis_cmd_clear(&c);
         if (r == NULL)
             return NR_EIO;
         if (r->type == REDIS_REPLY_NIL) {
@@ -737,32 +565,32 @@ static int move_back_except(struct rq_i *ri, const char *queue, const struct nr_
     int rc = NR_NOTFOUND;
 
     for (int attempt = 0; attempt < START_ATTEMPTS && rc == NR_NOTFOUND; attempt++) {
-        struct cmd c = { 0 };
-        struct batch b = { 0 };
+        struct nr_redis_cmd c = { 0 };
+        struct nr_redis_batch b = { 0 };
         redisReply *r;
         bool *kept;
         size_t n = 0;
 
-        arg(&c, "WATCH");
+        nr_redis_arg(&c, "WATCH");
         arg_intake(&c, queue, ri->pub.worker);
         rc = simple(ri, "WATCH", &c);
-        cmd_clear(&c);
+        nr_redis_cmd_clear(&c);
         if (rc < 0)
             return rc;
-        arg(&c, "LRANGE");
+        nr_redis_arg(&c, "LRANGE");
         arg_intake(&c, queue, ri->pub.worker);
-        arg(&c, "0");
-        argf(&c, "%d", RECOVER_MAX - 1);
+        nr_redis_arg(&c, "0");
+        nr_redis_argf(&c, "%d", RECOVER_MAX - 1);
         r = command(ri, COMMAND_TIMEOUT_MS, "LRANGE", &c);
-        cmd_clear(&c);
+        nr_redis_cmd_clear(&c);
         if (r == NULL)
             return NR_EIO;
         if (r->type != REDIS_REPLY_ARRAY) {
             rc = reply_refused(ri, "LRANGE of the intake list", r);
             freeReplyObject(r);
-            arg(&c, "UNWATCH");
+            nr_redis_arg(&c, "UNWATCH");
             simple(ri, "UNWATCH", &c);
-            cmd_clear(&c);
+            nr_redis_cmd_clear(&c);
             return ri->pub.err ? NR_EIO : rc;
         }
         /* newest first, each to the front: the oldest ends in front */
@@ -770,7 +598,7 @@ static int move_back_except(struct rq_i *ri, const char *queue, const struct nr_
         for (size_t i = r->elements; i-- > 0;) {
             const redisReply *e = r->element[i];
             bool held = false;
-            struct cmd *bc;
+            struct nr_redis_cmd *bc;
 
             if (e->type != REDIS_REPLY_STRING)
                 continue;
@@ -780,27 +608,27 @@ static int move_back_except(struct rq_i *ri, const char *queue, const struct nr_
                     held = kept[k] = true;
             if (held)
                 continue;
-            bc = batch_add(&b);
-            arg(bc, "LREM");
+            bc = nr_redis_batch_add(&b);
+            nr_redis_arg(bc, "LREM");
             arg_intake(bc, queue, ri->pub.worker);
-            arg(bc, "1");
-            arg_own(bc, nr_strndup(e->str, e->len), e->len);
-            bc = batch_add(&b);
-            arg(bc, "LPUSH");
-            argf(bc, "rq:queue:%s", queue);
-            arg_own(bc, nr_strndup(e->str, e->len), e->len);
+            nr_redis_arg(bc, "1");
+            nr_redis_arg_own(bc, nr_strndup(e->str, e->len), e->len);
+            bc = nr_redis_batch_add(&b);
+            nr_redis_arg(bc, "LPUSH");
+            nr_redis_argf(bc, "rq:queue:%s", queue);
+            nr_redis_arg_own(bc, nr_strndup(e->str, e->len), e->len);
             n++;
         }
         free(kept);
         freeReplyObject(r);
         if (n == 0) {
-            arg(&c, "UNWATCH");
+            nr_redis_arg(&c, "UNWATCH");
             rc = simple(ri, "UNWATCH", &c);
-            cmd_clear(&c);
+            nr_redis_cmd_clear(&c);
             return rc;
         }
         rc = transaction(ri, "putting back an intake list", &b);
-        batch_free(&b);
+        nr_redis_batch_clear(&b);
         if (rc == NR_OK)
             *moved += n;
     }
@@ -812,36 +640,36 @@ static int move_back_except(struct rq_i *ri, const char *queue, const struct nr_
  * (and its next heartbeat adds it again anyway). */
 static int forget_worker(struct rq_i *ri, const char *queue, const char *worker)
 {
-    struct cmd c = { 0 };
-    struct batch b = { 0 };
-    struct cmd *bc;
+    struct nr_redis_cmd c = { 0 };
+    struct nr_redis_batch b = { 0 };
+    struct nr_redis_cmd *bc;
     long long len = 0;
     int rc;
 
-    arg(&c, "WATCH");
+    nr_redis_arg(&c, "WATCH");
     arg_intake(&c, queue, worker);
     rc = simple(ri, "WATCH", &c);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (rc < 0)
         return rc;
-    arg(&c, "LLEN");
+    nr_redis_arg(&c, "LLEN");
     arg_intake(&c, queue, worker);
     rc = int_reply(ri, "LLEN", &c, &len);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (rc < 0 || len != 0) {
         if (!ri->pub.err) {
-            arg(&c, "UNWATCH");
+            nr_redis_arg(&c, "UNWATCH");
             simple(ri, "UNWATCH", &c);
-            cmd_clear(&c);
+            nr_redis_cmd_clear(&c);
         }
         return ri->pub.err ? NR_EIO : rc;
     }
-    bc = batch_add(&b);
-    arg(bc, "SREM");
-    argf(bc, "rq:queue:%s:intakes", queue);
-    arg(bc, worker);
+    bc = nr_redis_batch_add(&b);
+    nr_redis_arg(bc, "SREM");
+    nr_redis_argf(bc, "rq:queue:%s:intakes", queue);
+    nr_redis_arg(bc, worker);
     rc = transaction(ri, "forgetting a dead worker's intake list", &b);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     return rc == NR_NOTFOUND ? NR_OK : rc;
 }
 
@@ -849,7 +677,7 @@ int nr_rq_recover(struct nr_rq *rq, const char *queue, bool own,
                   const struct nr_strlist *keep, size_t *moved)
 {
     struct rq_i *ri;
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
     char **workers = NULL;
     size_t nw = 0, n = 0;
@@ -863,10 +691,10 @@ int nr_rq_recover(struct nr_rq *rq, const char *queue, bool own,
     else if (own)
         rc = move_back(ri, queue, rq->worker, &n);
 
-    arg(&c, "SMEMBERS");
-    argf(&c, "rq:queue:%s:intakes", queue);
+    nr_redis_arg(&c, "SMEMBERS");
+    nr_redis_argf(&c, "rq:queue:%s:intakes", queue);
     r = rc < 0 ? NULL : command(ri, COMMAND_TIMEOUT_MS, "SMEMBERS", &c);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (r != NULL && r->type != REDIS_REPLY_ARRAY)
         rc = reply_refused(ri, "SMEMBERS of the intake lists", r);
     else if (r != NULL) {
@@ -885,10 +713,10 @@ int nr_rq_recover(struct nr_rq *rq, const char *queue, bool own,
 
         if (strcmp(workers[i], rq->worker) == 0)
             continue;
-        arg(&c, "EXISTS");
-        argf(&c, "rq:worker:%s", workers[i]);
+        nr_redis_arg(&c, "EXISTS");
+        nr_redis_argf(&c, "rq:worker:%s", workers[i]);
         rc = int_reply(ri, "EXISTS", &c, &alive);
-        cmd_clear(&c);
+        nr_redis_cmd_clear(&c);
         if (rc < 0 || alive > 0)
             continue;
         if ((rc = move_back(ri, queue, workers[i], &n)) == NR_OK)
@@ -991,42 +819,43 @@ int nr_rq_job_check(const struct nr_rq_job *job, long long *job_id, char **reaso
 
 /* ------------------------------------------------------------- write sets */
 
-static void add_zrem_wip(struct batch *b, const char *queue, const char *member)
+static void add_zrem_wip(struct nr_redis_batch *b, const char *queue, const char *member)
 {
-    struct cmd *c = batch_add(b);
-    arg(c, "ZREM");
-    argf(c, "rq:wip:%s", queue);
-    arg(c, member);
+    struct nr_redis_cmd *c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "ZREM");
+    nr_redis_argf(c, "rq:wip:%s", queue);
+    nr_redis_arg(c, member);
 }
 
 /* Out of this worker's intake list, for a job that never started (one
  * that did is not in it, but the same id may be again: rq-scheduler
  * enqueues a periodic job under one id every time). */
-static void add_lrem_intake(struct batch *b, const struct nr_rq *rq, const struct nr_rq_job *job)
+static void add_lrem_intake(struct nr_redis_batch *b, const struct nr_rq *rq,
+                            const struct nr_rq_job *job)
 {
-    struct cmd *c;
+    struct nr_redis_cmd *c;
 
     if (!job->in_intake)
         return;
-    c = batch_add(b);
-    arg(c, "LREM");
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "LREM");
     arg_intake(c, job->queue, rq->worker);
-    arg(c, "1");
-    arg(c, job->id);
+    nr_redis_arg(c, "1");
+    nr_redis_arg(c, job->id);
 }
 
 /* Is id in this worker's intake list of queue?  1 yes, 0 no, or < 0. */
 static int in_intake(struct rq_i *ri, const char *queue, const char *id)
 {
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     long long pos = -1;
     int rc;
 
-    arg(&c, "LPOS");
+    nr_redis_arg(&c, "LPOS");
     arg_intake(&c, queue, ri->pub.worker);
-    arg(&c, id);
+    nr_redis_arg(&c, id);
     rc = int_reply(ri, "LPOS", &c, &pos);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     return rc < 0 ? rc : pos >= 0;
 }
 
@@ -1035,17 +864,17 @@ static int in_intake(struct rq_i *ri, const char *queue, const char *id)
  * registry, 0 when not, or < 0. */
 static int started_here(struct rq_i *ri, const struct nr_rq_job *job)
 {
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
     long long score = -1;
     int rc;
 
-    arg(&c, "HMGET");
-    argf(&c, "rq:job:%s", job->id);
-    arg(&c, "status");
-    arg(&c, "worker_name");
+    nr_redis_arg(&c, "HMGET");
+    nr_redis_argf(&c, "rq:job:%s", job->id);
+    nr_redis_arg(&c, "status");
+    nr_redis_arg(&c, "worker_name");
     r = command(ri, COMMAND_TIMEOUT_MS, "HMGET", &c);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (r == NULL)
         return NR_EIO;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
@@ -1060,11 +889,11 @@ static int started_here(struct rq_i *ri, const struct nr_rq_job *job)
          memcmp(r->element[1]->str, ri->pub.worker, r->element[1]->len) == 0;
     freeReplyObject(r);
     if (rc == 1) {
-        arg(&c, "ZSCORE");
-        argf(&c, "rq:wip:%s", job->queue);
-        arg(&c, job->id);
+        nr_redis_arg(&c, "ZSCORE");
+        nr_redis_argf(&c, "rq:wip:%s", job->queue);
+        nr_redis_arg(&c, job->id);
         rc = int_reply(ri, "ZSCORE", &c, &score);
-        cmd_clear(&c);
+        nr_redis_cmd_clear(&c);
         if (rc == NR_OK)
             rc = score >= 0;
     }
@@ -1085,20 +914,20 @@ int nr_rq_start(struct nr_rq *rq, struct nr_rq_job *job)
     /* WATCH, then LPOS: if a recovery put the id back since we took it
      * (we were taken for dead), EXEC does not run and we see it gone */
     for (int attempt = 0; attempt < START_ATTEMPTS && rc == NR_NOTFOUND; attempt++) {
-        struct batch b = { 0 };
-        struct cmd w = { 0 }, *c;
+        struct nr_redis_batch b = { 0 };
+        struct nr_redis_cmd w = { 0 }, *c;
 
-        arg(&w, "WATCH");
+        nr_redis_arg(&w, "WATCH");
         arg_intake(&w, job->queue, rq->worker);
         rc = simple(ri, "WATCH", &w);
-        cmd_clear(&w);
+        nr_redis_cmd_clear(&w);
         if (rc < 0)
             return rc;
         if ((rc = in_intake(ri, job->queue, job->id)) <= 0) {
             if (!ri->pub.err) {
-                arg(&w, "UNWATCH");
+                nr_redis_arg(&w, "UNWATCH");
                 simple(ri, "UNWATCH", &w);
-                cmd_clear(&w);
+                nr_redis_cmd_clear(&w);
             }
             if (ri->pub.err)
                 return NR_EIO;
@@ -1110,32 +939,32 @@ int nr_rq_start(struct nr_rq *rq, struct nr_rq_job *job)
         }
 
         now_ts(ts, &now);
-        c = batch_add(&b);
-        arg(c, "HSET");
-        argf(c, "rq:job:%s", job->id);
-        arg(c, "status");
-        arg(c, "started");
-        arg(c, "started_at");
-        arg(c, ts);
-        arg(c, "last_heartbeat");
-        arg(c, ts);
-        arg(c, "worker_name");
-        arg(c, rq->worker);
-        c = batch_add(&b);
-        arg(c, "PERSIST");
-        argf(c, "rq:job:%s", job->id);
-        c = batch_add(&b);
-        arg(c, "ZADD");
-        argf(c, "rq:wip:%s", job->queue);
-        argf(c, "%lld", now + WIP_GRACE_S);
-        arg(c, job->id);
-        c = batch_add(&b);
-        arg(c, "LREM");
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "HSET");
+        nr_redis_argf(c, "rq:job:%s", job->id);
+        nr_redis_arg(c, "status");
+        nr_redis_arg(c, "started");
+        nr_redis_arg(c, "started_at");
+        nr_redis_arg(c, ts);
+        nr_redis_arg(c, "last_heartbeat");
+        nr_redis_arg(c, ts);
+        nr_redis_arg(c, "worker_name");
+        nr_redis_arg(c, rq->worker);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "PERSIST");
+        nr_redis_argf(c, "rq:job:%s", job->id);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "ZADD");
+        nr_redis_argf(c, "rq:wip:%s", job->queue);
+        nr_redis_argf(c, "%lld", now + WIP_GRACE_S);
+        nr_redis_arg(c, job->id);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "LREM");
         arg_intake(c, job->queue, rq->worker);
-        arg(c, "1");
-        arg(c, job->id);
+        nr_redis_arg(c, "1");
+        nr_redis_arg(c, job->id);
         rc = transaction(ri, "marking the job started", &b);
-        batch_free(&b);
+        nr_redis_batch_clear(&b);
     }
     if (rc == NR_OK)
         job->in_intake = false;
@@ -1144,58 +973,58 @@ int nr_rq_start(struct nr_rq *rq, struct nr_rq_job *job)
 
 /* The worker hash's fields, all of them (HSET, so a key that expired while
  * we were away is whole again), its TTL and the worker sets. */
-static void add_worker_fields(struct rq_i *ri, struct batch *b, const char *ts)
+static void add_worker_fields(struct rq_i *ri, struct nr_redis_batch *b, const char *ts)
 {
-    struct cmd *c = batch_add(b);
+    struct nr_redis_cmd *c = nr_redis_batch_add(b);
 
-    arg(c, "HSET");
-    argf(c, "rq:worker:%s", ri->pub.worker);
-    arg(c, "birth");
-    arg(c, ri->birth);
-    arg(c, "last_heartbeat");
-    arg(c, ts);
-    arg(c, "queues");
-    arg(c, ri->queues_csv);
-    arg(c, "pid");
-    argf(c, "%ld", (long)getpid());
-    arg(c, "hostname");
-    arg(c, ri->hostname);
-    arg(c, "state");
-    arg(c, ri->current_job ? "busy" : "idle");
+    nr_redis_arg(c, "HSET");
+    nr_redis_argf(c, "rq:worker:%s", ri->pub.worker);
+    nr_redis_arg(c, "birth");
+    nr_redis_arg(c, ri->birth);
+    nr_redis_arg(c, "last_heartbeat");
+    nr_redis_arg(c, ts);
+    nr_redis_arg(c, "queues");
+    nr_redis_arg(c, ri->queues_csv);
+    nr_redis_arg(c, "pid");
+    nr_redis_argf(c, "%ld", (long)getpid());
+    nr_redis_arg(c, "hostname");
+    nr_redis_arg(c, ri->hostname);
+    nr_redis_arg(c, "state");
+    nr_redis_arg(c, ri->current_job ? "busy" : "idle");
     if (ri->current_job) {
-        arg(c, "current_job");
-        arg(c, ri->current_job);
+        nr_redis_arg(c, "current_job");
+        nr_redis_arg(c, ri->current_job);
     } else {
-        c = batch_add(b);
-        arg(c, "HDEL");
-        argf(c, "rq:worker:%s", ri->pub.worker);
-        arg(c, "current_job");
+        c = nr_redis_batch_add(b);
+        nr_redis_arg(c, "HDEL");
+        nr_redis_argf(c, "rq:worker:%s", ri->pub.worker);
+        nr_redis_arg(c, "current_job");
     }
-    c = batch_add(b);
-    arg(c, "EXPIRE");
-    argf(c, "rq:worker:%s", ri->pub.worker);
-    argf(c, "%d", WORKER_TTL_S);
-    c = batch_add(b);
-    arg(c, "SADD");
-    arg(c, "rq:workers");
-    argf(c, "rq:worker:%s", ri->pub.worker);
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "EXPIRE");
+    nr_redis_argf(c, "rq:worker:%s", ri->pub.worker);
+    nr_redis_argf(c, "%d", WORKER_TTL_S);
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "SADD");
+    nr_redis_arg(c, "rq:workers");
+    nr_redis_argf(c, "rq:worker:%s", ri->pub.worker);
     for (size_t i = 0; i < ri->pub.queues.n; i++) {
-        c = batch_add(b);
-        arg(c, "SADD");
-        argf(c, "rq:workers:%s", ri->pub.queues.v[i]);
-        argf(c, "rq:worker:%s", ri->pub.worker);
+        c = nr_redis_batch_add(b);
+        nr_redis_arg(c, "SADD");
+        nr_redis_argf(c, "rq:workers:%s", ri->pub.queues.v[i]);
+        nr_redis_argf(c, "rq:worker:%s", ri->pub.worker);
         /* whose intake lists to look at when their worker is gone */
-        c = batch_add(b);
-        arg(c, "SADD");
-        argf(c, "rq:queue:%s:intakes", ri->pub.queues.v[i]);
-        arg(c, ri->pub.worker);
+        c = nr_redis_batch_add(b);
+        nr_redis_arg(c, "SADD");
+        nr_redis_argf(c, "rq:queue:%s:intakes", ri->pub.queues.v[i]);
+        nr_redis_arg(c, ri->pub.worker);
     }
 }
 
 int nr_rq_heartbeat(struct nr_rq *rq, const struct nr_rq_job *const *jobs, size_t n)
 {
     struct rq_i *ri;
-    struct batch b = { 0 };
+    struct nr_redis_batch b = { 0 };
     char ts[NR_ISO_TS_LEN];
     long long now;
     int rc;
@@ -1205,29 +1034,29 @@ int nr_rq_heartbeat(struct nr_rq *rq, const struct nr_rq_job *const *jobs, size_
     ri = ri_of(rq);
     now_ts(ts, &now);
     for (size_t i = 0; i < n; i++) {
-        struct cmd *c = batch_add(&b);
-        arg(c, "HSET");
-        argf(c, "rq:job:%s", jobs[i]->id);
-        arg(c, "last_heartbeat");
-        arg(c, ts);
-        c = batch_add(&b);
-        arg(c, "ZADD");
-        argf(c, "rq:wip:%s", jobs[i]->queue);
-        arg(c, "XX");
-        argf(c, "%lld", now + WIP_GRACE_S);
-        arg(c, jobs[i]->id);
+        struct nr_redis_cmd *c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "HSET");
+        nr_redis_argf(c, "rq:job:%s", jobs[i]->id);
+        nr_redis_arg(c, "last_heartbeat");
+        nr_redis_arg(c, ts);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "ZADD");
+        nr_redis_argf(c, "rq:wip:%s", jobs[i]->queue);
+        nr_redis_arg(c, "XX");
+        nr_redis_argf(c, "%lld", now + WIP_GRACE_S);
+        nr_redis_arg(c, jobs[i]->id);
     }
     add_worker_fields(ri, &b, ts);
     rc = transaction(ri, "heart-beating", &b);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     return rc;
 }
 
 int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job)
 {
     struct rq_i *ri;
-    struct batch b = { 0 };
-    struct cmd *c;
+    struct nr_redis_batch b = { 0 };
+    struct nr_redis_cmd *c;
     char ts[NR_ISO_TS_LEN];
     long long now;
     long ttl;
@@ -1241,54 +1070,54 @@ int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job)
 
     if (ttl == 0) {
         /* result_ttl 0: the job is discarded on success */
-        c = batch_add(&b);
-        arg(c, "DEL");
-        argf(c, "rq:job:%s", job->id);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "DEL");
+        nr_redis_argf(c, "rq:job:%s", job->id);
     } else {
-        c = batch_add(&b);
-        arg(c, "HSET");
-        argf(c, "rq:job:%s", job->id);
-        arg(c, "status");
-        arg(c, "finished");
-        arg(c, "ended_at");
-        arg(c, ts);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "HSET");
+        nr_redis_argf(c, "rq:job:%s", job->id);
+        nr_redis_arg(c, "status");
+        nr_redis_arg(c, "finished");
+        nr_redis_arg(c, "ended_at");
+        nr_redis_arg(c, ts);
         /* run_job returns None: no return_value field */
-        c = batch_add(&b);
-        arg(c, "XADD");
-        argf(c, "rq:results:%s", job->id);
-        arg(c, "MAXLEN");
-        arg(c, "~");
-        arg(c, RESULTS_MAXLEN);
-        arg(c, "*");
-        arg(c, "type");
-        arg(c, "1");
-        c = batch_add(&b);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "XADD");
+        nr_redis_argf(c, "rq:results:%s", job->id);
+        nr_redis_arg(c, "MAXLEN");
+        nr_redis_arg(c, "~");
+        nr_redis_arg(c, RESULTS_MAXLEN);
+        nr_redis_arg(c, "*");
+        nr_redis_arg(c, "type");
+        nr_redis_arg(c, "1");
+        c = nr_redis_batch_add(&b);
         if (ttl < 0) {
-            arg(c, "PERSIST");
-            argf(c, "rq:results:%s", job->id);
+            nr_redis_arg(c, "PERSIST");
+            nr_redis_argf(c, "rq:results:%s", job->id);
         } else {
-            arg(c, "EXPIRE");
-            argf(c, "rq:results:%s", job->id);
-            argf(c, "%ld", ttl);
+            nr_redis_arg(c, "EXPIRE");
+            nr_redis_argf(c, "rq:results:%s", job->id);
+            nr_redis_argf(c, "%ld", ttl);
         }
-        c = batch_add(&b);
-        arg(c, "ZADD");
-        argf(c, "rq:finished:%s", job->queue);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "ZADD");
+        nr_redis_argf(c, "rq:finished:%s", job->queue);
         if (ttl < 0)
-            arg(c, "+inf");
+            nr_redis_arg(c, "+inf");
         else
-            argf(c, "%lld", now + ttl);
-        arg(c, job->id);
+            nr_redis_argf(c, "%lld", now + ttl);
+        nr_redis_arg(c, job->id);
         if (ttl > 0) {
-            c = batch_add(&b);
-            arg(c, "EXPIRE");
-            argf(c, "rq:job:%s", job->id);
-            argf(c, "%ld", ttl);
+            c = nr_redis_batch_add(&b);
+            nr_redis_arg(c, "EXPIRE");
+            nr_redis_argf(c, "rq:job:%s", job->id);
+            nr_redis_argf(c, "%ld", ttl);
         }
     }
     add_zrem_wip(&b, job->queue, job->id);
     rc = transaction(ri, "recording the job finished", &b);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     return rc;
 }
 
@@ -1315,99 +1144,99 @@ static char *exc_string_of(const char *text, size_t *outlen)
 }
 
 /* The failure set for job under member (its wip entry). */
-static void add_failure(struct batch *b, const struct nr_rq_job *job, const char *member,
+static void add_failure(struct nr_redis_batch *b, const struct nr_rq_job *job, const char *member,
                         const char *reason)
 {
     char ts[NR_ISO_TS_LEN];
     long long now;
     long ttl = job->failure_ttl;
-    struct cmd *c;
+    struct nr_redis_cmd *c;
     size_t elen;
     char *exc;
 
     now_ts(ts, &now);
-    c = batch_add(b);
-    arg(c, "HSET");
-    argf(c, "rq:job:%s", job->id);
-    arg(c, "status");
-    arg(c, "failed");
-    arg(c, "ended_at");
-    argf(c, "%s", ts);   /* ts dies with this frame: copy */
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "HSET");
+    nr_redis_argf(c, "rq:job:%s", job->id);
+    nr_redis_arg(c, "status");
+    nr_redis_arg(c, "failed");
+    nr_redis_arg(c, "ended_at");
+    nr_redis_argf(c, "%s", ts);   /* ts dies with this frame: copy */
 
     exc = exc_string_of(reason && reason[0] ? reason : "job failed", &elen);
-    c = batch_add(b);
-    arg(c, "XADD");
-    argf(c, "rq:results:%s", job->id);
-    arg(c, "MAXLEN");
-    arg(c, "~");
-    arg(c, RESULTS_MAXLEN);
-    arg(c, "*");
-    arg(c, "type");
-    arg(c, "2");
-    arg(c, "exc_string");
-    arg_own(c, exc, elen);
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "XADD");
+    nr_redis_argf(c, "rq:results:%s", job->id);
+    nr_redis_arg(c, "MAXLEN");
+    nr_redis_arg(c, "~");
+    nr_redis_arg(c, RESULTS_MAXLEN);
+    nr_redis_arg(c, "*");
+    nr_redis_arg(c, "type");
+    nr_redis_arg(c, "2");
+    nr_redis_arg(c, "exc_string");
+    nr_redis_arg_own(c, exc, elen);
 
-    c = batch_add(b);
+    c = nr_redis_batch_add(b);
     if (ttl < 0) {
-        arg(c, "PERSIST");
-        argf(c, "rq:results:%s", job->id);
+        nr_redis_arg(c, "PERSIST");
+        nr_redis_argf(c, "rq:results:%s", job->id);
     } else {
-        arg(c, "EXPIRE");
-        argf(c, "rq:results:%s", job->id);
-        argf(c, "%ld", ttl);
+        nr_redis_arg(c, "EXPIRE");
+        nr_redis_argf(c, "rq:results:%s", job->id);
+        nr_redis_argf(c, "%ld", ttl);
     }
-    c = batch_add(b);
-    arg(c, "ZADD");
-    argf(c, "rq:failed:%s", job->queue);
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "ZADD");
+    nr_redis_argf(c, "rq:failed:%s", job->queue);
     if (ttl < 0)
-        arg(c, "+inf");
+        nr_redis_arg(c, "+inf");
     else
-        argf(c, "%lld", now + ttl);
-    arg(c, job->id);
-    c = batch_add(b);
+        nr_redis_argf(c, "%lld", now + ttl);
+    nr_redis_arg(c, job->id);
+    c = nr_redis_batch_add(b);
     if (ttl < 0) {
-        arg(c, "PERSIST");
-        argf(c, "rq:job:%s", job->id);
+        nr_redis_arg(c, "PERSIST");
+        nr_redis_argf(c, "rq:job:%s", job->id);
     } else {
-        arg(c, "EXPIRE");
-        argf(c, "rq:job:%s", job->id);
-        argf(c, "%ld", ttl);
+        nr_redis_arg(c, "EXPIRE");
+        nr_redis_argf(c, "rq:job:%s", job->id);
+        nr_redis_argf(c, "%ld", ttl);
     }
     add_zrem_wip(b, job->queue, member);
 }
 
 /* The requeue set: retries_left - 1, back on its queue (RQ's Job.retry
  * without intervals). */
-static void add_requeue(struct batch *b, const struct nr_rq_job *job, const char *member)
+static void add_requeue(struct nr_redis_batch *b, const struct nr_rq_job *job, const char *member)
 {
     char ts[NR_ISO_TS_LEN];
-    struct cmd *c;
+    struct nr_redis_cmd *c;
 
     now_ts(ts, NULL);
-    c = batch_add(b);
-    arg(c, "HSET");
-    argf(c, "rq:job:%s", job->id);
-    arg(c, "status");
-    arg(c, "queued");
-    arg(c, "retries_left");
-    argf(c, "%ld", job->retries_left - 1);
-    arg(c, "enqueued_at");
-    argf(c, "%s", ts);   /* ts dies with this frame: copy */
-    c = batch_add(b);
-    arg(c, "SADD");
-    arg(c, "rq:queues");
-    argf(c, "rq:queue:%s", job->queue);
-    c = batch_add(b);
-    arg(c, "RPUSH");
-    argf(c, "rq:queue:%s", job->queue);
-    arg(c, job->id);
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "HSET");
+    nr_redis_argf(c, "rq:job:%s", job->id);
+    nr_redis_arg(c, "status");
+    nr_redis_arg(c, "queued");
+    nr_redis_arg(c, "retries_left");
+    nr_redis_argf(c, "%ld", job->retries_left - 1);
+    nr_redis_arg(c, "enqueued_at");
+    nr_redis_argf(c, "%s", ts);   /* ts dies with this frame: copy */
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "SADD");
+    nr_redis_arg(c, "rq:queues");
+    nr_redis_argf(c, "rq:queue:%s", job->queue);
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "RPUSH");
+    nr_redis_argf(c, "rq:queue:%s", job->queue);
+    nr_redis_arg(c, job->id);
     add_zrem_wip(b, job->queue, member);
 }
 
 int nr_rq_fail(struct nr_rq *rq, const struct nr_rq_job *job, const char *reason,
                bool may_retry, bool *requeued)
 {
-    struct batch b = { 0 };
+    struct nr_redis_batch b = { 0 };
     bool retry;
     int rc;
 
@@ -1420,7 +1249,7 @@ int nr_rq_fail(struct nr_rq *rq, const struct nr_rq_job *job, const char *reason
         add_failure(&b, job, job->id, reason);
     add_lrem_intake(&b, rq, job);
     rc = transaction(ri_of(rq), retry ? "requeueing the job" : "recording the job failed", &b);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     if (rc == NR_OK && requeued != NULL)
         *requeued = retry;
     return rc;
@@ -1428,25 +1257,25 @@ int nr_rq_fail(struct nr_rq *rq, const struct nr_rq_job *job, const char *reason
 
 int nr_rq_release(struct nr_rq *rq, const struct nr_rq_job *job)
 {
-    struct batch b = { 0 };
-    struct cmd *c;
+    struct nr_redis_batch b = { 0 };
+    struct nr_redis_cmd *c;
     int rc;
 
     if (rq == NULL || job == NULL || job->id == NULL || job->queue == NULL)
         return NR_EINVAL;
-    c = batch_add(&b);
-    arg(c, "HSET");
-    argf(c, "rq:job:%s", job->id);
-    arg(c, "status");
-    arg(c, "queued");
-    c = batch_add(&b);
-    arg(c, "LPUSH");
-    argf(c, "rq:queue:%s", job->queue);
-    arg(c, job->id);
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "HSET");
+    nr_redis_argf(c, "rq:job:%s", job->id);
+    nr_redis_arg(c, "status");
+    nr_redis_arg(c, "queued");
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "LPUSH");
+    nr_redis_argf(c, "rq:queue:%s", job->queue);
+    nr_redis_arg(c, job->id);
     add_zrem_wip(&b, job->queue, job->id);
     add_lrem_intake(&b, rq, job);
     rc = transaction(ri_of(rq), "handing the job back", &b);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     return rc;
 }
 
@@ -1455,8 +1284,8 @@ int nr_rq_release(struct nr_rq *rq, const struct nr_rq_job *job)
 int nr_rq_worker_register(struct nr_rq *rq)
 {
     struct rq_i *ri;
-    struct batch b = { 0 };
-    struct cmd *c;
+    struct nr_redis_batch b = { 0 };
+    struct nr_redis_cmd *c;
     char ts[NR_ISO_TS_LEN];
     int rc;
 
@@ -1465,19 +1294,19 @@ int nr_rq_worker_register(struct nr_rq *rq)
     ri = ri_of(rq);
     now_ts(ts, NULL);
     memcpy(ri->birth, ts, sizeof(ts));
-    c = batch_add(&b);
-    arg(c, "DEL");      /* a previous life under the same name */
-    argf(c, "rq:worker:%s", rq->worker);
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "DEL");      /* a previous life under the same name */
+    nr_redis_argf(c, "rq:worker:%s", rq->worker);
     add_worker_fields(ri, &b, ts);
     rc = transaction(ri, "registering the worker", &b);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     return rc;
 }
 
 int nr_rq_worker_state(struct nr_rq *rq, const char *job_id)
 {
     struct rq_i *ri;
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     int rc;
 
     if (rq == NULL)
@@ -1487,36 +1316,36 @@ int nr_rq_worker_state(struct nr_rq *rq, const char *job_id)
     ri->current_job = job_id ? nr_strdup(job_id) : NULL;
 
     if (job_id != NULL) {
-        arg(&c, "HSET");
-        argf(&c, "rq:worker:%s", rq->worker);
-        arg(&c, "state");
-        arg(&c, "busy");
-        arg(&c, "current_job");
-        arg(&c, job_id);
+        nr_redis_arg(&c, "HSET");
+        nr_redis_argf(&c, "rq:worker:%s", rq->worker);
+        nr_redis_arg(&c, "state");
+        nr_redis_arg(&c, "busy");
+        nr_redis_arg(&c, "current_job");
+        nr_redis_arg(&c, job_id);
         rc = simple(ri, "setting the worker busy", &c);
     } else {
-        struct batch b = { 0 };
-        struct cmd *bc = batch_add(&b);
-        arg(bc, "HSET");
-        argf(bc, "rq:worker:%s", rq->worker);
-        arg(bc, "state");
-        arg(bc, "idle");
-        bc = batch_add(&b);
-        arg(bc, "HDEL");
-        argf(bc, "rq:worker:%s", rq->worker);
-        arg(bc, "current_job");
+        struct nr_redis_batch b = { 0 };
+        struct nr_redis_cmd *bc = nr_redis_batch_add(&b);
+        nr_redis_arg(bc, "HSET");
+        nr_redis_argf(bc, "rq:worker:%s", rq->worker);
+        nr_redis_arg(bc, "state");
+        nr_redis_arg(bc, "idle");
+        bc = nr_redis_batch_add(&b);
+        nr_redis_arg(bc, "HDEL");
+        nr_redis_argf(bc, "rq:worker:%s", rq->worker);
+        nr_redis_arg(bc, "current_job");
         rc = transaction(ri, "setting the worker idle", &b);
-        batch_free(&b);
+        nr_redis_batch_clear(&b);
     }
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     return rc;
 }
 
 int nr_rq_worker_death(struct nr_rq *rq)
 {
     struct rq_i *ri;
-    struct batch b = { 0 };
-    struct cmd *c;
+    struct nr_redis_batch b = { 0 };
+    struct nr_redis_cmd *c;
     char ts[NR_ISO_TS_LEN];
     int rc;
 
@@ -1524,40 +1353,40 @@ int nr_rq_worker_death(struct nr_rq *rq)
         return NR_EINVAL;
     ri = ri_of(rq);
     now_ts(ts, NULL);
-    c = batch_add(&b);
-    arg(c, "SREM");
-    arg(c, "rq:workers");
-    argf(c, "rq:worker:%s", rq->worker);
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "SREM");
+    nr_redis_arg(c, "rq:workers");
+    nr_redis_argf(c, "rq:worker:%s", rq->worker);
     for (size_t i = 0; i < rq->queues.n; i++) {
-        c = batch_add(&b);
-        arg(c, "SREM");
-        argf(c, "rq:workers:%s", rq->queues.v[i]);
-        argf(c, "rq:worker:%s", rq->worker);
+        c = nr_redis_batch_add(&b);
+        nr_redis_arg(c, "SREM");
+        nr_redis_argf(c, "rq:workers:%s", rq->queues.v[i]);
+        nr_redis_argf(c, "rq:worker:%s", rq->worker);
     }
-    c = batch_add(&b);
-    arg(c, "HSET");
-    argf(c, "rq:worker:%s", rq->worker);
-    arg(c, "death");
-    arg(c, ts);
-    c = batch_add(&b);
-    arg(c, "EXPIRE");
-    argf(c, "rq:worker:%s", rq->worker);
-    argf(c, "%d", DEATH_TTL_S);
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "HSET");
+    nr_redis_argf(c, "rq:worker:%s", rq->worker);
+    nr_redis_arg(c, "death");
+    nr_redis_arg(c, ts);
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "EXPIRE");
+    nr_redis_argf(c, "rq:worker:%s", rq->worker);
+    nr_redis_argf(c, "%d", DEATH_TTL_S);
     rc = transaction(ri, "registering the worker's death", &b);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     return rc;
 }
 
 int nr_rq_suspended(struct nr_rq *rq)
 {
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
     int rc;
 
     if (rq == NULL)
         return NR_EINVAL;
-    arg(&c, "EXISTS");
-    arg(&c, "rq:suspended");
+    nr_redis_arg(&c, "EXISTS");
+    nr_redis_arg(&c, "rq:suspended");
     r = command(ri_of(rq), COMMAND_TIMEOUT_MS, "EXISTS rq:suspended", &c);
     if (r == NULL)
         return NR_EIO;
@@ -1572,7 +1401,7 @@ int nr_rq_suspended(struct nr_rq *rq)
 /* ---------------------------------------------------------------- cleanup */
 
 /* One command returning an integer or nil; *out = -1 for nil. */
-static int int_reply(struct rq_i *ri, const char *what, struct cmd *c, long long *out)
+static int int_reply(struct rq_i *ri, const char *what, struct nr_redis_cmd *c, long long *out)
 {
     redisReply *r = command(ri, COMMAND_TIMEOUT_MS, what, c);
     int rc = NR_OK;
@@ -1604,18 +1433,18 @@ static int int_reply(struct rq_i *ri, const char *what, struct cmd *c, long long
 static char *member_job_id(struct rq_i *ri, const char *member)
 {
     const char *colon = strrchr(member, ':');
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     long long n = 0;
 
     if (colon == NULL || colon == member)
         return nr_strdup(member);
-    arg(&c, "EXISTS");
-    argf(&c, "rq:job:%s", member);
+    nr_redis_arg(&c, "EXISTS");
+    nr_redis_argf(&c, "rq:job:%s", member);
     if (int_reply(ri, "EXISTS", &c, &n) < 0 || n > 0) {
-        cmd_clear(&c);
+        nr_redis_cmd_clear(&c);
         return nr_strdup(member);
     }
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     return nr_strndup(member, (size_t)(colon - member));
 }
 
@@ -1625,8 +1454,8 @@ static int cleanup_one(struct rq_i *ri, const char *queue, const char *member,
                        size_t *failed, size_t *requeued, struct nr_rq_died *died)
 {
     struct nr_rq_job job = { 0 };
-    struct cmd c = { 0 };
-    struct batch b = { 0 };
+    struct nr_redis_cmd c = { 0 };
+    struct nr_redis_batch b = { 0 };
     char *id = member_job_id(ri, member);
     long long score = 0, now;
     int rc;
@@ -1636,19 +1465,19 @@ static int cleanup_one(struct rq_i *ri, const char *queue, const char *member,
         return NR_EIO;
     }
     now = (long long)time(NULL);
-    arg(&c, "WATCH");
-    argf(&c, "rq:job:%s", id);
-    argf(&c, "rq:wip:%s", queue);
+    nr_redis_arg(&c, "WATCH");
+    nr_redis_argf(&c, "rq:job:%s", id);
+    nr_redis_argf(&c, "rq:wip:%s", queue);
     rc = simple(ri, "WATCH", &c);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (rc < 0)
         goto out;
 
-    arg(&c, "ZSCORE");
-    argf(&c, "rq:wip:%s", queue);
-    arg(&c, member);
+    nr_redis_arg(&c, "ZSCORE");
+    nr_redis_argf(&c, "rq:wip:%s", queue);
+    nr_redis_arg(&c, member);
     rc = int_reply(ri, "ZSCORE", &c, &score);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (rc < 0)
         goto unwatch;
     if (score < 0 || score > now) {
@@ -1682,15 +1511,15 @@ static int cleanup_one(struct rq_i *ri, const char *queue, const char *member,
         free(why);
     }
     nr_rq_job_clear(&job);
-    batch_free(&b);
+    nr_redis_batch_clear(&b);
     goto out;       /* EXEC (or its abort) ended the WATCH */
 
 unwatch:
     if (!ri->pub.err) {
-        arg(&c, "UNWATCH");
+        nr_redis_arg(&c, "UNWATCH");
         if (simple(ri, "UNWATCH", &c) < 0 && rc == NR_OK)
             rc = NR_EIO;
-        cmd_clear(&c);
+        nr_redis_cmd_clear(&c);
     }
 out:
     free(id);
@@ -1701,7 +1530,7 @@ int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *r
                   struct nr_rq_died *died)
 {
     struct rq_i *ri;
-    struct cmd c = { 0 };
+    struct nr_redis_cmd c = { 0 };
     redisReply *r;
     char **members = NULL;
     size_t n = 0;
@@ -1710,15 +1539,15 @@ int nr_rq_cleanup(struct nr_rq *rq, const char *queue, size_t *failed, size_t *r
     if (rq == NULL || queue == NULL)
         return NR_EINVAL;
     ri = ri_of(rq);
-    arg(&c, "ZRANGEBYSCORE");
-    argf(&c, "rq:wip:%s", queue);
-    arg(&c, "0");
-    argf(&c, "%lld", (long long)time(NULL));
-    arg(&c, "LIMIT");
-    arg(&c, "0");
-    argf(&c, "%d", CLEANUP_BATCH);
+    nr_redis_arg(&c, "ZRANGEBYSCORE");
+    nr_redis_argf(&c, "rq:wip:%s", queue);
+    nr_redis_arg(&c, "0");
+    nr_redis_argf(&c, "%lld", (long long)time(NULL));
+    nr_redis_arg(&c, "LIMIT");
+    nr_redis_arg(&c, "0");
+    nr_redis_argf(&c, "%d", CLEANUP_BATCH);
     r = command(ri, COMMAND_TIMEOUT_MS, "ZRANGEBYSCORE", &c);
-    cmd_clear(&c);
+    nr_redis_cmd_clear(&c);
     if (r == NULL)
         return NR_EIO;
     if (r->type != REDIS_REPLY_ARRAY) {

@@ -259,15 +259,16 @@ static void store_notice(void *arg, const char *message)
     (void)message;
 }
 
-struct nr_store *nr_store_connect(const char *url)
+struct nr_store *nr_store_connect_as(const char *url, const char *app)
 {
     /* Our defaults come before dbname, so that a setting written in the
      * URL itself wins.  The keepalives let a query on a connection whose
      * server vanished (no RST) fail in about a minute, not hang. */
-    const char *keys[] = { "connect_timeout", "application_name", "keepalives_idle",
-                           "keepalives_interval", "keepalives_count", "dbname", NULL };
-    const char *vals[] = { STORE_CONNECT_TIMEOUT, STORE_APP_NAME, "30", "10", "3",
-                           NULL, NULL };
+    const char *keys[] = { "connect_timeout", "application_name", "client_encoding",
+                           "keepalives_idle", "keepalives_interval", "keepalives_count",
+                           "dbname", NULL };
+    const char *vals[] = { STORE_CONNECT_TIMEOUT, app ? app : STORE_APP_NAME, "UTF8",
+                           "30", "10", "3", NULL, NULL };
     struct nr_store *s = nr_calloc(1, sizeof(*s));
     char *conninfo;
 
@@ -291,6 +292,11 @@ struct nr_store *nr_store_connect(const char *url)
     }
     free(conninfo);
     return s;
+}
+
+struct nr_store *nr_store_connect(const char *url)
+{
+    return nr_store_connect_as(url, NULL);
 }
 
 int nr_store_reset(struct nr_store *s)
@@ -335,6 +341,88 @@ void nr_store_rollback(struct nr_store *s)
 {
     if (nr_store_ok(s))
         PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+/* ---- faults and COPY, for callers that drive statements themselves ----- */
+
+enum nr_store_fault nr_store_sqlstate_fault(const char *sqlstate)
+{
+    if (sqlstate == NULL || strncmp(sqlstate, "08", 2) == 0 ||
+        strncmp(sqlstate, "57P0", 4) == 0)
+        return NR_STORE_FAULT_CONN;
+    if (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0)
+        return NR_STORE_FAULT_DATA;
+    return NR_STORE_FAULT_OTHER;
+}
+
+enum nr_store_fault nr_store_fail(struct nr_store *s, const char *what, const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    enum nr_store_fault f = nr_store_sqlstate_fault(state);
+    char msg[512];
+
+    /* the primary message and the detail, without libpq's "ERROR:  "
+     * layout; libpq's own message when the server sent none */
+    if (primary != NULL)
+        snprintf(msg, sizeof(msg), "%s%s%s", primary, detail ? ": " : "", detail ? detail : "");
+    else
+        snprintf(msg, sizeof(msg), "%s", s->conn ? PQerrorMessage(s->conn) : "not connected");
+    store_set_errstr(s, what, msg);
+    if (s->conn != NULL)
+        scrub_one(s->errstr, sizeof(s->errstr), PQpass(s->conn));
+    if (s->conn == NULL || PQstatus(s->conn) == CONNECTION_BAD)
+        f = NR_STORE_FAULT_CONN;
+    s->err = f == NR_STORE_FAULT_CONN ? NR_EIO : NR_ERR;
+    return f;
+}
+
+enum nr_store_fault nr_store_copy_begin(struct nr_store *s, const char *sql)
+{
+    PGresult *r;
+    enum nr_store_fault f = NR_STORE_FAULT_NONE;
+
+    if (s->conn == NULL)
+        return nr_store_fail(s, NULL, NULL);
+    r = PQexec(s->conn, sql);
+    if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN)
+        f = nr_store_fail(s, NULL, r);
+    PQclear(r);
+    return f;
+}
+
+enum nr_store_fault nr_store_copy_put(struct nr_store *s, const char *buf, size_t len)
+{
+    /* PQputCopyData takes an int: pieces above INT_MAX go in parts */
+    while (len > 0) {
+        int n = len > (size_t)(1 << 30) ? 1 << 30 : (int)len;
+
+        if (PQputCopyData(s->conn, buf, n) != 1)
+            return nr_store_fail(s, NULL, NULL);
+        buf += n;
+        len -= (size_t)n;
+    }
+    return NR_STORE_FAULT_NONE;
+}
+
+enum nr_store_fault nr_store_copy_end(struct nr_store *s)
+{
+    enum nr_store_fault f = NR_STORE_FAULT_NONE;
+    PGresult *r;
+
+    if (PQputCopyEnd(s->conn, NULL) != 1)
+        return nr_store_fail(s, NULL, NULL);
+    /* every result is read, so the connection is ready for the next
+     * statement; the first failure is the one that counts */
+    while ((r = PQgetResult(s->conn)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && f == NR_STORE_FAULT_NONE)
+            f = nr_store_fail(s, NULL, r);
+        PQclear(r);
+    }
+    if (f == NR_STORE_FAULT_NONE && PQstatus(s->conn) == CONNECTION_BAD)
+        f = nr_store_fail(s, NULL, NULL);
+    return f;
 }
 
 /* ---- jobs -------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /*
  * store_i.h - what the files of the store module share and nobody else
- * uses: the embedded schema files and the query helpers of store.c.
+ * uses: the embedded schema files and the script runner of store.c.
  */
 #ifndef NR_STORE_I_H
 #define NR_STORE_I_H
@@ -19,20 +19,10 @@ struct nr_migration {
 extern const struct nr_migration nr_migrations[];
 extern const size_t nr_migrations_count;
 
-/*
- * One parameterised statement (PQexecParams, text parameters, text
- * results).  what names the operation for errstr ("job_get").
- * On success clears s->err and returns the result (caller PQclear()s);
- * on failure sets s->err/errstr (NR_EIO if the connection is gone, NR_ERR
- * for a failed statement) and returns NULL.
- */
-PGresult *nr_store_query(struct nr_store *s, const char *what, const char *sql,
-                         int nparams, const char *const *values);
-
 /* A script of several statements without parameters (PQexec), for the
- * embedded schema only.  Same contract as nr_store_query; on failure
- * errstr is prefixed with what and, when the server gave a position, the
- * script's line number ("001_x.sql:12: ERROR: ..."). */
+ * embedded schema only.  Same contract as nr_store_query (store.h); on
+ * failure errstr is prefixed with what and, when the server gave a
+ * position, the script's line number ("001_x.sql:12: ERROR: ..."). */
 PGresult *nr_store_script(struct nr_store *s, const char *what, const char *sql);
 
 #endif /* NR_STORE_I_H */

@@ -9,6 +9,8 @@
  * a device in the test's black-hole namespace holds the slot for
  * worker.connection_timeout while a second job, on 127.0.0.1, waits
  * undelivered in the stream; an RQ job waits in `high` under `rq suspend`.
+ * And a scrape on its own (the server in process, no worker) reads the
+ * stream without making its consumer group.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -23,6 +25,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "netraven/config.h"
+#include "netraven/metrics.h"
 
 static PGconn *db;
 static struct nrt_proc *running;
@@ -466,6 +470,55 @@ START_TEST(port_taken_is_an_error_not_a_stop)
 }
 END_TEST
 
+/* A scrape only reads: with no worker running, it makes neither the
+ * stream nor its consumer group (the stream intake does), and counts what
+ * waits in a stream that has no group yet. */
+START_TEST(scrape_makes_no_group)
+{
+    struct nr_config cfg;
+    struct nr_metrics_server *srv;
+    char listen[64], err[256] = "", *t;
+    int port = free_port();
+    redisContext *rc = nrt_redis();
+    redisReply *r;
+
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    cfg.metrics.listen = listen;
+    cfg.scheduler.redis_url = (char *)nrt_redis_url();
+    cfg.database.url = (char *)nrt_db_url();
+    cfg.queue.stream = "netraven:jobs";
+    cfg.queue.group = "netraven-workers";
+    srv = nr_metrics_server_start(&cfg, err, sizeof(err));
+    ck_assert_msg(srv != NULL, "%s", err);
+
+    t = scrape(port);
+    ck_assert_ptr_nonnull(t);
+    ck_assert(sample(t, M("redis_up")) == 1);
+    ck_assert(sample(t, M("queue_depth{kind=\"stream\",queue=\"netraven:jobs\"}")) == 0);
+    free(t);
+    r = redisCommand(rc, "EXISTS netraven:jobs");
+    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+    ck_assert_int_eq(r->integer, 0);        /* no MKSTREAM */
+    freeReplyObject(r);
+
+    xadd_job(rc, 1);
+    xadd_job(rc, 2);
+    t = scrape(port);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_msg(sample(t, M("queue_depth{kind=\"stream\",queue=\"netraven:jobs\"}")) == 2,
+                  "%s", t);
+    free(t);
+    r = redisCommand(rc, "XINFO GROUPS netraven:jobs");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(r->elements, 0);      /* no XGROUP CREATE */
+    freeReplyObject(r);
+
+    nr_metrics_server_stop(srv);
+    redisFree(rc);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("metrics");
@@ -475,6 +528,7 @@ int main(void)
     tcase_add_test(tc, metrics_follow_the_runs);
     tcase_add_test(tc, port_taken_is_an_error_not_a_stop);
     tcase_add_test(tc, backup_sessions_histogram_and_breakers);
+    tcase_add_test(tc, scrape_makes_no_group);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

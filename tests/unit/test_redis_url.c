@@ -5,6 +5,10 @@
  * The expected values below are what redis-py 5 gives for each URL; where
  * this parser refuses instead, the case says why.  No server: the AUTH
  * fallback for Redis before 6 is played by a scripted peer on loopback.
+ * Also the connection's command layer (redis.h, struct nr_redis): the
+ * command and batch builders, and a scripted peer's refusals, aborted
+ * transactions and hang-up, so that "refused" and "I/O failed" are told
+ * apart.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -270,6 +274,211 @@ START_TEST(auth_falls_back_for_redis_before_6)
 }
 END_TEST
 
+/* ------------------------------------------------ commands (redis.c's conn) */
+
+START_TEST(cmd_builds_binary_safe_arguments)
+{
+    struct nr_redis_cmd c = { 0 };
+    static const char bin[] = { 'a', '\0', 'b' };
+
+    nr_redis_arg(&c, "HSET");
+    nr_redis_argf(&c, "rq:job:%s", "j1");
+    nr_redis_arg_n(&c, bin, sizeof(bin));
+    nr_redis_arg_own(&c, nr_strdup("owned"), 5);
+    ck_assert_int_eq(c.argc, 4);
+    ck_assert_int_eq(c.nowned, 2);
+    ck_assert_str_eq(c.argv[0], "HSET");
+    ck_assert_uint_eq(c.len[0], 4);
+    ck_assert_str_eq(c.argv[1], "rq:job:j1");
+    ck_assert_uint_eq(c.len[1], 9);
+    ck_assert_uint_eq(c.len[2], 3);
+    ck_assert_int_eq(memcmp(c.argv[2], bin, 3), 0);
+    ck_assert_uint_eq(c.len[3], 5);
+    nr_redis_cmd_clear(&c);             /* frees what it owns (LeakSanitizer) */
+    ck_assert_int_eq(c.argc, 0);
+    ck_assert_int_eq(c.nowned, 0);
+    nr_redis_cmd_clear(NULL);
+}
+END_TEST
+
+START_TEST(batch_grows_and_clears)
+{
+    struct nr_redis_batch b = { 0 };
+
+    for (int i = 0; i < 20; i++) {
+        struct nr_redis_cmd *c = nr_redis_batch_add(&b);
+        ck_assert_int_eq(c->argc, 0);
+        nr_redis_arg(c, "SET");
+        nr_redis_argf(c, "k%d", i);
+    }
+    ck_assert_uint_eq(b.n, 20);
+    ck_assert_uint_ge(b.cap, 20);
+    ck_assert_str_eq(b.c[19].argv[1], "k19");
+    nr_redis_batch_clear(&b);
+    ck_assert_uint_eq(b.n, 0);
+    ck_assert_ptr_null(b.c);
+    nr_redis_batch_clear(NULL);
+}
+END_TEST
+
+START_TEST(is_error_and_refused_wording)
+{
+    redisReply e = { .type = REDIS_REPLY_ERROR, .str = "WRONGTYPE Operation", .len = 19 };
+    redisReply i = { .type = REDIS_REPLY_INTEGER, .integer = 3 };
+    struct nr_redis *r = nr_redis_new("redis://127.0.0.1:0", "scheduler.redis_url", 1000);
+
+    ck_assert(nr_redis_is_error(&e, "WRONGTYPE"));
+    ck_assert(!nr_redis_is_error(&e, "NOGROUP"));
+    ck_assert(!nr_redis_is_error(&i, "WRONGTYPE"));
+    ck_assert(!nr_redis_is_error(NULL, "WRONGTYPE"));
+
+    /* port 0 is refused by the parse: an error, the object all the same */
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->err, NR_EIO);
+    ck_assert_msg(strstr(r->errstr, "scheduler.redis_url") != NULL, "errstr: %s", r->errstr);
+    r->err = 0;         /* play a live connection for the wording alone */
+    ck_assert_int_eq(nr_redis_refused(r, "LMOVE from queue q", &e), NR_EINVAL);
+    ck_assert_int_eq(r->err, 0);                    /* a refusal keeps the connection */
+    ck_assert_msg(strstr(r->errstr, "LMOVE from queue q refused: WRONGTYPE Operation") != NULL,
+                  "errstr: %s", r->errstr);
+    ck_assert_str_eq(r->reply, "WRONGTYPE Operation");
+    ck_assert_int_eq(nr_redis_refused(r, "LLEN", &i), NR_EINVAL);
+    ck_assert_msg(strstr(r->errstr, "LLEN returned an unexpected reply (type 3)") != NULL,
+                  "errstr: %s", r->errstr);
+    ck_assert_str_eq(r->reply, "");
+    ck_assert_int_eq(i.integer, 3);                 /* not freed: still readable */
+    nr_redis_free(r);
+    nr_redis_free(NULL);
+}
+END_TEST
+
+/* A scripted peer: for each step, wait until what it received holds
+ * `after`, then send `reply`; after the last step, close. */
+struct step {
+    const char *after, *reply;
+};
+
+struct peer {
+    int                lfd;
+    pthread_t          th;
+    const struct step *steps;
+    size_t             n;
+};
+
+static void *peer_main(void *arg)
+{
+    struct peer *p = arg;
+    char got[4096];
+    size_t len = 0, at = 0;
+    int fd = accept(p->lfd, NULL, NULL);
+
+    if (fd < 0)
+        return NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        while (strstr(got + at, p->steps[i].after) == NULL) {
+            ssize_t k = recv(fd, got + len, sizeof(got) - 1 - len, 0);
+            if (k <= 0)
+                goto out;
+            len += (size_t)k;
+            got[len] = '\0';
+        }
+        at = (size_t)(strstr(got + at, p->steps[i].after) - got) + strlen(p->steps[i].after);
+        send(fd, p->steps[i].reply, strlen(p->steps[i].reply), 0);
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+static int peer_start(struct peer *p, const struct step *steps, size_t n)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+
+    p->steps = steps;
+    p->n = n;
+    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(p->lfd, 0);
+    ck_assert_int_eq(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(p->lfd, 1), 0);
+    ck_assert_int_eq(getsockname(p->lfd, (struct sockaddr *)&sa, &sl), 0);
+    ck_assert_int_eq(pthread_create(&p->th, NULL, peer_main, p), 0);
+    return ntohs(sa.sin_port);
+}
+
+/* A command EXEC refuses is NR_EINVAL with the connection kept (the next
+ * command works); EXEC aborted by a WATCH is NR_NOTFOUND; a connection
+ * that dies is NR_EIO, and then every call refuses until a reconnect. */
+START_TEST(transaction_refused_is_not_io_failed)
+{
+    static const struct step steps[] = {
+        { "EXEC\r\n", "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:1\r\n-WRONGTYPE Operation\r\n" },
+        { "EXEC\r\n", "+OK\r\n+QUEUED\r\n*-1\r\n" },
+        { "PING\r\n", "+PONG\r\n" },
+        { "EXISTS\r\n", "*0\r\n:0\r\n" },
+        { "PING\r\n", "" },       /* then the peer hangs up */
+    };
+    struct peer p;
+    struct nr_redis_batch b = { 0 };
+    struct nr_redis_cmd ping = { 0 }, *c;
+    redisReply *rep[2], *r;
+    char url[64];
+
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", peer_start(&p, steps, N_ARRAY(steps)));
+    struct nr_redis *conn = nr_redis_new(url, "scheduler.redis_url", 2000);
+    ck_assert_msg(conn->err == 0, "%s", conn->errstr);
+
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "INCR");
+    nr_redis_arg(c, "n");
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "XACK");
+    nr_redis_arg(c, "s");
+    ck_assert_int_eq(nr_redis_transaction(conn, "acknowledging", &b), NR_EINVAL);
+    ck_assert_int_eq(conn->err, 0);
+    ck_assert_str_eq(conn->refused_cmd, "XACK");
+    ck_assert_str_eq(conn->reply, "WRONGTYPE Operation");
+    ck_assert_msg(strstr(conn->errstr, "XACK refused while acknowledging: WRONGTYPE") != NULL,
+                  "errstr: %s", conn->errstr);
+    nr_redis_batch_clear(&b);
+
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "SET");
+    ck_assert_int_eq(nr_redis_transaction(conn, "watching", &b), NR_NOTFOUND);
+    ck_assert_int_eq(conn->err, 0);
+    nr_redis_batch_clear(&b);
+
+    nr_redis_arg(&ping, "PING");
+    r = nr_redis_command(conn, 0, "PING", &ping);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->str, "PONG");
+    freeReplyObject(r);
+
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "HGETALL");
+    c = nr_redis_batch_add(&b);
+    nr_redis_arg(c, "EXISTS");
+    ck_assert_int_eq(nr_redis_pipeline(conn, 0, "HGETALL", &b, rep), 0);
+    ck_assert_int_eq(rep[0]->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(rep[1]->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(rep[0]);
+    freeReplyObject(rep[1]);
+    nr_redis_batch_clear(&b);
+
+    ck_assert_ptr_null(nr_redis_command(conn, 0, "PING", &ping));
+    ck_assert_int_eq(conn->err, NR_EIO);
+    ck_assert_msg(strstr(conn->errstr, "PING failed") != NULL, "errstr: %s", conn->errstr);
+    ck_assert_msg(strstr(conn->errstr, url + 8) != NULL, "no server named: %s", conn->errstr);
+    ck_assert_int_eq(nr_redis_simple(conn, "PING", &ping), NR_EIO);    /* until reconnect */
+    pthread_join(p.th, NULL);
+    close(p.lfd);
+    ck_assert_int_eq(nr_redis_reconnect(conn), NR_EIO);                 /* nobody listens */
+    ck_assert_int_eq(conn->err, NR_EIO);
+    nr_redis_cmd_clear(&ping);
+    nr_redis_free(conn);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("redis_url");
@@ -281,6 +490,12 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("connect");
     tcase_add_test(tc, auth_falls_back_for_redis_before_6);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("commands");
+    tcase_add_test(tc, cmd_builds_binary_safe_arguments);
+    tcase_add_test(tc, batch_grows_and_clears);
+    tcase_add_test(tc, is_error_and_refused_wording);
+    tcase_add_test(tc, transaction_refused_is_not_io_failed);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
