@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,6 +24,23 @@ static const char *need_env(const char *name)
         ck_abort_msg("%s is not set: run the integration suites through scripts/test, "
                      "which starts PostgreSQL and Redis on loopback", name);
     return v;
+}
+
+bool nrt_shard_takes(void)
+{
+    static int k = -1, n = -1, turn;
+    const char *v = getenv("NRT_SHARD");
+
+    if (n < 0) {
+        k = 0;
+        n = 1;
+        if (v != NULL && *v != '\0' &&
+            (sscanf(v, "%d/%d", &k, &n) != 2 || n < 1 || k < 0 || k >= n)) {
+            fprintf(stderr, "NRT_SHARD=%s is not K/N with 0 <= K < N\n", v);
+            exit(2);
+        }
+    }
+    return turn++ % n == k;
 }
 
 const char *nrt_db_url(void)    { return need_env("NR_TEST_DATABASE_URL"); }
@@ -302,6 +320,8 @@ bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt
 }
 
 static char blackhole_ns[64];
+static int  blackhole_net_n;            /* 0: not claimed yet */
+static char blackhole_ip_s[32];
 
 static void sh(const char *cmd)
 {
@@ -309,25 +329,81 @@ static void sh(const char *cmd)
     ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
 }
 
+/* A number in [lo, lo + n) that no other test process on the machine
+ * holds: the first whose lock file (what-N.lock) this process can flock;
+ * the lock lives as long as the process (and its children), whatever way
+ * it ends. */
+static int claim(const char *what, int lo, int n)
+{
+    const char *dir = access("/run/lock", W_OK) == 0 ? "/run/lock" : "/tmp";
+    char path[128];
+
+    for (int i = 0; i < n; i++) {
+        int k = lo + (int)(((unsigned)getpid() + (unsigned)i) % (unsigned)n);
+
+        snprintf(path, sizeof(path), "%s/%s-%d.lock", dir, what, k);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_msg(fd >= 0, "cannot open %s: %s", path, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return k;                   /* fd stays open: the lock */
+        close(fd);
+    }
+    ck_abort_msg("no free %s number (%d tests hold one)", what, n);
+    return 0;
+}
+
+/* 10.199.N.0/24 for N in 10-249 (outside the old fixed 10.199.3.0/24). */
+int nrt_blackhole_net(void)
+{
+    if (blackhole_net_n == 0) {
+        blackhole_net_n = claim("nrt-blackhole", 10, 240);
+        snprintf(blackhole_ip_s, sizeof(blackhole_ip_s), "10.199.%d.2", blackhole_net_n);
+    }
+    return blackhole_net_n;
+}
+
+const char *nrt_lo(const char *tail)
+{
+    static int net;
+    static char buf[8][32];
+    static unsigned next;
+    char *s = buf[next++ % 8];
+
+    if (net == 0)
+        net = claim("nrt-loopback", 100, 150);
+    snprintf(s, sizeof(buf[0]), "127.%d.%s", net, tail);
+    return s;
+}
+
+const char *nrt_blackhole_ip(void)
+{
+    nrt_blackhole_net();
+    return blackhole_ip_s;
+}
+
 void nrt_blackhole_up(int extra)
 {
-    char cmd[1024];
-    int tag = (int)getpid() % 100000;
+    char cmd[1536];
+    int tag = (int)getpid() % 100000, net = nrt_blackhole_net();
 
     snprintf(blackhole_ns, sizeof(blackhole_ns), "nrt-bh-%d", (int)getpid());
+    /* A link left with this net's address by a test that was killed would
+     * take its route: removed first. */
     snprintf(cmd, sizeof(cmd),
+             "for l in $(ip -o -4 addr show to 10.199.%3$d.1/32 | awk '{print $2}'); do "
+             "ip link del \"${l%%@*}\" 2>/dev/null; done; "
              "ip netns add %1$s && ip link add nrtbh%2$d type veth peer name nrtbhp%2$d && "
-             "ip link set nrtbhp%2$d netns %1$s && ip addr add 10.199.3.1/24 dev nrtbh%2$d && "
+             "ip link set nrtbhp%2$d netns %1$s && ip addr add 10.199.%3$d.1/24 dev nrtbh%2$d && "
              "ip link set nrtbh%2$d up && "
-             "ip netns exec %1$s ip addr add " NRT_BLACKHOLE_IP "/24 dev nrtbhp%2$d && "
+             "ip netns exec %1$s ip addr add 10.199.%3$d.2/24 dev nrtbhp%2$d && "
              "ip netns exec %1$s ip link set nrtbhp%2$d up && "
              "ip netns exec %1$s ip link set lo up && "
              "ip netns exec %1$s sysctl -qw net.ipv4.icmp_echo_ignore_all=1",
-             blackhole_ns, tag);
+             blackhole_ns, tag, net);
     sh(cmd);
     for (int i = 0; i < extra && i < 250; i++) {
-        snprintf(cmd, sizeof(cmd), "ip netns exec %s ip addr add 10.199.3.%d/24 dev nrtbhp%d",
-                 blackhole_ns, 3 + i, tag);
+        snprintf(cmd, sizeof(cmd), "ip netns exec %s ip addr add 10.199.%d.%d/24 dev nrtbhp%d",
+                 blackhole_ns, net, 3 + i, tag);
         sh(cmd);
     }
 }

@@ -15,8 +15,22 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include <check.h>
+
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+
+/* tcase_add_test() for suites that tests/integration/meson.build splits
+ * into shards, run at the same time: with NRT_SHARD=K/N in the environment
+ * a suite keeps only the tests it is handed in turns K, K+N, K+2N ...
+ * (counted from 0, over all its test cases), so N shards run every test
+ * once; without NRT_SHARD it keeps them all. */
+#define nrt_add_test(tc, fn) \
+    do { \
+        if (nrt_shard_takes()) \
+            tcase_add_test((tc), fn); \
+    } while (0)
+bool nrt_shard_takes(void);
 
 const char *nrt_db_url(void);       /* NR_TEST_DATABASE_URL */
 const char *nrt_redis_url(void);    /* NR_TEST_REDIS_URL, redis://127.0.0.1:PORT/0 */
@@ -88,14 +102,24 @@ void nrt_fernet_tokens(const char *master, const char *salt, const char *const *
 bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* A network namespace made by the test, holding 10.199.3.2 (and, with
- * extra > 0, 10.199.3.3 ... 10.199.3.(2+extra)) behind a veth pair: no
+/* A network namespace made by the test, holding 10.199.N.2 (and, with
+ * extra > 0, 10.199.N.3 ... 10.199.N.(2+extra)) behind a veth pair: no
  * listener, ICMP echo ignored, so nothing of it answers (probes time out,
  * TCP is refused).  nrt_blackhole_down() removes it; safe to call when it
- * is not up. */
+ * is not up.  N, from nrt_blackhole_net(), is a /24 that no other test
+ * process on the machine holds (tests run at the same time): the first
+ * call claims it, for the life of the process. */
 void nrt_blackhole_up(int extra);
 void nrt_blackhole_down(void);
-#define NRT_BLACKHOLE_IP "10.199.3.2"
+int nrt_blackhole_net(void);
+/* "10.199.N.2", the first address of the blackhole. */
+const char *nrt_blackhole_ip(void);
+
+/* "127.N.<tail>" (tail "4.1": 127.N.4.1), a loopback address for the
+ * test's listeners, N a number no other test process on the machine holds
+ * (tests run at the same time), claimed at the first call for the life of
+ * the process.  The string lives until 8 more calls. */
+const char *nrt_lo(const char *tail);
 
 /* scripts/services (from NR_SERVICES) run on the test's scratch folder
  * (NR_SCRATCH): nrt_services("pg-stop") stops PostgreSQL, "pg-start"

@@ -882,7 +882,7 @@ static Suite *backup_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, config_backup_end_to_end);
+    nrt_add_test(tc, config_backup_end_to_end);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -754,29 +754,29 @@ static Suite *cred_suite(void)
     TCase *att = tcase_create("attempts");
 
     tcase_add_checked_fixture(keys, setup, teardown);
-    tcase_add_test(keys, test_keyring_without_key);
-    tcase_add_test(keys, test_keyring_default_salt);
+    nrt_add_test(keys, test_keyring_without_key);
+    nrt_add_test(keys, test_keyring_default_salt);
     suite_add_tcase(su, keys);
 
     tcase_add_checked_fixture(match, setup, teardown);
-    tcase_add_test(match, test_resolve_zero_one_two);
-    tcase_add_test(match, test_priority_order);
-    tcase_add_test(match, test_two_tags_listed_once);
+    nrt_add_test(match, test_resolve_zero_one_two);
+    nrt_add_test(match, test_priority_order);
+    nrt_add_test(match, test_two_tags_listed_once);
     suite_add_tcase(su, match);
 
     tcase_add_checked_fixture(dec, setup, teardown);
-    tcase_add_test(dec, test_legacy_plain_password);
-    tcase_add_test(dec, test_encrypted_without_key);
-    tcase_add_test(dec, test_wrong_key_and_tampered);
-    tcase_add_test(dec, test_query_failure);
+    nrt_add_test(dec, test_legacy_plain_password);
+    nrt_add_test(dec, test_encrypted_without_key);
+    nrt_add_test(dec, test_wrong_key_and_tampered);
+    nrt_add_test(dec, test_query_failure);
     suite_add_tcase(su, dec);
 
     tcase_add_checked_fixture(scale, setup, teardown);
-    tcase_add_test(scale, test_many_devices_one_query);
+    nrt_add_test(scale, test_many_devices_one_query);
     suite_add_tcase(su, scale);
 
     tcase_add_checked_fixture(att, setup, teardown);
-    tcase_add_test(att, test_record_attempt);
+    nrt_add_test(att, test_record_attempt);
     suite_add_tcase(su, att);
     return su;
 }

@@ -624,7 +624,7 @@ static Suite *fleet_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 400);
-    tcase_add_test(tc, every_platform_and_shape);
+    nrt_add_test(tc, every_platform_and_shape);
     suite_add_tcase(s, tc);
     return s;
 }

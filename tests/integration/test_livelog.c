@@ -573,7 +573,7 @@ static Suite *livelog_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, live_view_on_the_api_redis);
+    nrt_add_test(tc, live_view_on_the_api_redis);
     suite_add_tcase(s, tc);
     return s;
 }

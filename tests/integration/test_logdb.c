@@ -445,22 +445,22 @@ static Suite *logdb_suite(void)
     tc = tcase_create("db");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, rows_reach_logs);
-    tcase_add_test(tc, rows_with_unknown_ids);
-    tcase_add_test(tc, db_password_never_printed);
+    nrt_add_test(tc, rows_reach_logs);
+    nrt_add_test(tc, rows_with_unknown_ids);
+    nrt_add_test(tc, db_password_never_printed);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("restart");
     tcase_add_checked_fixture(tc, setup, restart_teardown);
     tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, rows_survive_restart);
+    nrt_add_test(tc, rows_survive_restart);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("redis");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, session_to_redis);
-    tcase_add_test(tc, session_redis_away);
+    nrt_add_test(tc, session_to_redis);
+    nrt_add_test(tc, session_redis_away);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -170,7 +170,7 @@ START_TEST(metrics_follow_the_runs)
     nrt_blackhole_up(0);
     long long t1 = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('dark', 'device') RETURNING id");
     long long t2 = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('home', 'device') RETURNING id");
-    add_device("dark-1", NRT_BLACKHOLE_IP, t1);
+    add_device("dark-1", nrt_blackhole_ip(), t1);
     long long home = add_device("home-1", "127.0.0.1", t2);
     long long slow = add_job("slow-dark", t1);
     long long quick = add_job("quick-home", t2);
@@ -525,10 +525,10 @@ int main(void)
     TCase *tc = tcase_create("scrape");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, metrics_follow_the_runs);
-    tcase_add_test(tc, port_taken_is_an_error_not_a_stop);
-    tcase_add_test(tc, backup_sessions_histogram_and_breakers);
-    tcase_add_test(tc, scrape_makes_no_group);
+    nrt_add_test(tc, metrics_follow_the_runs);
+    nrt_add_test(tc, port_taken_is_an_error_not_a_stop);
+    nrt_add_test(tc, backup_sessions_histogram_and_breakers);
+    nrt_add_test(tc, scrape_makes_no_group);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

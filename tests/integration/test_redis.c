@@ -302,10 +302,10 @@ int main(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, lone_user_is_a_user_for_the_queue);
-    tcase_add_test(tc, lone_user_is_a_user_for_the_publisher);
-    tcase_add_test(tc, publisher_selects_the_db);
-    tcase_add_test(tc, unix_socket_for_queue_and_publisher);
+    nrt_add_test(tc, lone_user_is_a_user_for_the_queue);
+    nrt_add_test(tc, lone_user_is_a_user_for_the_publisher);
+    nrt_add_test(tc, publisher_selects_the_db);
+    nrt_add_test(tc, unix_socket_for_queue_and_publisher);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -79,14 +79,14 @@ static void stop_ok(int slot, struct nrt_proc *w, double grace)
                   "worker did not exit 0 (status %d)", w->status);
 }
 
-/* A reachability job over `count` dark devices (10.199.3.2 ...). */
+/* A reachability job over `count` dark devices (10.199.N.2 ...). */
 static long long dark_job(const char *name, int count)
 {
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('%s', 'device') "
                                     "RETURNING id", name);
     PQclear(nrt_sql(db, "INSERT INTO devices (hostname, ip_address, device_type, port) "
-                        "SELECT format('%s-%%s', i), format('10.199.3.%%s', i + 2), 'cisco_ios', 22 "
-                        "FROM generate_series(0, %d) AS i", name, count - 1));
+                        "SELECT format('%s-%%s', i), format('10.199.%d.%%s', i + 2), 'cisco_ios', 22 "
+                        "FROM generate_series(0, %d) AS i", name, nrt_blackhole_net(), count - 1));
     PQclear(nrt_sql(db, "INSERT INTO device_tag_association SELECT id, %lld FROM devices "
                         "WHERE hostname LIKE '%s-%%'", tag, name));
     long long job = nrt_sql_int(db, "INSERT INTO jobs (name, job_type, status, is_enabled, "
@@ -406,8 +406,8 @@ START_TEST(busy_slots_keep_their_entries)
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('busy', 'device') "
                                     "RETURNING id");
     PQclear(nrt_sql(db, "INSERT INTO devices (hostname, ip_address, device_type, port) "
-                        "SELECT format('busy-%%s', i), format('10.199.3.%%s', i + 2), 'cisco_ios', 22 "
-                        "FROM generate_series(0, 4) AS i"));
+                        "SELECT format('busy-%%s', i), format('10.199.%d.%%s', i + 2), 'cisco_ios', 22 "
+                        "FROM generate_series(0, 4) AS i", nrt_blackhole_net()));
     PQclear(nrt_sql(db, "INSERT INTO device_tag_association SELECT id, %lld FROM devices "
                         "WHERE hostname LIKE 'busy-%%'", tag));
     for (int i = 0; i < 2; i++) {
@@ -547,14 +547,14 @@ int main(void)
     TCase *tc = tcase_create("resilience");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, postgres_stopped_mid_run);
-    tcase_add_test(tc, a_deleted_device_costs_only_its_own_result);
-    tcase_add_test(tc, sigterm_during_a_run);
-    tcase_add_test(tc, sigterm_past_the_grace_time_hands_back);
-    tcase_add_test(tc, two_workers_run_each_job_once);
-    tcase_add_test(tc, worker_killed_mid_run);
-    tcase_add_test(tc, busy_slots_keep_their_entries);
-    tcase_add_test(tc, poison_entry_goes_to_the_dead_stream);
+    nrt_add_test(tc, postgres_stopped_mid_run);
+    nrt_add_test(tc, a_deleted_device_costs_only_its_own_result);
+    nrt_add_test(tc, sigterm_during_a_run);
+    nrt_add_test(tc, sigterm_past_the_grace_time_hands_back);
+    nrt_add_test(tc, two_workers_run_each_job_once);
+    nrt_add_test(tc, worker_killed_mid_run);
+    nrt_add_test(tc, busy_slots_keep_their_entries);
+    nrt_add_test(tc, poison_entry_goes_to_the_dead_stream);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

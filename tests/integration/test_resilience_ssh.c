@@ -876,11 +876,11 @@ int main(void)
     tcase_add_unchecked_fixture(tc, suite_start, suite_stop);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, credential_fallback_and_no_secret_anywhere);
-    tcase_add_test(tc, no_credentials_and_master_keys);
-    tcase_add_test(tc, retries_by_class);
-    tcase_add_test(tc, circuit_breaker_across_runs);
-    tcase_add_test(tc, device_type_timeouts);
+    nrt_add_test(tc, credential_fallback_and_no_secret_anywhere);
+    nrt_add_test(tc, no_credentials_and_master_keys);
+    nrt_add_test(tc, retries_by_class);
+    nrt_add_test(tc, circuit_breaker_across_runs);
+    nrt_add_test(tc, device_type_timeouts);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -330,11 +330,11 @@ static char *db_status(long long job)
  * reader agrees. */
 START_TEST(test_run_job_finishes)
 {
-    int l = listen_on("127.1.4.1", 22);
+    int l = listen_on(nrt_lo("4.1"), 22);
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('rq', 'device') RETURNING id");
     long long tag2 = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('dark', 'device') RETURNING id");
-    add_device("rq-edge", "127.1.4.1", tag);
-    add_device("rq-other", "127.1.4.2", tag2);
+    add_device("rq-edge", nrt_lo("4.1"), tag);
+    add_device("rq-other", nrt_lo("4.2"), tag2);
     long long j_none = add_job("rq-no-devices", 0);
     long long j_ok = add_job("rq-reach", tag);
     /* no handler for its type: every device fails, COMPLETED_FAILURE */
@@ -588,9 +588,17 @@ START_TEST(test_busy_heartbeat_and_stop)
     char *hb1 = hget(key, "last_heartbeat");
     char *sc1 = rstr_cmd("ZSCORE rq:wip:default %s", a);
     ck_assert_ptr_nonnull(sc1);
-    sleep(16);                              /* one heartbeat period and a bit */
-    char *hb2 = hget(key, "last_heartbeat");
-    char *sc2 = rstr_cmd("ZSCORE rq:wip:default %s", a);
+    /* the next heartbeat, one period (15 s) on: waited for, 30 s at most */
+    char *hb2 = NULL, *sc2 = NULL;
+    uint64_t hb_t0 = nr_mono_ns();
+    for (;;) {
+        free(hb2);
+        hb2 = hget(key, "last_heartbeat");
+        if (strcmp(hb1, hb2) != 0 || nr_mono_ns() - hb_t0 > 30000000000ull)
+            break;
+        usleep(100000);
+    }
+    sc2 = rstr_cmd("ZSCORE rq:wip:default %s", a);
     ck_assert_str_ne(hb1, hb2);
     ck_assert_msg(atoll(sc2) >= atoll(sc1) + 14, "wip deadline %s -> %s", sc1, sc2);
     ck_assert_int_gt(rint_cmd("TTL rq:worker:" WORKER), 470);
@@ -643,9 +651,9 @@ END_TEST
  * retries left, then fails with the reason. */
 START_TEST(test_not_recorded)
 {
-    int l = listen_on("127.1.4.3", 22);
+    int l = listen_on(nrt_lo("4.3"), 22);
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('nr', 'device') RETURNING id");
-    add_device("rq-refused", "127.1.4.3", tag);
+    add_device("rq-refused", nrt_lo("4.3"), tag);
     long long job = add_job("rq-not-recorded", tag);
     PQclear(nrt_sql(db, "CREATE FUNCTION nrt_refuse() RETURNS trigger LANGUAGE plpgsql AS "
                         "$$ BEGIN RAISE EXCEPTION 'nrt: results refused'; END $$"));
@@ -1046,9 +1054,9 @@ static char *snapshot_ids(long long device)
  * database that refuses the deletion. */
 START_TEST(test_retention_prune)
 {
-    long long a = add_bare_device("rq-prune-a", "127.1.5.1");
-    long long b = add_bare_device("rq-prune-b", "127.1.5.2");
-    add_bare_device("rq-prune-none", "127.1.5.3");
+    long long a = add_bare_device("rq-prune-a", nrt_lo("5.1"));
+    long long b = add_bare_device("rq-prune-b", nrt_lo("5.2"));
+    add_bare_device("rq-prune-none", nrt_lo("5.3"));
     long long sa[5], sb[2];
     char want[256], *s;
 
@@ -1154,7 +1162,7 @@ END_TEST
  * retrieved_at go by id, and a device with nothing to delete gets no row. */
 START_TEST(test_prune_keeps_newest)
 {
-    long long a = add_bare_device("rq-keep", "127.1.5.9");
+    long long a = add_bare_device("rq-keep", nrt_lo("5.9"));
     long long old = add_snapshot(a, 9);
     long long t1 = add_snapshot(a, 3);
     long long t2 = nrt_sql_int(db, "INSERT INTO device_configurations (device_id, config_data, "
@@ -1188,7 +1196,7 @@ END_TEST
  * its queue, and the statement under way still ends in one piece. */
 START_TEST(test_prune_stop)
 {
-    long long a = add_bare_device("rq-prune-stop", "127.1.5.20");
+    long long a = add_bare_device("rq-prune-stop", nrt_lo("5.20"));
     for (int i = 1; i <= 3; i++)
         add_snapshot(a, i);
     PQclear(nrt_sql(db, "BEGIN"));
@@ -1534,24 +1542,24 @@ static Suite *rq_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, test_protocol_writes);
-    tcase_add_test(tc, test_run_job_finishes);
-    tcase_add_test(tc, test_failures_with_reasons);
-    tcase_add_test(tc, test_unsupported_features);
-    tcase_add_test(tc, test_abandoned_cleanup);
-    tcase_add_test(tc, test_busy_heartbeat_and_stop);
-    tcase_add_test(tc, test_suspend);
-    tcase_add_test(tc, test_not_recorded);
-    tcase_add_test(tc, test_db_away);
-    tcase_add_test(tc, test_redis_unreachable);
-    tcase_add_test(tc, test_scheduler_run_job);
-    tcase_add_test(tc, test_retention_prune);
-    tcase_add_test(tc, test_prune_keeps_newest);
-    tcase_add_test(tc, test_prune_stop);
-    tcase_add_test(tc, test_wrongtype_backoff);
-    tcase_add_test(tc, test_intake_recovery);
-    tcase_add_test(tc, test_intake_protocol);
-    tcase_add_test(tc, test_job_timeout);
+    nrt_add_test(tc, test_protocol_writes);
+    nrt_add_test(tc, test_run_job_finishes);
+    nrt_add_test(tc, test_failures_with_reasons);
+    nrt_add_test(tc, test_unsupported_features);
+    nrt_add_test(tc, test_abandoned_cleanup);
+    nrt_add_test(tc, test_busy_heartbeat_and_stop);
+    nrt_add_test(tc, test_suspend);
+    nrt_add_test(tc, test_not_recorded);
+    nrt_add_test(tc, test_db_away);
+    nrt_add_test(tc, test_redis_unreachable);
+    nrt_add_test(tc, test_scheduler_run_job);
+    nrt_add_test(tc, test_retention_prune);
+    nrt_add_test(tc, test_prune_keeps_newest);
+    nrt_add_test(tc, test_prune_stop);
+    nrt_add_test(tc, test_wrongtype_backoff);
+    nrt_add_test(tc, test_intake_recovery);
+    nrt_add_test(tc, test_intake_protocol);
+    nrt_add_test(tc, test_job_timeout);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1038,18 +1038,18 @@ static Suite *ssh_suite(void)
 
     tcase_add_unchecked_fixture(tc, devsim_start, devsim_stop);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, every_device_type);
-    tcase_add_test(tc, pager_left_on);
-    tcase_add_test(tc, enable_flow);
-    tcase_add_test(tc, faults);
-    tcase_add_test(tc, output_cap);
-    tcase_add_test(tc, host_keys);
-    tcase_add_test(tc, known_key_type_first);
-    tcase_add_test(tc, legacy_algorithms);
-    tcase_add_test(tc, command_handler);
-    tcase_add_test(tc, credential_fallback);
-    tcase_add_test(tc, round_trips);
-    tcase_add_test(tc, handshake_garbage_is_protocol);
+    nrt_add_test(tc, every_device_type);
+    nrt_add_test(tc, pager_left_on);
+    nrt_add_test(tc, enable_flow);
+    nrt_add_test(tc, faults);
+    nrt_add_test(tc, output_cap);
+    nrt_add_test(tc, host_keys);
+    nrt_add_test(tc, known_key_type_first);
+    nrt_add_test(tc, legacy_algorithms);
+    nrt_add_test(tc, command_handler);
+    nrt_add_test(tc, credential_fallback);
+    nrt_add_test(tc, round_trips);
+    nrt_add_test(tc, handshake_garbage_is_protocol);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -861,27 +861,27 @@ static Suite *store_suite(void)
     TCase *conn = tcase_create("connection");
 
     tcase_add_checked_fixture(schema, setup, teardown);
-    tcase_add_test(schema, test_migrate_twice_is_idempotent);
-    tcase_add_test(schema, test_migrate_over_existing_netraven_tables);
-    tcase_add_test(schema, test_migrate_concurrent);
-    tcase_add_test(schema, test_schema_matches_contract);
-    tcase_add_test(schema, test_schema_keys_and_indexes);
-    tcase_add_test(schema, test_script_error_names_file_and_line);
+    nrt_add_test(schema, test_migrate_twice_is_idempotent);
+    nrt_add_test(schema, test_migrate_over_existing_netraven_tables);
+    nrt_add_test(schema, test_migrate_concurrent);
+    nrt_add_test(schema, test_schema_matches_contract);
+    nrt_add_test(schema, test_schema_keys_and_indexes);
+    nrt_add_test(schema, test_script_error_names_file_and_line);
     suite_add_tcase(su, schema);
 
     tcase_add_checked_fixture(queries, setup, teardown);
-    tcase_add_test(queries, test_job_get);
-    tcase_add_test(queries, test_job_start_finish);
-    tcase_add_test(queries, test_job_devices_by_device_id);
-    tcase_add_test(queries, test_job_devices_by_tags);
-    tcase_add_test(queries, test_device_seen);
-    tcase_add_test(queries, test_result_add);
+    nrt_add_test(queries, test_job_get);
+    nrt_add_test(queries, test_job_start_finish);
+    nrt_add_test(queries, test_job_devices_by_device_id);
+    nrt_add_test(queries, test_job_devices_by_tags);
+    nrt_add_test(queries, test_device_seen);
+    nrt_add_test(queries, test_result_add);
     suite_add_tcase(su, queries);
 
     tcase_add_checked_fixture(conn, setup, teardown);
-    tcase_add_test(conn, test_connect_driver_suffix_and_app_name);
-    tcase_add_test(conn, test_connect_failure_hides_password);
-    tcase_add_test(conn, test_reset_after_backend_killed);
+    nrt_add_test(conn, test_connect_driver_suffix_and_app_name);
+    nrt_add_test(conn, test_connect_failure_hides_password);
+    nrt_add_test(conn, test_reset_after_backend_killed);
     suite_add_tcase(su, conn);
     return su;
 }

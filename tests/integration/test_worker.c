@@ -3,7 +3,7 @@
  * run -> dispatcher pool -> reachability probes -> PostgreSQL, the log
  * pipeline to stdout, file and `logs`, and the dead-letter stream.
  *
- * Devices live on loopback (127.1.3.x, listeners opened by the test) and
+ * Devices live on loopback (127.N.3.x, N from nrt_lo(), listeners opened by the test) and
  * one in a network namespace the test creates, which ignores ICMP and has
  * no listener, so that nothing of it answers.
  */
@@ -122,13 +122,13 @@ static char *probe_status(long long job, long long dev, const char *probe)
 START_TEST(reachability_mix_end_to_end)
 {
     nrt_blackhole_up(0);
-    int l1 = listen_on("127.1.3.1", 22);
-    int l2 = listen_on("127.1.3.2", 443);
+    int l1 = listen_on(nrt_lo("3.1"), 22);
+    int l2 = listen_on(nrt_lo("3.2"), 443);
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('lab', 'device') RETURNING id");
-    long long d1 = add_device("edge-22", "127.1.3.1", tag);
-    long long d2 = add_device("edge-443", "127.1.3.2", tag);
-    long long d3 = add_device("edge-icmp", "127.1.3.3", tag);
-    long long d4 = add_device("edge-dark", NRT_BLACKHOLE_IP, tag);
+    long long d1 = add_device("edge-22", nrt_lo("3.1"), tag);
+    long long d2 = add_device("edge-443", nrt_lo("3.2"), tag);
+    long long d3 = add_device("edge-icmp", nrt_lo("3.3"), tag);
+    long long d4 = add_device("edge-dark", nrt_blackhole_ip(), tag);
     long long job = add_job("reach-mix", "reachability", tag);
 
     char *spool = spool_env();
@@ -203,8 +203,8 @@ END_TEST
 START_TEST(unknown_job_type_then_next_job)
 {
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('x', 'device') RETURNING id");
-    long long d1 = add_device("r1", "127.1.4.1", tag);
-    add_device("r2", "127.1.4.2", tag);
+    long long d1 = add_device("r1", nrt_lo("4.1"), tag);
+    add_device("r2", nrt_lo("4.2"), tag);
     long long bad = add_job("mystery", "frobnicate", tag);
     long long empty = add_job("lonely", "reachability", 0);
 
@@ -428,7 +428,7 @@ static char *python_rq(const char *script)
 START_TEST(python_rq_job_through_the_daemon)
 {
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('api', 'device') RETURNING id");
-    long long dev = add_device("api-edge", "127.1.5.1", tag);
+    long long dev = add_device("api-edge", nrt_lo("5.1"), tag);
     long long job = add_job("from-the-api", "reachability", tag);
     char *spool = spool_env();
     char *extra[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=1", spool, NULL };
@@ -506,12 +506,12 @@ static char *result_error(long long job, long long dev)
  * still means 22 (issue 10, defect 8). */
 START_TEST(device_port_out_of_range_is_refused)
 {
-    int wrapped = listen_on("127.1.3.9", 101599 - 65536);  /* where the wrap went */
-    int l22 = listen_on("127.1.3.10", 22);                 /* where -1 went */
-    int l0 = listen_on("127.1.3.11", 22);                  /* port 0: 22, as NetRaven */
+    int wrapped = listen_on(nrt_lo("3.9"), 101599 - 65536);  /* where the wrap went */
+    int l22 = listen_on(nrt_lo("3.10"), 22);                 /* where -1 went */
+    int l0 = listen_on(nrt_lo("3.11"), 22);                  /* port 0: 22, as NetRaven */
     long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('ports', 'device') RETURNING id");
-    long long big = add_device_port("port-big", "127.1.3.9", 101599, tag);
-    long long neg = add_device_port("port-neg", "127.1.3.10", -1, tag);
+    long long big = add_device_port("port-big", nrt_lo("3.9"), 101599, tag);
+    long long neg = add_device_port("port-neg", nrt_lo("3.10"), -1, tag);
     long long cred = nrt_sql_int(db, "INSERT INTO credentials (username, password, priority) "
                                      "VALUES ('admin', 'portLogin-Pw.5tG', 10) RETURNING id");
     PQclear(nrt_sql(db, "INSERT INTO credential_tag_association VALUES (%lld, %lld)", cred, tag));
@@ -536,7 +536,7 @@ START_TEST(device_port_out_of_range_is_refused)
     ck_assert_msg(!had_connection(l22), "port -1 was connected to as 22");
 
     /* reachability: the same refusal; port 0 is 22 and probed as ever */
-    long long zero = add_device_port("port-zero", "127.1.3.11", 0, tag);
+    long long zero = add_device_port("port-zero", nrt_lo("3.11"), 0, tag);
     long long reach = add_job("ports-reach", "reachability", tag);
     out = enqueue_wait(reach);
     ck_assert_msg(strstr(out, "COMPLETED_PARTIAL_FAILURE") != NULL, "enqueue printed: %s", out);
@@ -603,14 +603,14 @@ int main(void)
     TCase *tc = tcase_create("end-to-end");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, reachability_mix_end_to_end);
-    tcase_add_test(tc, unknown_job_type_then_next_job);
-    tcase_add_test(tc, bad_entries_go_to_dead_letters);
-    tcase_add_test(tc, entry_of_a_dead_worker_is_taken_over);
-    tcase_add_test(tc, file_logging_on_and_unwritable);
-    tcase_add_test(tc, python_rq_job_through_the_daemon);
-    tcase_add_test(tc, check_config_refuses_bad_values_and_masks_secrets);
-    tcase_add_test(tc, device_port_out_of_range_is_refused);
+    nrt_add_test(tc, reachability_mix_end_to_end);
+    nrt_add_test(tc, unknown_job_type_then_next_job);
+    nrt_add_test(tc, bad_entries_go_to_dead_letters);
+    nrt_add_test(tc, entry_of_a_dead_worker_is_taken_over);
+    nrt_add_test(tc, file_logging_on_and_unwritable);
+    nrt_add_test(tc, python_rq_job_through_the_daemon);
+    nrt_add_test(tc, check_config_refuses_bad_values_and_masks_secrets);
+    nrt_add_test(tc, device_port_out_of_range_is_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
