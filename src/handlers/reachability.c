@@ -21,8 +21,6 @@
 #include "netraven/log.h"
 #include "netraven/probe.h"
 
-/* Used when the configuration carries no usable connection_timeout. */
-#define NR_REACH_DEFAULT_TIMEOUT_S 5.0
 
 /* Milliseconds to the microsecond: more digits would be noise. */
 static json_t *json_ms(double ms)
@@ -65,8 +63,8 @@ void nr_handler_reachability(const struct nr_handler_ctx *ctx, struct nr_result 
     NR_LOG(NR_EV_REACH_ENTERED, job_id, dev->id,
            NR_S("device_name", device_name), NR_S("job_name", job_name));
 
-    if (!(timeout > 0))
-        timeout = NR_REACH_DEFAULT_TIMEOUT_S;
+    if (!(timeout > 0))         /* a configuration that was not loaded: keys.def's */
+        timeout = nr_config_default()->worker.connection_timeout;
     t0 = nr_mono_ms();
     answered = nr_probe_reachability(ip, timeout, res);
     duration_ms = nr_mono_ms() - t0;

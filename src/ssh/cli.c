@@ -25,8 +25,6 @@
 #define CHUNK              4096     /* read at most this much at once; the buffer
                                        grows by doubling, so that an idle session
                                        holds little */
-#define DEFAULT_COMMAND_S  30.0
-#define DEFAULT_MAX_OUTPUT (8L * 1024 * 1024)
 #define PAGER_LINE_MAX     160      /* longest pager prompt line */
 #define PAGER_LINES        4        /* lines searched for a pager prompt */
 #define LEARN_LINES        64       /* lines searched back for the command's echo */
@@ -724,17 +722,18 @@ struct nr_cli *nr_cli_connect(const struct nr_config *cfg, const struct nr_ssh_t
 {
     struct nr_cli *c = nr_calloc(1, sizeof(*c));
     struct nr_cli_i *i = nr_calloc(1, sizeof(*i));
+    const struct nr_config *dflt = nr_config_default();    /* keys.def's, for what cfg lacks */
 
     c->i = i;
     c->type = type ? type : nr_devtype_find(NULL);
     i->connect_s = t->connect_timeout > 0 ? t->connect_timeout
                    : cfg && cfg->worker.connection_timeout > 0 ? cfg->worker.connection_timeout
-                                                               : 10.0;
+                                                               : dflt->worker.connection_timeout;
     i->command_s = t->command_timeout > 0 ? t->command_timeout
                    : cfg && cfg->worker.command_timeout > 0 ? cfg->worker.command_timeout
-                                                            : DEFAULT_COMMAND_S;
+                                                            : dflt->worker.command_timeout;
     i->max_output = cfg && cfg->worker.max_output_bytes > 0 ? cfg->worker.max_output_bytes
-                                                            : DEFAULT_MAX_OUTPUT;
+                                                            : dflt->worker.max_output_bytes;
     i->secret = enable_secret && enable_secret[0] ? enable_secret : t->password;
     nr_redaction_init(&i->red, cfg);
     nr_redaction_add_secret(&i->red, t->password, NR_KIND_LOGIN_PASSWORD);

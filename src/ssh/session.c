@@ -34,7 +34,6 @@
 #include "netraven/secret.h"
 #include "netraven/ssh.h"
 
-#define DEFAULT_CONNECT_S   10.0
 #define MASK                "********"
 #define MAX_SECRETS         4
 #define STREAM_LINE_MAX     4096    /* a longer unfinished line is sent anyway */
@@ -137,7 +136,7 @@ static void libssh_init(void)
 static uint64_t deadline_after(double seconds)
 {
     if (!(seconds > 0))
-        seconds = DEFAULT_CONNECT_S;
+        seconds = nr_config_default()->worker.connection_timeout;
     return nr_mono_ns() + (uint64_t)(seconds * 1e9);
 }
 
@@ -172,8 +171,9 @@ static double connect_timeout(const struct nr_ssh *s)
 {
     if (s->t.connect_timeout > 0)
         return s->t.connect_timeout;
-    return s->cfg && s->cfg->worker.connection_timeout > 0 ? s->cfg->worker.connection_timeout
-                                                           : DEFAULT_CONNECT_S;
+    return s->cfg && s->cfg->worker.connection_timeout > 0
+               ? s->cfg->worker.connection_timeout
+               : nr_config_default()->worker.connection_timeout;
 }
 
 /* ---- failures ------------------------------------------------------------ */
