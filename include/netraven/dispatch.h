@@ -87,6 +87,10 @@ void nr_dispatch_task_init(struct nr_dispatch_task *t, const struct nr_dispatch 
  * NR_ECLOSED when the pool is being freed (done is never called). */
 int nr_dispatch_submit(struct nr_dispatch_task *t);
 
+/* The same without waiting for room in the pool's queue: NR_EFULL when
+ * there is none (nothing was queued; try again later). */
+int nr_dispatch_try_submit(struct nr_dispatch_task *t);
+
 /* Free t->res (details, config) and what the attempts left.  NULL ok. */
 void nr_dispatch_task_clear(struct nr_dispatch_task *t);
 

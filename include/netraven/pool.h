@@ -30,6 +30,9 @@ struct nr_pool *nr_pool_new(size_t nthreads, size_t queue_cap);
 /* Queue fn(arg).  0, or NR_ECLOSED once the pool is being freed. */
 int nr_pool_submit(struct nr_pool *p, nr_task_fn fn, void *arg);
 
+/* The same without waiting: NR_EFULL when the queue is full. */
+int nr_pool_try_submit(struct nr_pool *p, nr_task_fn fn, void *arg);
+
 /* Queue fn(arg) to run no earlier than delay_s from now.  0 or NR_ECLOSED. */
 int nr_pool_submit_after(struct nr_pool *p, double delay_s, nr_task_fn fn, void *arg);
 

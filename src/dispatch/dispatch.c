@@ -279,3 +279,8 @@ int nr_dispatch_submit(struct nr_dispatch_task *t)
 {
     return nr_pool_submit(t->d->pool, device_task, t);
 }
+
+int nr_dispatch_try_submit(struct nr_dispatch_task *t)
+{
+    return nr_pool_try_submit(t->d->pool, device_task, t);
+}

@@ -177,11 +177,15 @@ struct nr_pool *nr_pool_new(size_t nthreads, size_t queue_cap)
     return p;
 }
 
-int nr_pool_submit(struct nr_pool *p, nr_task_fn fn, void *arg)
+static int submit(struct nr_pool *p, nr_task_fn fn, void *arg, bool wait)
 {
     pthread_mutex_lock(&p->mu);
-    while (p->len == p->cap && !p->closing)
+    while (wait && p->len == p->cap && !p->closing)
         pthread_cond_wait(&p->space, &p->mu);
+    if (!p->closing && p->len == p->cap) {
+        pthread_mutex_unlock(&p->mu);
+        return NR_EFULL;
+    }
     if (p->closing) {
         pthread_mutex_unlock(&p->mu);
         return NR_ECLOSED;
@@ -190,6 +194,16 @@ int nr_pool_submit(struct nr_pool *p, nr_task_fn fn, void *arg)
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->mu);
     return NR_OK;
+}
+
+int nr_pool_submit(struct nr_pool *p, nr_task_fn fn, void *arg)
+{
+    return submit(p, fn, arg, true);
+}
+
+int nr_pool_try_submit(struct nr_pool *p, nr_task_fn fn, void *arg)
+{
+    return submit(p, fn, arg, false);
 }
 
 int nr_pool_submit_after(struct nr_pool *p, double delay_s, nr_task_fn fn, void *arg)

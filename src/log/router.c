@@ -130,9 +130,12 @@ void nr_sbuf_printf(struct nr_sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* A JSON string written as jansson writes it (\b and \f by name, other
+ * control characters as \u00XX in upper case), so that text built here and
+ * text built by jansson (the DB writer's, the tests') read the same. */
 void nr_sbuf_json_str(struct nr_sbuf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)s;
     const unsigned char *run = p;
 
@@ -147,6 +150,8 @@ void nr_sbuf_json_str(struct nr_sbuf *b, const char *s)
         switch (c) {
         case '"':  nr_sbuf_put(b, "\\\"", 2); break;
         case '\\': nr_sbuf_put(b, "\\\\", 2); break;
+        case '\b': nr_sbuf_put(b, "\\b", 2); break;
+        case '\f': nr_sbuf_put(b, "\\f", 2); break;
         case '\n': nr_sbuf_put(b, "\\n", 2); break;
         case '\r': nr_sbuf_put(b, "\\r", 2); break;
         case '\t': nr_sbuf_put(b, "\\t", 2); break;
@@ -618,41 +623,6 @@ char *nr_log_render(const char *tmpl, long long job_id, long long device_id,
     return b.p;
 }
 
-/* A JSON string as jansson writes it (\b and \f by name, other control
- * characters as \u00XX in upper case), so that meta reads the same text as
- * it did when jansson built it. */
-static void meta_str(struct nr_sbuf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p = (const unsigned char *)s, *run = p;
-
-    nr_sbuf_putc(b, '"');
-    for (;; p++) {
-        unsigned char c = *p;
-
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        nr_sbuf_put(b, (const char *)run, (size_t)(p - run));
-        if (c == '\0')
-            break;
-        switch (c) {
-        case '"':  nr_sbuf_put(b, "\\\"", 2); break;
-        case '\\': nr_sbuf_put(b, "\\\\", 2); break;
-        case '\b': nr_sbuf_put(b, "\\b", 2); break;
-        case '\f': nr_sbuf_put(b, "\\f", 2); break;
-        case '\n': nr_sbuf_put(b, "\\n", 2); break;
-        case '\r': nr_sbuf_put(b, "\\r", 2); break;
-        case '\t': nr_sbuf_put(b, "\\t", 2); break;
-        default: {
-            char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-            nr_sbuf_put(b, u, 6);
-        }
-        }
-        run = p + 1;
-    }
-    nr_sbuf_putc(b, '"');
-}
-
 /* A double as jansson writes it: 17 significant digits, always a '.' or an
  * exponent, the exponent without '+' or leading zeros; not finite: null. */
 static void meta_real(struct nr_sbuf *b, double d)
@@ -699,7 +669,7 @@ static void meta_embedded(struct nr_sbuf *b, const char *text)
     }
     v = json_loads(text, JSON_DECODE_ANY, NULL);
     if (v == NULL) {
-        meta_str(b, text);
+        nr_sbuf_json_str(b, text);
         return;
     }
     dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -735,12 +705,12 @@ static void build_meta(struct nr_sbuf *b, const struct nr_kv *kv, size_t nkv,
         if (!first)
             nr_sbuf_putc(b, ',');
         first = false;
-        meta_str(b, kv[j].key);
+        nr_sbuf_json_str(b, kv[j].key);
         nr_sbuf_putc(b, ':');
         switch (kv[j].kind) {
         case NR_KV_STR:
             if (sv[j])
-                meta_str(b, sv[j]);
+                nr_sbuf_json_str(b, sv[j]);
             else
                 nr_sbuf_puts(b, "null");
             break;

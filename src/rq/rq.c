@@ -1052,6 +1052,50 @@ int nr_rq_heartbeat(struct nr_rq *rq, const struct nr_rq_job *const *jobs, size_
     return rc;
 }
 
+/* The XADD of job's entry in its results stream (rq:results:ID, the newest
+ * RESULTS_MAXLEN kept), of result type 1 (finished) or 2 (failed); more
+ * fields may be added to the command returned. */
+static struct nr_redis_cmd *result_add(struct nr_redis_batch *b, const struct nr_rq_job *job,
+                                       const char *type)
+{
+    struct nr_redis_cmd *c = nr_redis_batch_add(b);
+
+    nr_redis_arg(c, "XADD");
+    nr_redis_argf(c, "rq:results:%s", job->id);
+    nr_redis_arg(c, "MAXLEN");
+    nr_redis_arg(c, "~");
+    nr_redis_arg(c, RESULTS_MAXLEN);
+    nr_redis_arg(c, "*");
+    nr_redis_arg(c, "type");
+    nr_redis_arg(c, type);
+    return c;
+}
+
+/* The results stream kept ttl seconds (< 0: for ever), and job in the
+ * registry (rq:finished / rq:failed of its queue) until then. */
+static void result_keep(struct nr_redis_batch *b, const struct nr_rq_job *job,
+                        const char *registry, long ttl, long long now)
+{
+    struct nr_redis_cmd *c = nr_redis_batch_add(b);
+
+    if (ttl < 0) {
+        nr_redis_arg(c, "PERSIST");
+        nr_redis_argf(c, "rq:results:%s", job->id);
+    } else {
+        nr_redis_arg(c, "EXPIRE");
+        nr_redis_argf(c, "rq:results:%s", job->id);
+        nr_redis_argf(c, "%ld", ttl);
+    }
+    c = nr_redis_batch_add(b);
+    nr_redis_arg(c, "ZADD");
+    nr_redis_argf(c, "rq:%s:%s", registry, job->queue);
+    if (ttl < 0)
+        nr_redis_arg(c, "+inf");
+    else
+        nr_redis_argf(c, "%lld", now + ttl);
+    nr_redis_arg(c, job->id);
+}
+
 int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job)
 {
     struct rq_i *ri;
@@ -1082,32 +1126,8 @@ int nr_rq_finish(struct nr_rq *rq, const struct nr_rq_job *job)
         nr_redis_arg(c, "ended_at");
         nr_redis_arg(c, ts);
         /* run_job returns None: no return_value field */
-        c = nr_redis_batch_add(&b);
-        nr_redis_arg(c, "XADD");
-        nr_redis_argf(c, "rq:results:%s", job->id);
-        nr_redis_arg(c, "MAXLEN");
-        nr_redis_arg(c, "~");
-        nr_redis_arg(c, RESULTS_MAXLEN);
-        nr_redis_arg(c, "*");
-        nr_redis_arg(c, "type");
-        nr_redis_arg(c, "1");
-        c = nr_redis_batch_add(&b);
-        if (ttl < 0) {
-            nr_redis_arg(c, "PERSIST");
-            nr_redis_argf(c, "rq:results:%s", job->id);
-        } else {
-            nr_redis_arg(c, "EXPIRE");
-            nr_redis_argf(c, "rq:results:%s", job->id);
-            nr_redis_argf(c, "%ld", ttl);
-        }
-        c = nr_redis_batch_add(&b);
-        nr_redis_arg(c, "ZADD");
-        nr_redis_argf(c, "rq:finished:%s", job->queue);
-        if (ttl < 0)
-            nr_redis_arg(c, "+inf");
-        else
-            nr_redis_argf(c, "%lld", now + ttl);
-        nr_redis_arg(c, job->id);
+        result_add(&b, job, "1");
+        result_keep(&b, job, "finished", ttl, now);
         if (ttl > 0) {
             c = nr_redis_batch_add(&b);
             nr_redis_arg(c, "EXPIRE");
@@ -1164,35 +1184,10 @@ static void add_failure(struct nr_redis_batch *b, const struct nr_rq_job *job, c
     nr_redis_argf(c, "%s", ts);   /* ts dies with this frame: copy */
 
     exc = exc_string_of(reason && reason[0] ? reason : "job failed", &elen);
-    c = nr_redis_batch_add(b);
-    nr_redis_arg(c, "XADD");
-    nr_redis_argf(c, "rq:results:%s", job->id);
-    nr_redis_arg(c, "MAXLEN");
-    nr_redis_arg(c, "~");
-    nr_redis_arg(c, RESULTS_MAXLEN);
-    nr_redis_arg(c, "*");
-    nr_redis_arg(c, "type");
-    nr_redis_arg(c, "2");
+    c = result_add(b, job, "2");
     nr_redis_arg(c, "exc_string");
     nr_redis_arg_own(c, exc, elen);
-
-    c = nr_redis_batch_add(b);
-    if (ttl < 0) {
-        nr_redis_arg(c, "PERSIST");
-        nr_redis_argf(c, "rq:results:%s", job->id);
-    } else {
-        nr_redis_arg(c, "EXPIRE");
-        nr_redis_argf(c, "rq:results:%s", job->id);
-        nr_redis_argf(c, "%ld", ttl);
-    }
-    c = nr_redis_batch_add(b);
-    nr_redis_arg(c, "ZADD");
-    nr_redis_argf(c, "rq:failed:%s", job->queue);
-    if (ttl < 0)
-        nr_redis_arg(c, "+inf");
-    else
-        nr_redis_argf(c, "%lld", now + ttl);
-    nr_redis_arg(c, job->id);
+    result_keep(b, job, "failed", ttl, now);
     c = nr_redis_batch_add(b);
     if (ttl < 0) {
         nr_redis_arg(c, "PERSIST");

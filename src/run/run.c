@@ -458,11 +458,71 @@ static bool device_port_ok(const struct nr_device *dev)
     return dev->port >= 0 && dev->port <= 65535;
 }
 
+/*
+ * Write the results that have come back, waiting up to wait_s for one
+ * (< 0: as long as it takes).  Returns how many were written.
+ */
+static size_t write_done(struct run *run, double wait_s)
+{
+    long long jid = run->job.id;
+    struct run_task *list;
+    size_t written = 0;
+
+    pthread_mutex_lock(&run->mu);
+    if (run->done_head == NULL && wait_s != 0) {
+        if (wait_s < 0) {
+            while (run->done_head == NULL)
+                pthread_cond_wait(&run->cv, &run->mu);
+        } else {
+            struct timespec ts;
+
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (time_t)wait_s;
+            ts.tv_nsec += (long)((wait_s - (double)(time_t)wait_s) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&run->cv, &run->mu, &ts);
+        }
+    }
+    list = run->done_head;
+    run->done_head = run->done_tail = NULL;
+    pthread_mutex_unlock(&run->mu);
+
+    while (list) {
+        const struct nr_device *devs[SAVE_BATCH];
+        struct nr_result *res[SAVE_BATCH];
+        struct run_task *batch = list;
+        size_t n = 0;
+
+        for (; list && n < SAVE_BATCH; list = list->next, n++) {
+            devs[n] = &run->devices[list->idx];
+            res[n] = &list->task.res;
+        }
+        save_results(run, devs, res, n);
+        pthread_mutex_lock(&run->mu);
+        run->unwritten -= n;
+        pthread_cond_broadcast(&run->space_cv);
+        pthread_mutex_unlock(&run->mu);
+        for (struct run_task *t = batch; t != list; t = t->next) {
+            const struct nr_device *dev = &run->devices[t->idx];
+
+            NR_LOG(NR_EV_TASK_COMPLETED, jid, dev->id, NR_S("device_name", dev->hostname),
+                   NR_S("job_name", run->job.name), NR_B("success", t->task.res.success));
+            nr_dispatch_task_clear(&t->task);
+            written++;
+        }
+    }
+    return written;
+}
+
 /* Dispatch every device and collect the results; returns the final status. */
 static const char *dispatch_devices(struct run *run)
 {
     long long jid = run->job.id;
     size_t submitted = 0, collected = 0;
+    int rc;
     bool dispatch_error = false;
 
     NR_LOG(NR_EV_HANDLER_DISPATCH, jid, 0, NR_S("job_name", run->job.name),
@@ -503,7 +563,11 @@ static const char *dispatch_devices(struct run *run)
                NR_S("device_name", run->devices[i].hostname), NR_S("job_name", run->job.name));
         nr_dispatch_task_init(&t->task, &run->dispatch, &run->devices[i], creds, ncreds);
         t->task.arg = t;
-        if (nr_dispatch_submit(&t->task) != 0) {
+        /* the pool's queue full: write what has come back meanwhile, so
+         * that results never wait for the whole job to be queued */
+        while ((rc = nr_dispatch_try_submit(&t->task)) == NR_EFULL)
+            collected += write_done(run, 0.1);
+        if (rc != 0) {
             NR_LOG(NR_EV_TASK_THREAD_ERROR, jid, run->devices[i].id,
                    NR_S("device_name", run->devices[i].hostname),
                    NR_S("job_name", run->job.name),
@@ -515,39 +579,8 @@ static const char *dispatch_devices(struct run *run)
         submitted++;
     }
 
-    while (collected < submitted) {
-        pthread_mutex_lock(&run->mu);
-        while (run->done_head == NULL)
-            pthread_cond_wait(&run->cv, &run->mu);
-        struct run_task *list = run->done_head;
-        run->done_head = run->done_tail = NULL;
-        pthread_mutex_unlock(&run->mu);
-
-        while (list) {
-            const struct nr_device *devs[SAVE_BATCH];
-            struct nr_result *res[SAVE_BATCH];
-            struct run_task *batch = list;
-            size_t n = 0;
-
-            for (; list && n < SAVE_BATCH; list = list->next, n++) {
-                devs[n] = &run->devices[list->idx];
-                res[n] = &list->task.res;
-            }
-            save_results(run, devs, res, n);
-            pthread_mutex_lock(&run->mu);
-            run->unwritten -= n;
-            pthread_cond_broadcast(&run->space_cv);
-            pthread_mutex_unlock(&run->mu);
-            for (struct run_task *t = batch; t != list; t = t->next) {
-                const struct nr_device *dev = &run->devices[t->idx];
-
-                NR_LOG(NR_EV_TASK_COMPLETED, jid, dev->id, NR_S("device_name", dev->hostname),
-                       NR_S("job_name", run->job.name), NR_B("success", t->task.res.success));
-                nr_dispatch_task_clear(&t->task);
-                collected++;
-            }
-        }
-    }
+    while (collected < submitted)
+        collected += write_done(run, -1);
 
     NR_LOG(NR_EV_JOB_TASKS_DONE, jid, 0, NR_S("job_name", run->job.name),
            NR_D("success_rate", run->ndev ? 100.0 * run->succeeded / (double)run->ndev : 0.0),

@@ -889,7 +889,11 @@ END_TEST
 /* ---- round trips ------------------------------------------------------------------ */
 
 /* A backup of an IOS device that needs enable takes four answers: paging
- * off, enable, the secret, the config.  At 200 ms each: under 1.2 s. */
+ * off, enable, the secret, the config: at least four times the device's
+ * delay, and far less than twice that (no answer is waited for twice).
+ * The figure itself (four round trips plus a few ms) is measured by
+ * bench/backup.sh part 2, not here: this suite runs beside others, under
+ * ASan, on a busy machine. */
 START_TEST(round_trips)
 {
     char *info[] = { "NETRAVEN_LOGGING__LEVEL=info", NULL };
@@ -898,12 +902,14 @@ START_TEST(round_trips)
     test_begin("latency", info);
     backup("lat50", &r);
     ck_assert(r.res.success);
-    ck_assert_double_lt(r.ms, 4 * 50 + 150);
+    ck_assert_double_ge(r.ms, 4 * 50);
+    ck_assert_double_lt(r.ms, 8 * 50 + 400);
     fprintf(stderr, "  backup at 50 ms per answer: %.1f ms\n", r.ms);
     run_clear(&r);
     backup("lat200", &r);
     ck_assert(r.res.success);
-    ck_assert_double_lt(r.ms, 1200);
+    ck_assert_double_ge(r.ms, 4 * 200);
+    ck_assert_double_lt(r.ms, 8 * 200);
     fprintf(stderr, "  backup at 200 ms per answer: %.1f ms\n", r.ms);
     run_clear(&r);
     free(test_end());

@@ -119,6 +119,46 @@ static char *probe_status(long long job, long long dev, const char *probe)
         "WHERE job_id = %lld AND device_id = %lld", probe, job, dev);
 }
 
+/* More devices than the pool's threads and queue hold: results are written
+ * while devices are still being queued (the run thread does not wait for
+ * the whole job to be queued before it writes), and every device has its
+ * row once. */
+START_TEST(results_written_while_devices_are_queued)
+{
+    long long tag = nrt_sql_int(db, "INSERT INTO tags (name, type) VALUES ('many', 'device') "
+                                    "RETURNING id");
+    char name[32], tail[16];
+
+    for (int i = 0; i < 60; i++) {
+        snprintf(name, sizeof(name), "many-%d", i);
+        snprintf(tail, sizeof(tail), "5.%d", i + 1);
+        add_device(name, nrt_lo(tail), tag);
+    }
+    long long job = add_job("many", "reachability", tag);
+    char *spool = spool_env();
+    char *extra[] = { "NETRAVEN_WORKER__CONNECTION_TIMEOUT=1",
+                      "NETRAVEN_WORKER__THREAD_POOL_SIZE=2",
+                      "NETRAVEN_WORKER__TASK_QUEUE_SIZE=2", spool, NULL };
+    struct nrt_proc w;
+
+    start_worker(&w, extra);
+    char *out = enqueue_wait(job);
+    ck_assert_msg(strstr(out, "COMPLETED_SUCCESS") != NULL, "enqueue printed: %s", out);
+    free(out);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(*) FROM job_results WHERE job_id = %lld", job), 60);
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT count(DISTINCT device_id) FROM job_results "
+                                     "WHERE job_id = %lld", job), 60);
+    stop_worker_ok(&w);
+    /* the first row was written before the last device was queued */
+    ck_assert_int_eq(nrt_sql_int(db, "SELECT ((SELECT min(created_at) FROM job_results "
+                                     "WHERE job_id = %lld) < (SELECT max(timestamp) FROM logs "
+                                     "WHERE job_id = %lld AND message LIKE 'Submitting task%%'))"
+                                     "::int", job, job), 1);
+    nrt_proc_clear(&w);
+    free(spool);
+}
+END_TEST
+
 START_TEST(reachability_mix_end_to_end)
 {
     nrt_blackhole_up(0);
@@ -604,6 +644,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 240);
     nrt_add_test(tc, reachability_mix_end_to_end);
+    nrt_add_test(tc, results_written_while_devices_are_queued);
     nrt_add_test(tc, unknown_job_type_then_next_job);
     nrt_add_test(tc, bad_entries_go_to_dead_letters);
     nrt_add_test(tc, entry_of_a_dead_worker_is_taken_over);

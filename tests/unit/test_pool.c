@@ -113,6 +113,30 @@ START_TEST(full_queue_blocks_submitter)
 }
 END_TEST
 
+/* try_submit never waits: a full queue is NR_EFULL, and nothing queued. */
+START_TEST(try_submit_says_full)
+{
+    struct nr_pool *p = nr_pool_new(1, 2);
+
+    atomic_store(&counter, 0);
+    sem_init(&gate, 0, 0);
+    ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), 0);   /* running, blocked */
+    nr_sleep_s(0.05);
+    ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), 0);   /* queued 1/2 */
+    ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), 0);   /* queued 2/2 */
+    ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), NR_EFULL);
+    ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), NR_EFULL);
+    sem_post(&gate);                                                /* one ends, one starts */
+    for (int i = 0; i < 100 && nr_pool_try_submit(p, gated_task, NULL) == NR_EFULL; i++)
+        nr_sleep_s(0.01);
+    for (int i = 0; i < 3; i++)
+        sem_post(&gate);
+    nr_pool_free(p);
+    ck_assert_int_eq(atomic_load(&counter), 4);
+    sem_destroy(&gate);
+}
+END_TEST
+
 struct stamp {
     uint64_t at;
 };
@@ -183,6 +207,7 @@ int main(void)
     tcase_add_test(tc, fifo_order_single_thread);
     tcase_add_test(tc, every_task_runs);
     tcase_add_test(tc, full_queue_blocks_submitter);
+    tcase_add_test(tc, try_submit_says_full);
     tcase_add_test(tc, delayed_task_holds_no_thread);
     tcase_add_test(tc, delayed_order_by_deadline);
     tcase_add_test(tc, free_runs_pending_delayed_tasks);
