@@ -196,11 +196,10 @@ static int store_one(struct run *run, struct nr_store *st, const struct nr_devic
 
     free(sv->result_err);
     *sv = (struct saved){ .had_config = res->config != NULL };
-    for (size_t i = 0; i < res->nattempts; i++) {
-        rc = STORE_CALL(run, st, txn, nr_cred_record_attempt(st, res->attempts[i].cred_id,
-                                                              res->attempts[i].success));
-        if (rc < 0 && txn)
-            return -1;
+    /* in a transaction, the credentials' rows come last (store_batch_txn) */
+    for (size_t i = 0; !txn && i < res->nattempts; i++) {
+        rc = STORE_TRY_ON(run, st, nr_cred_record_attempt(st, res->attempts[i].cred_id,
+                                                           res->attempts[i].success));
         if (rc < 0)
             record_failure_on(run, st, "recording a credential attempt");
     }
@@ -280,8 +279,15 @@ static void report_result(struct run *run, const struct nr_device *dev,
                                              ? nr_failure_name(res->failure.cls) : NULL);
 }
 
-/* BEGIN, the statements of every result, COMMIT on st: 0, or -1 with the
- * transaction rolled back (st->err says how it failed). */
+/*
+ * BEGIN, the statements of every result, COMMIT on st: 0, or -1 with the
+ * transaction rolled back (st->err says how it failed).  The credentials'
+ * bookkeeping (a few rows every device of a job shares) comes last, just
+ * before the COMMIT, so that their row locks are held for a moment rather
+ * than for the whole batch: the two writers of a run would otherwise wait
+ * for each other's COMMIT.  Within a device's own rows, order does not
+ * matter; across devices, each credential's updates keep their order.
+ */
 static int store_batch_txn(struct run *run, struct nr_store *st, const struct nr_device **devs,
                            struct nr_result **res, struct saved *sv, size_t n)
 {
@@ -292,6 +298,11 @@ static int store_batch_txn(struct run *run, struct nr_store *st, const struct nr
     for (size_t i = 0; i < n; i++)
         if (store_one(run, st, devs[i], res[i], &sv[i], true) < 0)
             goto fail;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < res[i]->nattempts; k++)
+            if (nr_cred_record_attempt(st, res[i]->attempts[k].cred_id,
+                                       res[i]->attempts[k].success) < 0)
+                goto fail;
     if (nr_store_commit(st) == 0)
         return 0;
 fail:
