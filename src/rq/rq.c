@@ -1052,6 +1052,17 @@ int nr_rq_heartbeat(struct nr_rq *rq, const struct nr_rq_job *const *jobs, size_
     return rc;
 }
 
+/* rq:KIND:ID kept ttl seconds, or for ever (PERSIST) when ttl < 0. */
+static void key_keep(struct nr_redis_batch *b, const char *kind, const char *id, long ttl)
+{
+    struct nr_redis_cmd *c = nr_redis_batch_add(b);
+
+    nr_redis_arg(c, ttl < 0 ? "PERSIST" : "EXPIRE");
+    nr_redis_argf(c, "rq:%s:%s", kind, id);
+    if (ttl >= 0)
+        nr_redis_argf(c, "%ld", ttl);
+}
+
 /* The XADD of job's entry in its results stream (rq:results:ID, the newest
  * RESULTS_MAXLEN kept), of result type 1 (finished) or 2 (failed); more
  * fields may be added to the command returned. */
@@ -1076,16 +1087,9 @@ static struct nr_redis_cmd *result_add(struct nr_redis_batch *b, const struct nr
 static void result_keep(struct nr_redis_batch *b, const struct nr_rq_job *job,
                         const char *registry, long ttl, long long now)
 {
-    struct nr_redis_cmd *c = nr_redis_batch_add(b);
+    struct nr_redis_cmd *c;
 
-    if (ttl < 0) {
-        nr_redis_arg(c, "PERSIST");
-        nr_redis_argf(c, "rq:results:%s", job->id);
-    } else {
-        nr_redis_arg(c, "EXPIRE");
-        nr_redis_argf(c, "rq:results:%s", job->id);
-        nr_redis_argf(c, "%ld", ttl);
-    }
+    key_keep(b, "results", job->id, ttl);
     c = nr_redis_batch_add(b);
     nr_redis_arg(c, "ZADD");
     nr_redis_argf(c, "rq:%s:%s", registry, job->queue);
@@ -1188,15 +1192,7 @@ static void add_failure(struct nr_redis_batch *b, const struct nr_rq_job *job, c
     nr_redis_arg(c, "exc_string");
     nr_redis_arg_own(c, exc, elen);
     result_keep(b, job, "failed", ttl, now);
-    c = nr_redis_batch_add(b);
-    if (ttl < 0) {
-        nr_redis_arg(c, "PERSIST");
-        nr_redis_argf(c, "rq:job:%s", job->id);
-    } else {
-        nr_redis_arg(c, "EXPIRE");
-        nr_redis_argf(c, "rq:job:%s", job->id);
-        nr_redis_argf(c, "%ld", ttl);
-    }
+    key_keep(b, "job", job->id, ttl);
     add_zrem_wip(b, job->queue, member);
 }
 
