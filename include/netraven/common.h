@@ -39,11 +39,19 @@ char *nr_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Monotonic clock, for timeouts and durations. */
 uint64_t nr_mono_ns(void);
 static inline double nr_mono_ms(void) { return (double)nr_mono_ns() / 1e6; }
+/* The monotonic time mono_ns, and the time seconds from now (capped at
+ * 10^7 s; <= 0: now), as the absolute timespec of pthread_cond_timedwait on
+ * a condition variable made with CLOCK_MONOTONIC. */
+void nr_mono_timespec(uint64_t mono_ns, struct timespec *ts);
+void nr_mono_deadline(double seconds, struct timespec *ts);
 
 /* Wall clock as ISO 8601 UTC with microseconds and a 'Z', e.g.
  * 2026-11-23T18:07:01.123456Z.  buf must hold NR_ISO_TS_LEN bytes. */
 #define NR_ISO_TS_LEN 28
 void nr_iso_ts(const struct timespec *ts, char buf[NR_ISO_TS_LEN]);
+
+/* Whether the comma-separated list holds the name of len bytes. */
+bool nr_list_has(const char *list, const char *name, size_t len);
 
 /* Sleep for seconds, resuming after signals. */
 void nr_sleep_s(double seconds);

@@ -100,12 +100,6 @@ static void promote_due(struct nr_pool *p, uint64_t now)
         ring_push(p, heap_pop(p).t);
 }
 
-static void deadline_ts(uint64_t mono_ns, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(mono_ns / 1000000000ull);
-    ts->tv_nsec = (long)(mono_ns % 1000000000ull);
-}
-
 static void *pool_main(void *arg)
 {
     struct nr_pool *p = arg;
@@ -129,7 +123,7 @@ static void *pool_main(void *arg)
             break;
         if (p->hlen > 0) {
             struct timespec ts;
-            deadline_ts(p->heap[0].due_ns, &ts);
+            nr_mono_timespec(p->heap[0].due_ns, &ts);
             pthread_cond_timedwait(&p->work, &p->mu, &ts);
         } else {
             pthread_cond_wait(&p->work, &p->mu);

@@ -284,19 +284,6 @@ bool nr_logq_push(struct nr_logq *q, struct nr_log_rec *r)
     return true;
 }
 
-static void abs_deadline(struct timespec *ts, double seconds)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    if (seconds > 1e7)
-        seconds = 1e7;
-    ts->tv_sec += (time_t)seconds;
-    ts->tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeout_s)
 {
     struct timespec dl;
@@ -305,7 +292,7 @@ size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeou
 
     pthread_mutex_lock(&q->mu);
     if (timeout_s >= 0)
-        abs_deadline(&dl, timeout_s);
+        nr_mono_deadline(timeout_s, &dl);
     while (q->n == 0 && !q->stop) {
         if (timeout_s < 0)
             pthread_cond_wait(&q->wake, &q->mu);
@@ -337,7 +324,7 @@ bool nr_logq_nap(struct nr_logq *q, double seconds, size_t high)
     struct timespec dl;
     bool stop;
 
-    abs_deadline(&dl, seconds);
+    nr_mono_deadline(seconds, &dl);
     pthread_mutex_lock(&q->mu);
     q->high = high;
     while (!q->stop && (high == 0 || q->n < high))
@@ -1277,7 +1264,7 @@ int nr_log_flush(double timeout_s)
     }
     /* the db sink also finishes the rows found in the spool at start */
     target[0] += atomic_load(&nr_log_db_found);
-    abs_deadline(&dl, timeout_s > 0 ? timeout_s : 0);
+    nr_mono_deadline(timeout_s, &dl);
     for (int i = 0; i < 3; i++)
         if (qs[i]->running && !logq_wait_done(qs[i], target[i], &dl))
             rc = NR_ETIMEOUT;

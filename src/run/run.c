@@ -487,13 +487,7 @@ static size_t write_done(struct run *run, double wait_s)
         } else {
             struct timespec ts;
 
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (time_t)wait_s;
-            ts.tv_nsec += (long)((wait_s - (double)(time_t)wait_s) * 1e9);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            nr_mono_deadline(wait_s, &ts);
             pthread_cond_timedwait(&run->cv, &run->mu, &ts);
         }
     }
@@ -647,10 +641,14 @@ static void run_execute(const struct nr_config *cfg, struct nr_pool *pool,
                        .breaker = breaker, .writer = writer };
     long long jid = req->payload.job_id;
     const char *status = NULL;
+    pthread_condattr_t ca;
     int rc;
 
     pthread_mutex_init(&run.mu, NULL);
-    pthread_cond_init(&run.cv, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);    /* write_done()'s deadline */
+    pthread_cond_init(&run.cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&run.space_cv, NULL);
     done->job_id = jid;
 
@@ -922,9 +920,9 @@ int nr_runner_submit(struct nr_runner *r, struct nr_run_request *req)
 
 void nr_runner_wait(struct nr_runner *r, enum nr_run_source source, double timeout_s)
 {
-    uint64_t due = nr_mono_ns() + (uint64_t)(timeout_s * 1e9);
-    struct timespec ts = { (time_t)(due / 1000000000ull), (long)(due % 1000000000ull) };
+    struct timespec ts;
 
+    nr_mono_deadline(timeout_s, &ts);
     pthread_mutex_lock(&r->mu);
     while (r->done_head[source] == NULL)
         if (pthread_cond_timedwait(&r->done_cv, &r->mu, &ts) != 0)

@@ -556,6 +556,21 @@ enum nr_kh_state nr_known_hosts_check(struct nr_known_hosts *kh, const char *hos
     return st;
 }
 
+/* Appends type to the comma list out (used bytes of outlen) unless it is
+ * there already or would not fit; true when appended. */
+static bool add_type(char *out, size_t *used, size_t outlen, const char *type)
+{
+    size_t tl = strlen(type);
+
+    if (nr_list_has(out, type, tl) || *used + (*used > 0) + tl + 1 > outlen)
+        return false;
+    if (*used)
+        out[(*used)++] = ',';
+    memcpy(out + *used, type, tl + 1);
+    *used += tl;
+    return true;
+}
+
 size_t nr_known_hosts_types(struct nr_known_hosts *kh, const char *host, int port, char *out,
                             size_t outlen)
 {
@@ -570,44 +585,11 @@ size_t nr_known_hosts_types(struct nr_known_hosts *kh, const char *host, int por
         return 0;
     lock_fresh(kh, &write);
     n = find_name(kh, name, fnv1a(name));
-    for (int pass = 0; pass < 2; pass++) {
-        const struct slow *s = kh->slow;
-        const struct key *k = pass == 0 && n ? n->keys : NULL;
-
-        for (;;) {
-            const char *type;
-            size_t tl;
-            char *hit;
-
-            if (pass == 0) {
-                if (k == NULL)
-                    break;
-                type = k->type;
-                k = k->next;
-            } else {
-                if (s == NULL)
-                    break;
-                if (!slow_matches(s, name)) {
-                    s = s->next;
-                    continue;
-                }
-                type = s->k.type;
-                s = s->next;
-            }
-            tl = strlen(type);
-            /* each type once */
-            for (hit = strstr(out, type); hit; hit = strstr(hit + 1, type))
-                if ((hit == out || hit[-1] == ',') && (hit[tl] == '\0' || hit[tl] == ','))
-                    break;
-            if (hit || used + tl + (used > 0) + 1 > outlen)
-                continue;
-            if (used)
-                out[used++] = ',';
-            memcpy(out + used, type, tl + 1);
-            used += tl;
-            count++;
-        }
-    }
+    for (const struct key *k = n ? n->keys : NULL; k; k = k->next)
+        count += add_type(out, &used, outlen, k->type);
+    for (const struct slow *sl = kh->slow; sl; sl = sl->next)
+        if (slow_matches(sl, name))
+            count += add_type(out, &used, outlen, sl->k.type);
     pthread_rwlock_unlock(&kh->lk);
     return count;
 }

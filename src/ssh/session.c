@@ -503,19 +503,6 @@ static char *known_hosts_path(const struct nr_config *cfg)
                            ? cfg->worker.spool_dir : ".");
 }
 
-/* Whether the comma list has the name of len bytes. */
-static bool list_has(const char *list, const char *name, size_t len)
-{
-    while (*list) {
-        size_t l = strcspn(list, ",");
-
-        if (l == len && strncmp(list, name, len) == 0)
-            return true;
-        list += l + (list[l] == ',');
-    }
-    return false;
-}
-
 /* Appends the name of len bytes to the comma list of used bytes. */
 static size_t list_add(char *list, size_t used, const char *name, size_t len)
 {
@@ -552,7 +539,7 @@ static char *host_key_algorithms(struct nr_ssh *s, struct nr_known_hosts *kh)
                                                 (len == 7 && strncmp(a, "ssh-rsa", 7) == 0)))
                                 : (strlen(p) == len && strncmp(a, p, len) == 0);
 
-                if (take && !list_has(out, a, len))
+                if (take && !nr_list_has(out, a, len))
                     used = list_add(out, used, a, len);
                 a += len + (a[len] == ',');
             }
@@ -561,7 +548,7 @@ static char *host_key_algorithms(struct nr_ssh *s, struct nr_known_hosts *kh)
     for (const char *a = all; *a;) {
         size_t len = strcspn(a, ",");
 
-        if (!list_has(out, a, len))
+        if (!nr_list_has(out, a, len))
             used = list_add(out, used, a, len);
         a += len + (a[len] == ',');
     }

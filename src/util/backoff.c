@@ -108,14 +108,14 @@ uint64_t nr_backoff_stop_at(struct nr_backoff_stop *s)
 
 bool nr_backoff_sleep(struct nr_backoff_stop *s, double seconds)
 {
-    uint64_t due = nr_mono_ns() + s_to_ns(seconds);
-    struct timespec ts = { (time_t)(due / 1000000000ull), (long)(due % 1000000000ull) };
+    struct timespec ts;
     bool stopped;
 
     if (s == NULL) {
         nr_sleep_s(seconds);
         return false;
     }
+    nr_mono_deadline(seconds, &ts);
     pthread_mutex_lock(&s->mu);
     while (!atomic_load(&s->requested))
         if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)

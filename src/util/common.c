@@ -71,6 +71,33 @@ uint64_t nr_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+bool nr_list_has(const char *list, const char *name, size_t len)
+{
+    while (*list) {
+        size_t l = strcspn(list, ",");
+
+        if (l == len && strncmp(list, name, len) == 0)
+            return true;
+        list += l + (list[l] == ',');
+    }
+    return false;
+}
+
+void nr_mono_timespec(uint64_t mono_ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(mono_ns / 1000000000ull);
+    ts->tv_nsec = (long)(mono_ns % 1000000000ull);
+}
+
+void nr_mono_deadline(double seconds, struct timespec *ts)
+{
+    if (!(seconds > 0))
+        seconds = 0;
+    if (seconds > 1e7)
+        seconds = 1e7;
+    nr_mono_timespec(nr_mono_ns() + (uint64_t)(seconds * 1e9), ts);
+}
+
 void nr_iso_ts(const struct timespec *ts, char buf[NR_ISO_TS_LEN])
 {
     struct tm tm;
