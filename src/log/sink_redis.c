@@ -45,7 +45,6 @@ struct redis_state {
     struct nr_backoff   bo;         /* the next connect; said: the outage */
     bool                said_connected;
     struct nr_sbuf      json;
-    struct nr_sbuf      cmd;        /* the record's PUBLISH commands */
     struct nr_ts_cache  tc;
     char                error[256];
 };
@@ -123,20 +122,14 @@ static bool redis_connect(struct redis_state *st)
 
 /* ------------------------------------------------------------ publish */
 
-/* PUBLISH channel message, in the protocol's own form (what hiredis's
- * formatting would make of it, without parsing a format per record). */
-static void put_publish(struct nr_sbuf *b, const char *channel, const struct nr_sbuf *msg)
+/* PUBLISH channel message, appended to the pipeline from its pieces
+ * (no format string to parse per record). */
+static void append_publish(redisContext *c, const char *channel, const struct nr_sbuf *msg)
 {
-    char head[64];
-    size_t clen = strlen(channel);
-    int n = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", clen);
+    const char *argv[3] = { "PUBLISH", channel, msg->p };
+    size_t argvlen[3] = { 7, strlen(channel), msg->len };
 
-    nr_sbuf_put(b, head, (size_t)n);
-    nr_sbuf_put(b, channel, clen);
-    n = snprintf(head, sizeof(head), "\r\n$%zu\r\n", msg->len);
-    nr_sbuf_put(b, head, (size_t)n);
-    nr_sbuf_put(b, msg->p, msg->len);
-    nr_sbuf_put(b, "\r\n", 2);
+    redisAppendCommandArgv(c, 3, argv, argvlen);
 }
 
 /* Publish recs[0..n) in one pipeline.  Returns how many were published;
@@ -149,15 +142,13 @@ static size_t publish(struct redis_state *st, struct nr_log_rec **recs, size_t n
     for (size_t i = 0; i < n; i++) {
         nr_sbuf_reset(&st->json);
         nr_log_rec_json(&st->json, recs[i], &st->tc);
-        nr_sbuf_reset(&st->cmd);
         if (recs[i]->job_id) {
             snprintf(channel, sizeof(channel), "session-logs:%lld", recs[i]->job_id);
-            put_publish(&st->cmd, channel, &st->json);
+            append_publish(st->c, channel, &st->json);
             sent++;
         }
-        put_publish(&st->cmd, nr_log_set.channel_prefix, &st->json);
+        append_publish(st->c, nr_log_set.channel_prefix, &st->json);
         sent++;
-        redisAppendFormattedCommand(st->c, st->cmd.p, st->cmd.len);
     }
     for (size_t i = 0; i < sent; i++) {
         redisReply *rep = NULL;
@@ -242,6 +233,5 @@ void *nr_log_redis_main(void *arg)
     nr_redis_url_clear(&st.t);
     free(st.masked);
     nr_sbuf_free(&st.json);
-    nr_sbuf_free(&st.cmd);
     return NULL;
 }

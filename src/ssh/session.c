@@ -601,13 +601,13 @@ static int set_options(struct nr_ssh *s, struct nr_known_hosts *kh)
     return rc;
 }
 
-static void describe(struct nr_ssh *s)
+/* The negotiated algorithms and the fingerprint of key, the server's. */
+static void describe(struct nr_ssh *s, ssh_key key)
 {
     ssh_session ss = s->i->sess;
     const char *kex = ssh_get_kex_algo(ss);
     const char *cin = ssh_get_cipher_in(ss), *cout = ssh_get_cipher_out(ss);
     const char *hin = ssh_get_hmac_in(ss), *hout = ssh_get_hmac_out(ss);
-    ssh_key key = NULL;
     unsigned char *hash = NULL;
     size_t hlen = 0;
 
@@ -621,8 +621,7 @@ static void describe(struct nr_ssh *s)
     else
         snprintf(s->hmac, sizeof(s->hmac), "%s", hin ? hin : "?");
     snprintf(s->fingerprint, sizeof(s->fingerprint), "?");
-    if (ssh_get_server_publickey(ss, &key) == SSH_OK &&
-        ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
+    if (key && ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) == 0) {
         char *fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
 
         if (fp)
@@ -630,33 +629,28 @@ static void describe(struct nr_ssh *s)
         ssh_string_free_char(fp);
         ssh_clean_pubkey_hash(&hash);
     }
-    ssh_key_free(key);
 }
 
-static int check_host_key(struct nr_ssh *s, struct nr_known_hosts *kh, const char *known_hosts)
+static int check_host_key(struct nr_ssh *s, ssh_key key, struct nr_known_hosts *kh,
+                          const char *known_hosts)
 {
     enum nr_host_key_policy policy = s->cfg->ssh.host_key_policy;
     enum nr_kh_state state;
     bool stored = false;
     char err[NR_SSH_ERRLEN] = "";
-    ssh_key key = NULL;
     char *b64 = NULL;
     const char *type;
 
     if (policy == NR_HOSTKEY_OFF)
         return 0;
-    if (ssh_get_server_publickey(s->i->sess, &key) != SSH_OK ||
-        (type = ssh_key_type_to_char(ssh_key_type(key))) == NULL ||
-        ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK) {
-        ssh_key_free(key);
+    if (key == NULL || (type = ssh_key_type_to_char(ssh_key_type(key))) == NULL ||
+        ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK)
         return nr_ssh_fail(s, NR_SSH_HOSTKEY, NR_SSH_STAGE_CONNECT,
                            "cannot check the host key of %s:%d against %s: %s", s->t.host,
                            s->t.port, known_hosts, "the server's key cannot be read");
-    }
     state = nr_known_hosts_check(kh, s->t.host, s->t.port, type, b64,
                                  policy == NR_HOSTKEY_ACCEPT_NEW, &stored, err, sizeof(err));
     ssh_string_free_char(b64);
-    ssh_key_free(key);
 
     switch (state) {
     case NR_KH_OK:
@@ -761,8 +755,13 @@ static int ssh_handshake(struct nr_ssh *s, uint64_t deadline)
             close(watch);
     }
     if (rc == 0) {
-        describe(s);
-        rc = check_host_key(s, kh, known_hosts);
+        ssh_key key = NULL;
+
+        if (ssh_get_server_publickey(i->sess, &key) != SSH_OK)
+            key = NULL;
+        describe(s, key);
+        rc = check_host_key(s, key, kh, known_hosts);
+        ssh_key_free(key);
     }
     if (rc == 0)
         NR_LOG(NR_EV_CONN_CONNECTED, s->t.job_id, s->t.device_id,
