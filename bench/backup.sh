@@ -29,7 +29,11 @@
 # on loopback; PostgreSQL, Redis and devsim are started in a scratch folder
 # and removed afterwards.  Needs root for port 22 on 127.3.x.x (or set
 # NR_BENCH_PORT to a port above 1023).  NR_BENCH_LATENCY_MS sets part 1's
-# time before each answer (default 50).
+# time before each answer (default 50).  NR_BENCH_WATCH=1 keeps a live-view
+# subscriber on the stream channel (redis-cli SUBSCRIBE netraven-logs, as
+# the UI's live log does) through part 1, so that every session record is
+# rendered and sent; reported: the messages it received and the session
+# records the job log says were dropped.
 set -euo pipefail
 root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 devices=${1:-1000}
@@ -126,6 +130,14 @@ worker_pid=$!
 bench_pids+=("$worker_pid")
 for _ in $(seq 100); do grep -q 'Polling stream' "$scratch/worker.log" && break; sleep 0.1; done
 
+if [[ ${NR_BENCH_WATCH:-0} == 1 ]]; then
+  redis-cli -u "$NR_TEST_REDIS_URL" SUBSCRIBE netraven-logs | wc -l > "$scratch/watch.lines" &
+  for _ in $(seq 50); do
+    [[ $(redis-cli -u "$NR_TEST_REDIS_URL" PUBSUB NUMSUB netraven-logs | tail -n 1) == 1 ]] && break
+    sleep 0.1
+  done
+fi
+
 job=$(psql_q -c "SELECT id FROM jobs WHERE name = 'bench-backup'")
 slow_job=$(psql_q -c "SELECT id FROM jobs WHERE name = 'bench-slow'")
 model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -173,6 +185,14 @@ hwm_mb=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$worker_pid/status")
 printf 'worker peak RSS (VmHWM): %s MB\n' "$hwm_mb"
 printf 'devsim CPU: %s s\n' "$(awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$devsim_pid/stat")"
 printf 'worker CPU: %s s\n' "$(awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$worker_pid/stat")"
+if [[ ${NR_BENCH_WATCH:-0} == 1 ]]; then
+  pkill -f "redis-cli -u $NR_TEST_REDIS_URL SUBSCRIBE" || true
+  for _ in $(seq 50); do [[ -s $scratch/watch.lines ]] && break; sleep 0.1; done
+  printf 'live view watched: %s messages received; session records dropped (job log): %s\n' \
+    "$(awk '{ printf "%d", ($1 - 3) / 3 }' "$scratch/watch.lines")" \
+    "$(sed -n "s/.* \([0-9][0-9]*\) session events of job 'bench-backup'.*/\1/p" "$scratch/worker.log" |
+       awk '{ s += $1 } END { print s + 0 }')"
+fi
 
 echo
 printf 'part 2: one device, 200 ms per answer (4 answers), 20 KB config\n'

@@ -141,6 +141,7 @@ struct nr_config {
             bool  enabled;
             char *channel_prefix;   /* default netraven-logs */
             int   queue_size;
+            int   queue_bytes;      /* bytes of session data queued, at most */
             /* Where the API's live stream subscribes (NetRaven's
              * logging.redis.host/port/db/password); host NULL: the
              * publisher uses scheduler.redis_url. */

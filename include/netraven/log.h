@@ -110,7 +110,10 @@ void nr_log_emit(enum nr_event ev, long long job_id, long long device_id,
 
 /*
  * Session data (raw SSH bytes, already redacted by the caller): publishes
- * to Redis (and stdout at debug).  Thread-safe, never blocks.
+ * to Redis (and stdout at debug).  Thread-safe; never waits on a server,
+ * and at most 0.25 s for room when the publisher's queue holds
+ * logging.redis.queue_bytes (then the records are dropped and counted).
+ * The data is queued as it is; the publisher cuts and renders it.
  *
  * What a person reads in NetRaven's live view (LiveLog.vue prints
  * "[time] LEVEL message" and nothing of meta) is the session itself, so

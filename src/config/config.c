@@ -16,6 +16,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -123,6 +124,8 @@ struct sbuf {
 
 static void sb_addn(struct sbuf *b, const char *s, size_t n)
 {
+    if (n > PTRDIFF_MAX)        /* no string is this long; -O3 asks */
+        abort();
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         while (cap < b->len + n + 1)
@@ -221,9 +224,12 @@ char *nr_config_mask_url(const char *url)
          * too much is the safe side. */
         const char *at = strrchr(auth, '@');
         if (at != NULL) {
-            const char *colon = memchr(auth, ':', (size_t)(at - auth));
-            if (colon != NULL) {
-                sb_addn(&b, url, (size_t)(colon + 1 - url));
+            size_t ulen = (size_t)(at - auth), c = 0;
+
+            while (c < ulen && auth[c] != ':')
+                c++;
+            if (c < ulen) {             /* user:password: keep "user:" */
+                sb_addn(&b, url, (size_t)(auth - url) + c + 1);
                 sb_adds(&b, "****");
                 rest = at;
             }

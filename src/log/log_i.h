@@ -54,6 +54,12 @@ struct nr_log_rec {
                                        before msg (session records: the
                                        catalog's "Session log: sent 20 bytes",
                                        their msg being the session text) */
+    size_t             parts;       /* raw: the records it stands for */
+    bool               raw;         /* session data as the session gave it:
+                                       msg holds the bytes (msg_len), meta the
+                                       direction; a sink writes the records
+                                       nr_log_session describes from it with
+                                       nr_log_session_each */
     char               data[];      /* msg, meta and head live here */
 };
 
@@ -63,8 +69,21 @@ struct nr_log_rec {
 struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long device_id,
                                   const struct nr_kv *kv, size_t nkv, unsigned sinks);
 
+/* Call fn with each record a raw session record stands for (message,
+ * meta and head as nr_log_session describes them; its time and thread),
+ * in order; a plain record is passed as it is.  The records fn sees live
+ * until it returns. */
+void nr_log_session_each(const struct nr_log_rec *r,
+                         void (*fn)(const struct nr_log_rec *rec, void *arg), void *arg);
+
 /* Drop one reference; frees the record when it was the last.  NULL ok. */
 void nr_log_rec_unref(struct nr_log_rec *r);
+
+/* The bytes a record holds (what a queue's byte bound counts). */
+static inline size_t nr_log_rec_size(const struct nr_log_rec *r)
+{
+    return sizeof(*r) + r->msg_len + r->meta_len + r->head_len + 3;
+}
 
 /* --------------------------------------------------------------- queue */
 
@@ -83,10 +102,31 @@ struct nr_logq {
     size_t              high;       /* wake the consumer when n reaches it (0: no) */
     bool                stop;
     atomic_bool         running;    /* a thread consumes this queue */
+    /* Optional byte bound (nr_logq_bound_bytes): the bytes of the records
+     * queued or not yet released by the consumer, at most max_bytes; an
+     * emitter waits up to room_wait_s for room, then its record is
+     * dropped. */
+    pthread_cond_t      room;
+    size_t              bytes;
+    size_t              max_bytes;  /* 0: no byte bound */
+    double              room_wait_s;
 };
 
 /* Set up q for at most cap records.  Returns 0 or NR_ERR. */
 int  nr_logq_init(struct nr_logq *q, size_t cap);
+/* Bound the bytes of q's records to max_bytes (nr_log_rec_size); a push
+ * that would pass it waits up to wait_s for the consumer to release room
+ * (nr_logq_release), then drops.  A record alone in the queue always
+ * fits. */
+void nr_logq_bound_bytes(struct nr_logq *q, size_t max_bytes, double wait_s);
+/* How long a session's thread waits for room in the live view's queue
+ * (logging.redis.queue_bytes) before its record is dropped: the publisher
+ * drains in a moment when it only lacked CPU, and drops at once when
+ * Redis is away. */
+#define NR_LOG_ROOM_WAIT_S 0.25
+/* Consumer: records of that many bytes (nr_log_rec_size) are finished
+ * and freed; waiting emitters may go on. */
+void nr_logq_release(struct nr_logq *q, size_t bytes);
 /* Release q; records still queued are unref'd.  Safe on a zeroed q. */
 void nr_logq_destroy(struct nr_logq *q);
 /* Queue r (the caller's reference moves to the queue).  Returns false and
@@ -160,6 +200,13 @@ void nr_ts_format(struct nr_ts_cache *c, const struct timespec *ts, char out[NR_
  * log_type, level, job_id, device_id, source, message, meta), appended to
  * b, no newline. */
 void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc);
+
+/* The JSON nr_log_rec_json writes for each record nr_log_session_each
+ * makes of the raw session record r, built in json and passed to fn, in
+ * order (the publisher's way: no record is made). */
+void nr_log_session_json_each(const struct nr_log_rec *r, struct nr_sbuf *json,
+                              struct nr_ts_cache *tc,
+                              void (*fn)(const struct nr_sbuf *json, void *arg), void *arg);
 
 /* ---------------------------------------------------------------- spool */
 

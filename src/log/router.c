@@ -130,22 +130,31 @@ void nr_sbuf_printf(struct nr_sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+static void json_strn(struct nr_sbuf *b, const char *s, size_t n);
+
 /* A JSON string written as jansson writes it (\b and \f by name, other
  * control characters as \u00XX in upper case), so that text built here and
  * text built by jansson (the DB writer's, the tests') read the same. */
 void nr_sbuf_json_str(struct nr_sbuf *b, const char *s)
 {
+    json_strn(b, s, strlen(s));
+}
+
+/* The same for s[0..n), which holds no NUL. */
+static void json_strn(struct nr_sbuf *b, const char *s, size_t n)
+{
     static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
     const unsigned char *run = p;
 
+    nr_sbuf_reserve(b, n + 2);
     nr_sbuf_putc(b, '"');
     for (;; p++) {
-        unsigned char c = *p;
+        unsigned char c = p < end ? *p : '\0';
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         nr_sbuf_put(b, (const char *)run, (size_t)(p - run));
-        if (c == '\0')
+        if (p == end)
             break;
         switch (c) {
         case '"':  nr_sbuf_put(b, "\\\"", 2); break;
@@ -240,6 +249,7 @@ int nr_logq_init(struct nr_logq *q, size_t cap)
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->wake, &ca);
     pthread_cond_init(&q->done_cv, &ca);
+    pthread_cond_init(&q->room, &ca);
     pthread_condattr_destroy(&ca);
     q->v = nr_calloc(cap, sizeof(*q->v));
     q->spare = nr_calloc(cap, sizeof(*q->spare));
@@ -259,20 +269,60 @@ void nr_logq_destroy(struct nr_logq *q)
     q->n = 0;
     pthread_cond_destroy(&q->wake);
     pthread_cond_destroy(&q->done_cv);
+    pthread_cond_destroy(&q->room);
     pthread_mutex_destroy(&q->mu);
     q->running = false;
 }
 
+void nr_logq_bound_bytes(struct nr_logq *q, size_t max_bytes, double wait_s)
+{
+    pthread_mutex_lock(&q->mu);
+    q->max_bytes = max_bytes;
+    q->room_wait_s = wait_s;
+    pthread_mutex_unlock(&q->mu);
+}
+
+void nr_logq_release(struct nr_logq *q, size_t bytes)
+{
+    if (bytes == 0)
+        return;
+    pthread_mutex_lock(&q->mu);
+    q->bytes = bytes < q->bytes ? q->bytes - bytes : 0;
+    pthread_cond_broadcast(&q->room);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Is there room for size more bytes?  Waits for it up to room_wait_s.
+ * Locked. */
+static bool logq_room(struct nr_logq *q, size_t size)
+{
+    struct timespec dl;
+    bool timed = false;
+
+    while (!q->stop && q->bytes > 0 && q->bytes + size > q->max_bytes) {
+        if (!timed) {
+            nr_mono_deadline(q->room_wait_s, &dl);
+            timed = true;
+        }
+        if (pthread_cond_timedwait(&q->room, &q->mu, &dl) == ETIMEDOUT)
+            return q->bytes == 0 || q->bytes + size <= q->max_bytes;
+    }
+    return true;
+}
+
 bool nr_logq_push(struct nr_logq *q, struct nr_log_rec *r)
 {
+    size_t size = nr_log_rec_size(r);
     bool first;
 
     pthread_mutex_lock(&q->mu);
-    if (q->stop || q->n == q->cap) {
+    if ((q->max_bytes && !logq_room(q, size)) || q->stop || q->n == q->cap) {
         atomic_fetch_add_explicit(&q->dropped, 1, memory_order_relaxed);
         pthread_mutex_unlock(&q->mu);
         return false;
     }
+    if (q->max_bytes)
+        q->bytes += size;
     q->v[q->n++] = r;
     first = q->n == 1 || q->n == q->high;
     atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
@@ -361,6 +411,7 @@ static void logq_stop(struct nr_logq *q)
     pthread_mutex_lock(&q->mu);
     q->stop = true;
     pthread_cond_broadcast(&q->wake);
+    pthread_cond_broadcast(&q->room);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -732,10 +783,13 @@ static long nr_gettid(void)
 }
 
 /* A record whose message is the rendered template, or, when text is given,
- * text, the rendered template then becoming the record's head. */
+ * text, the rendered template then becoming the record's head.  With like
+ * (the raw session record it is made from), its time and thread are
+ * like's, and it is not counted again. */
 static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long long device_id,
                                     const struct nr_kv *kv, size_t nkv, unsigned sinks,
-                                    const char *text, size_t text_len)
+                                    const char *text, size_t text_len,
+                                    const struct nr_log_rec *like)
 {
     const struct nr_event_def *e = &nr_events[ev];
     char msgbuf[1024], metabuf[1024];
@@ -745,7 +799,10 @@ static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long lon
     struct timespec ts;
     size_t meta_len;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
+    if (like)
+        ts = like->ts;
+    else
+        clock_gettime(CLOCK_REALTIME, &ts);
     kv_text_init(&t, kv, nkv);
 
     nr_sbuf_init_stack(&msg, msgbuf, sizeof(msgbuf));
@@ -761,7 +818,9 @@ static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long lon
     r->job_id = job_id;
     r->device_id = device_id;
     r->ts = ts;
-    r->tid = nr_gettid();
+    r->tid = like ? like->tid : nr_gettid();
+    r->parts = 1;
+    r->raw = false;
     r->meta = r->data;
     r->meta_len = meta_len;
     memcpy(r->meta, meta.p, meta_len);
@@ -783,14 +842,15 @@ static struct nr_log_rec *rec_build(enum nr_event ev, long long job_id, long lon
     nr_sbuf_free(&meta);
     nr_sbuf_free(&msg);
     atomic_init(&r->refs, 1);
-    atomic_fetch_add_explicit(&nr_emitted[e->type], 1, memory_order_relaxed);
+    if (like == NULL)
+        atomic_fetch_add_explicit(&nr_emitted[e->type], 1, memory_order_relaxed);
     return r;
 }
 
 struct nr_log_rec *nr_log_rec_new(enum nr_event ev, long long job_id, long long device_id,
                                   const struct nr_kv *kv, size_t nkv, unsigned sinks)
 {
-    return rec_build(ev, job_id, device_id, kv, nkv, sinks, NULL, 0);
+    return rec_build(ev, job_id, device_id, kv, nkv, sinks, NULL, 0, NULL);
 }
 
 /* ------------------------------------------------- session drops per job */
@@ -849,12 +909,10 @@ uint64_t nr_log_session_drops_take(long long job_id)
     return n;
 }
 
-/* text: see rec_build; NULL for every record but the session's. */
-static void emit_to(enum nr_event ev, long long job_id, long long device_id,
-                    const struct nr_kv *kv, size_t nkv, unsigned sinks,
-                    const char *text, size_t text_len)
+/* Queue r to its sinks (r->sinks); the caller's reference goes with it. */
+static void route(struct nr_log_rec *r)
 {
-    struct nr_log_rec *r = rec_build(ev, job_id, device_id, kv, nkv, sinks, text, text_len);
+    unsigned sinks = r->sinks;
     unsigned targets = !!(sinks & NR_LOG_OUT_SINKS) + !!(sinks & NR_SINK_DB) +
                        !!(sinks & NR_SINK_REDIS);
 
@@ -866,9 +924,17 @@ static void emit_to(enum nr_event ev, long long job_id, long long device_id,
     if ((sinks & NR_SINK_DB) && !nr_logq_push(&nr_log_q_db, r))
         nr_log_rec_unref(r);
     if ((sinks & NR_SINK_REDIS) && !nr_logq_push(&nr_log_q_redis, r)) {
-        nr_log_count_drop(job_id, 1);
+        /* the queue counted one; a raw record stands for parts */
+        atomic_fetch_add(&nr_log_redis_lost, r->parts - 1);
+        nr_log_count_drop(r->job_id, r->parts);
         nr_log_rec_unref(r);
     }
+}
+
+static void emit_to(enum nr_event ev, long long job_id, long long device_id,
+                    const struct nr_kv *kv, size_t nkv, unsigned sinks)
+{
+    route(rec_build(ev, job_id, device_id, kv, nkv, sinks, NULL, 0, NULL));
 }
 
 /* ================================================================ routing */
@@ -926,7 +992,7 @@ void nr_log_emit(enum nr_event ev, long long job_id, long long device_id,
     unsigned sinks = nr_log_sinks(ev);
 
     if (sinks)
-        emit_to(ev, job_id, device_id, kv, nkv, sinks, NULL, 0);
+        emit_to(ev, job_id, device_id, kv, nkv, sinks);
 }
 
 void nr_log_emit_mask(enum nr_event ev, long long job_id, long long device_id,
@@ -939,7 +1005,7 @@ void nr_log_emit_mask(enum nr_event ev, long long job_id, long long device_id,
         return;
     sinks = force ? force : nr_log_sinks(ev) & mask;
     if (sinks)
-        emit_to(ev, job_id, device_id, kv, nkv, sinks, NULL, 0);
+        emit_to(ev, job_id, device_id, kv, nkv, sinks);
 }
 
 /* ------------------------------------------------------- session records */
@@ -1042,13 +1108,19 @@ char *nr_log_session_text(const char *direction, const char *data, size_t len)
     return b.p;
 }
 
+/*
+ * The emitter queues the data as it is, in one raw record; the sinks' own
+ * threads cut and render it (nr_log_session_each).  A queued session holds
+ * its bytes once, not as text, meta and head of every record, and the
+ * device's thread does not render what only the publisher reads.
+ */
 void nr_log_session(long long job_id, long long device_id,
                     const char *direction, const char *data, size_t len)
 {
     unsigned sinks = nr_log_sinks(NR_EV_SESSION_DATA);
-    bool sent = direction && strcmp(direction, "sent") == 0;
-    char textbuf[2 * NR_LOG_SESSION_BYTES];
-    struct nr_sbuf text;
+    const char *dir = direction ? direction : "?";
+    size_t dlen = strlen(dir), parts = 0;
+    struct nr_log_rec *r;
 
     if (sinks == 0)
         return;
@@ -1056,21 +1128,155 @@ void nr_log_session(long long job_id, long long device_id,
         data = "";
         len = 0;
     }
+    for (size_t off = 0, n; off < len || parts == 0; off += n, parts++)
+        n = nr_log_session_chunk(data + off, len - off);   /* one even for no data */
+
+    r = nr_malloc(sizeof(*r) + len + 1 + dlen + 1);
+    r->ev = NR_EV_SESSION_DATA;
+    r->sinks = sinks;
+    r->job_id = job_id;
+    r->device_id = device_id;
+    clock_gettime(CLOCK_REALTIME, &r->ts);
+    r->tid = nr_gettid();
+    r->raw = true;
+    r->parts = parts;
+    r->msg = r->data;
+    r->msg_len = len;
+    memcpy(r->msg, data, len);
+    r->msg[len] = '\0';
+    r->meta = r->msg + len + 1;
+    r->meta_len = dlen;
+    memcpy(r->meta, dir, dlen + 1);
+    r->head = NULL;
+    r->head_len = 0;
+    atomic_init(&r->refs, 1);
+    atomic_fetch_add_explicit(&nr_emitted[NR_LOG_SESSION], parts, memory_order_relaxed);
+    route(r);
+}
+
+void nr_log_session_each(const struct nr_log_rec *r,
+                         void (*fn)(const struct nr_log_rec *rec, void *arg), void *arg)
+{
+    const char *data = r->msg;
+    size_t len = r->msg_len;
+    bool sent = strcmp(r->meta, "sent") == 0;
+    char textbuf[2 * NR_LOG_SESSION_BYTES];
+    struct nr_sbuf text;
+
+    if (!r->raw) {
+        fn(r, arg);
+        return;
+    }
     nr_sbuf_init_stack(&text, textbuf, sizeof(textbuf));
-    do {        /* one record even for no data, as before */
+    do {        /* one record even for no data */
         size_t n = nr_log_session_chunk(data, len);
         char *clean = nr_utf8_sanitize(data, n);
         const struct nr_kv kv[] = {
-            NR_S("direction", direction ? direction : "?"),
+            NR_S("direction", r->meta),
             NR_I("bytes", n),
             NR_S("data", clean),
         };
+        struct nr_log_rec *one;
 
         nr_sbuf_reset(&text);
         session_text(&text, sent, clean, strlen(clean));
-        emit_to(NR_EV_SESSION_DATA, job_id, device_id, kv, NR_ARRAY_LEN(kv), sinks,
-                text.p, text.len);
+        one = rec_build(NR_EV_SESSION_DATA, r->job_id, r->device_id, kv, NR_ARRAY_LEN(kv),
+                        r->sinks, text.p, text.len, r);
+        fn(one, arg);
+        free(one);
         free(clean);
+        data += n;
+        len -= n;
+    } while (len > 0);
+    nr_sbuf_free(&text);
+}
+
+/* True when s[0..n) is valid UTF-8 without NUL, which nr_utf8_sanitize
+ * would copy unchanged. */
+static bool utf8_clean(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < n;) {
+        size_t k;
+
+        if (p[i] >= 0x01 && p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if (p[i] == 0 || (k = nr_utf8_seq(p + i, n - i)) == 0)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+/*
+ * What nr_log_rec_json writes for each record nr_log_session_each makes of
+ * r, written straight into json: the part before the message once, then
+ * per record the message and the meta, with no record built and, for
+ * clean UTF-8 (nearly always), no copy of the data made.
+ */
+void nr_log_session_json_each(const struct nr_log_rec *r, struct nr_sbuf *json,
+                              struct nr_ts_cache *tc,
+                              void (*fn)(const struct nr_sbuf *json, void *arg), void *arg)
+{
+    const struct nr_event_def *e = &nr_events[NR_EV_SESSION_DATA];
+    const char *data = r->msg;
+    size_t len = r->msg_len, head;
+    bool sent = strcmp(r->meta, "sent") == 0;
+    char ts[NR_ISO_TS_LEN], textbuf[2 * NR_LOG_SESSION_BYTES];
+    struct nr_sbuf text;
+
+    nr_ts_format(tc, &r->ts, ts);
+    nr_sbuf_reset(json);
+    nr_sbuf_puts(json, "{\"timestamp\":\"");
+    nr_sbuf_puts(json, ts);
+    nr_sbuf_puts(json, "\",\"log_type\":\"");
+    nr_sbuf_puts(json, nr_log_type_name(e->type));
+    nr_sbuf_puts(json, "\",\"level\":\"");
+    nr_sbuf_puts(json, nr_log_level_upper(e->level));
+    nr_sbuf_puts(json, "\",\"job_id\":");
+    nr_sbuf_reserve(json, 48);
+    if (r->job_id)
+        json->len += nr_fmt_ll(json->p + json->len, r->job_id);
+    else
+        nr_sbuf_puts(json, "null");
+    nr_sbuf_puts(json, ",\"device_id\":");
+    nr_sbuf_reserve(json, 24);
+    if (r->device_id)
+        json->len += nr_fmt_ll(json->p + json->len, r->device_id);
+    else
+        nr_sbuf_puts(json, "null");
+    nr_sbuf_puts(json, ",\"source\":");
+    nr_sbuf_json_str(json, e->source);
+    nr_sbuf_puts(json, ",\"message\":");
+    head = json->len;
+
+    nr_sbuf_init_stack(&text, textbuf, sizeof(textbuf));
+    do {        /* one record even for no data */
+        size_t n = nr_log_session_chunk(data, len), clen = n;
+        char *copy = NULL;
+        const char *clean = data;
+
+        if (!utf8_clean(data, n)) {
+            clean = copy = nr_utf8_sanitize(data, n);
+            clen = strlen(copy);
+        }
+        nr_sbuf_reset(&text);
+        session_text(&text, sent, clean, clen);
+        json->len = head;
+        json_strn(json, text.p, text.len);
+        nr_sbuf_puts(json, ",\"meta\":{\"direction\":");
+        nr_sbuf_json_str(json, r->meta);
+        nr_sbuf_puts(json, ",\"bytes\":");
+        nr_sbuf_reserve(json, 24);
+        json->len += nr_fmt_ll(json->p + json->len, (long long)n);
+        nr_sbuf_puts(json, ",\"data\":");
+        json_strn(json, clean, clen);
+        nr_sbuf_puts(json, "}}");
+        fn(json, arg);
+        free(copy);
         data += n;
         len -= n;
     } while (len > 0);
@@ -1156,10 +1362,12 @@ static void teardown(void)
 }
 
 static int start_sink(struct nr_logq *q, pthread_t *th, void *(*fn)(void *), size_t cap,
-                      const char *name)
+                      size_t max_bytes, const char *name)
 {
     if (nr_logq_init(q, cap) < 0)
         return NR_ERR;
+    if (max_bytes)
+        nr_logq_bound_bytes(q, max_bytes, NR_LOG_ROOM_WAIT_S);
     if (pthread_create(th, NULL, fn, NULL) != 0)
         return NR_ERR;
     pthread_setname_np(*th, name);
@@ -1173,7 +1381,7 @@ int nr_log_init(const struct nr_config *cfg)
     const struct nr_config *dflt = nr_config_default();
     unsigned tab[NR_EV_COUNT];
     unsigned avail = NR_SINK_STDOUT, used = 0;
-    size_t qcap, rcap;
+    size_t qcap, rcap, rbytes;
 
     if (nr_log_started)
         return NR_ERR;
@@ -1216,6 +1424,8 @@ int nr_log_init(const struct nr_config *cfg)
                                                 : dflt->logging.queue_size);
     rcap = (size_t)(cfg->logging.redis.queue_size > 0 ? cfg->logging.redis.queue_size
                                                       : dflt->logging.redis.queue_size);
+    rbytes = (size_t)(cfg->logging.redis.queue_bytes > 0 ? cfg->logging.redis.queue_bytes
+                                                        : dflt->logging.redis.queue_bytes);
 
     for (int i = 0; i < NR_EV_COUNT; i++) {
         tab[i] = route_event(cfg, &nr_events[i], avail);
@@ -1235,11 +1445,12 @@ int nr_log_init(const struct nr_config *cfg)
         atomic_store_explicit(&nr_route_tab[i], tab[i], memory_order_relaxed);
     nr_log_started = true;
 
-    if (start_sink(&nr_log_q_out, &nr_th_out, nr_log_out_main, qcap, "log-out") < 0 ||
+    if (start_sink(&nr_log_q_out, &nr_th_out, nr_log_out_main, qcap, 0, "log-out") < 0 ||
         ((used & NR_SINK_DB) &&
-         start_sink(&nr_log_q_db, &nr_th_db, nr_log_db_main, qcap, "log-db") < 0) ||
+         start_sink(&nr_log_q_db, &nr_th_db, nr_log_db_main, qcap, 0, "log-db") < 0) ||
         ((used & NR_SINK_REDIS) &&
-         start_sink(&nr_log_q_redis, &nr_th_redis, nr_log_redis_main, rcap, "log-redis") < 0)) {
+         start_sink(&nr_log_q_redis, &nr_th_redis, nr_log_redis_main, rcap, rbytes,
+                    "log-redis") < 0)) {
         teardown();
         return NR_ERR;
     }

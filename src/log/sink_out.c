@@ -237,18 +237,23 @@ static void report_drops(struct out_state *st)
     }
 }
 
+static void put_line(const struct nr_log_rec *r, void *arg)
+{
+    struct out_state *st = arg;
+
+    format_line(st, &st->line, r);
+    if (r->sinks & NR_SINK_STDOUT)
+        nr_sbuf_put(&st->out, st->line.p, st->line.len);
+    if ((r->sinks & NR_SINK_FILE) && st->fd >= 0)
+        nr_sbuf_put(&st->file, st->line.p, st->line.len);
+}
+
 static void write_batch(struct out_state *st, struct nr_log_rec **batch, size_t n)
 {
     nr_sbuf_reset(&st->out);
     nr_sbuf_reset(&st->file);
-    for (size_t i = 0; i < n; i++) {
-        const struct nr_log_rec *r = batch[i];
-        format_line(st, &st->line, r);
-        if (r->sinks & NR_SINK_STDOUT)
-            nr_sbuf_put(&st->out, st->line.p, st->line.len);
-        if ((r->sinks & NR_SINK_FILE) && st->fd >= 0)
-            nr_sbuf_put(&st->file, st->line.p, st->line.len);
-    }
+    for (size_t i = 0; i < n; i++)
+        nr_log_session_each(batch[i], put_line, st);
     if (st->out.len) {
         fwrite(st->out.p, 1, st->out.len, stdout);
         fflush(stdout);

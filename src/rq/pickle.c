@@ -558,7 +558,7 @@ static int run(struct pk *pk, struct pk_val **result)
 {
     const unsigned char *p;
     struct pk_val *v, *k, *d;
-    size_t first;
+    size_t first = 0;
     unsigned op;
     int rc;
 

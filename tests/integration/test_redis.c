@@ -295,6 +295,125 @@ START_TEST(unix_socket_for_queue_and_publisher)
 }
 END_TEST
 
+/* ---- who listens ------------------------------------------------------------------ */
+
+/* A connection to the private Redis on sock, logged in. */
+static redisContext *unix_conn(const char *sock)
+{
+    redisContext *c = redisConnectUnix(sock);
+    struct timeval tv = { 5, 0 };
+
+    ck_assert_msg(c != NULL && c->err == 0, "connect %s", sock);
+    redisSetTimeout(c, tv);
+    freeReplyObject(rcmd(c, "AUTH %s", SOCK_PW));
+    return c;
+}
+
+/* How many PUBLISH commands the server has run (INFO commandstats). */
+static long long publish_calls(redisContext *c)
+{
+    redisReply *r = rcmd(c, "INFO commandstats");
+    const char *p = strstr(r->str, "cmdstat_publish:calls=");
+    long long n = p ? atoll(p + strlen("cmdstat_publish:calls=")) : 0;
+
+    freeReplyObject(r);
+    return n;
+}
+
+/* Session records and the publisher's stats after they were flushed. */
+static uint64_t emit_records(long long job, int n)
+{
+    struct nr_log_stats st;
+
+    for (int i = 0; i < n; i++)
+        nr_log_session(job, 8, "received", "hostname r1\n", 12);
+    ck_assert_int_eq(nr_log_flush(15), 0);
+    nr_log_get_stats(&st);
+    return st.redis_published;
+}
+
+/* The message of the next pub/sub delivery on c (SUBSCRIBE or PSUBSCRIBE);
+ * "" past the timeout. */
+static char *next_message(redisContext *c, char *channel, size_t chlen)
+{
+    redisReply *r = NULL;
+    char *msg;
+
+    if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)
+        return nr_strdup("");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    snprintf(channel, chlen, "%s", r->element[r->elements - 2]->str);
+    msg = nr_strdup(r->element[r->elements - 1]->str);
+    freeReplyObject(r);
+    return msg;
+}
+
+/* A record no one listens to is not sent (Redis would drop it); one that
+ * someone listens to goes to the channels that have listeners: the job's,
+ * the stream's, or both when a pattern subscription could match. */
+START_TEST(publisher_sends_where_someone_listens)
+{
+    char *sock = nr_asprintf("%s/l.sock", scratch);
+    char *url = nr_asprintf("unix://:%s@%s", SOCK_PW, sock), *out, *m, ch[64];
+    pid_t pid = unix_redis_start(sock);
+    redisContext *admin = unix_conn(sock), *job = unix_conn(sock), *pat = unix_conn(sock);
+    redisContext *stream = unix_conn(sock);
+    struct nr_config cfg;
+    long long calls;
+
+    log_start(&cfg, url);
+
+    /* nobody: counted as published, never sent */
+    calls = publish_calls(admin);
+    ck_assert_uint_eq(emit_records(7, 3), 3);
+    ck_assert_int_eq(publish_calls(admin), calls);
+
+    /* the job's channel only: sent there, not to the stream */
+    freeReplyObject(rcmd(job, "SUBSCRIBE session-logs:7"));
+    ck_assert_uint_eq(emit_records(7, 2), 5);
+    ck_assert_int_eq(publish_calls(admin), calls + 2);
+    for (int i = 0; i < 2; i++) {
+        m = next_message(job, ch, sizeof(ch));
+        ck_assert_str_eq(ch, "session-logs:7");
+        ck_assert_msg(strstr(m, "\"message\":\"hostname r1\"") != NULL, "got: %s", m);
+        free(m);
+    }
+    ck_assert_uint_eq(emit_records(9, 1), 6);       /* another job: nobody */
+    ck_assert_int_eq(publish_calls(admin), calls + 2);
+
+    /* a pattern could match anything: both channels */
+    freeReplyObject(rcmd(pat, "PSUBSCRIBE session-logs:*"));
+    ck_assert_uint_eq(emit_records(9, 1), 7);
+    ck_assert_int_eq(publish_calls(admin), calls + 4);
+    m = next_message(pat, ch, sizeof(ch));
+    ck_assert_str_eq(ch, "session-logs:9");
+    free(m);
+    redisFree(pat);
+
+    /* the stream's channel: every record there, the job's where heard */
+    freeReplyObject(rcmd(stream, "SUBSCRIBE nr-test-logs"));
+    ck_assert_uint_eq(emit_records(9, 1), 8);
+    ck_assert_int_eq(publish_calls(admin), calls + 5);
+    m = next_message(stream, ch, sizeof(ch));
+    ck_assert_str_eq(ch, "nr-test-logs");
+    ck_assert_msg(strstr(m, "\"job_id\":9") != NULL, "got: %s", m);
+    free(m);
+    ck_assert_uint_eq(emit_records(7, 1), 9);
+    ck_assert_int_eq(publish_calls(admin), calls + 7);
+
+    nr_log_shutdown();
+    out = capture_end();
+    redisFree(job);
+    redisFree(stream);
+    redisFree(admin);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    free(out);
+    free(url);
+    free(sock);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("redis");
@@ -306,6 +425,7 @@ int main(void)
     nrt_add_test(tc, lone_user_is_a_user_for_the_publisher);
     nrt_add_test(tc, publisher_selects_the_db);
     nrt_add_test(tc, unix_socket_for_queue_and_publisher);
+    nrt_add_test(tc, publisher_sends_where_someone_listens);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

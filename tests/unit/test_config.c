@@ -256,6 +256,7 @@ START_TEST(test_defaults)
     ck_assert(c.logging.redis.enabled);
     ck_assert_str_eq(c.logging.redis.channel_prefix, "netraven-logs");
     ck_assert_int_eq(c.logging.redis.queue_size, 65536);
+    ck_assert_int_eq(c.logging.redis.queue_bytes, 8388608);
     ck_assert_uint_eq(c.logging.routes[NR_LOG_JOB], NR_SINK_STDOUT | NR_SINK_FILE | NR_SINK_DB);
     ck_assert_uint_eq(c.logging.routes[NR_LOG_CONNECTION], NR_SINK_STDOUT | NR_SINK_FILE | NR_SINK_DB);
     ck_assert_uint_eq(c.logging.routes[NR_LOG_SESSION], NR_SINK_STDOUT | NR_SINK_FILE | NR_SINK_REDIS);
@@ -522,7 +523,7 @@ START_TEST(test_print_masks_secrets)
         "queue.dead_stream", "queue.block_ms", "logging.level",
         "logging.db_level", "logging.format", "logging.file",
         "logging.queue_size", "logging.db_batch_size", "logging.redis.enabled",
-        "logging.redis.channel_prefix", "logging.redis.queue_size",
+        "logging.redis.channel_prefix", "logging.redis.queue_size", "logging.redis.queue_bytes",
         "logging.redis.host", "logging.redis.port", "logging.redis.db",
         "logging.redis.password", "logging.routes.job", "logging.routes.connection",
         "logging.routes.session", "logging.routes.system",

@@ -8,16 +8,19 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "netraven/log.h"
+#include "../../src/log/log_i.h"   /* raw session records */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -757,6 +760,179 @@ START_TEST(session_chunk_lines_and_bytes)
 }
 END_TEST
 
+/* A raw session record as nr_log_session queues it. */
+static struct nr_log_rec *raw_rec(long long job, long long dev, const char *dir,
+                                  const char *data, size_t len)
+{
+    size_t dlen = strlen(dir);
+    struct nr_log_rec *r = calloc(1, sizeof(*r) + len + 1 + dlen + 1);
+
+    ck_assert_ptr_nonnull(r);
+    r->ev = NR_EV_SESSION_DATA;
+    r->sinks = NR_SINK_REDIS;
+    r->job_id = job;
+    r->device_id = dev;
+    r->ts.tv_sec = 1795000000;
+    r->ts.tv_nsec = 123456789;
+    r->tid = 4242;
+    r->raw = true;
+    r->msg = r->data;
+    r->msg_len = len;
+    memcpy(r->msg, data, len);
+    r->meta = r->msg + len + 1;
+    r->meta_len = dlen;
+    memcpy(r->meta, dir, dlen + 1);
+    return r;
+}
+
+static void json_of_record(const struct nr_log_rec *rec, void *arg)
+{
+    nr_log_rec_json(arg, rec, NULL);
+    nr_sbuf_putc(arg, '\n');
+}
+
+static void json_as_is(const struct nr_sbuf *json, void *arg)
+{
+    nr_sbuf_put(arg, json->p, json->len);
+    nr_sbuf_putc(arg, '\n');
+}
+
+/* The publisher writes each record's JSON straight from the raw data: the
+ * same text, record for record, as the records nr_log_session_each makes
+ * (what stdout shows at debug) written by nr_log_rec_json. */
+START_TEST(session_json_as_records_write_it)
+{
+    char big[3000], utf[1100];
+#define C(dir, lit) { dir, lit, sizeof(lit) - 1 }
+    static const struct { const char *dir; const char *data; size_t len; } cases[] = {
+        C("sent", "show running-config\n"),
+        C("received", ""),
+        C("received", "Building configuration...\r\n\r\nhostname \"r1\"\r\n r1#"),
+        C("received", "\x1b[7m--More--\x1b[m\b\b\b\b\b\b\b\b        \b\b\b\b\b\b\b\bline\n"),
+        C("received", "caf\xc3\xa9 \xff\xfe broken \xe2\x82 end\n"),
+        C("received", "nul\0inside\nand \\ back\tslash \x01\x1f\x7f\n"),
+        C("tx", "enable\n"),
+        C("?", "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n"),
+    };
+#undef C
+    struct nr_sbuf slow = { 0 }, fast = { 0 }, json = { 0 };
+    struct nr_ts_cache tc = { 0 };
+    size_t k = 0;
+
+    for (size_t i = 0; i < sizeof(big); i++)    /* lines, then one 1.5 KiB line */
+        big[i] = i < 1200 ? (i % 40 == 39 ? '\n' : (char)('a' + i % 26)) : (char)('A' + i % 26);
+    for (size_t i = 0; i + 1 < sizeof(utf); i += 2) {  /* 2-byte sequences across 1 KiB */
+        utf[i] = (char)0xc3;
+        utf[i + 1] = (char)0xa9;
+    }
+    for (size_t c = 0; c < NR_ARRAY_LEN(cases) + 2; c++) {
+        const char *d = c < NR_ARRAY_LEN(cases) ? cases[c].data : c == NR_ARRAY_LEN(cases) ? big : utf;
+        size_t n = c < NR_ARRAY_LEN(cases) ? cases[c].len
+                   : c == NR_ARRAY_LEN(cases) ? sizeof(big) : sizeof(utf);
+        struct nr_log_rec *r = raw_rec(c % 2 ? 7 : 0, c % 3 ? 3 : 0,
+                                       c < NR_ARRAY_LEN(cases) ? cases[c].dir : "received", d, n);
+
+        nr_sbuf_reset(&slow);
+        nr_sbuf_reset(&fast);
+        nr_log_session_each(r, json_of_record, &slow);
+        nr_log_session_json_each(r, &json, &tc, json_as_is, &fast);
+        ck_assert_msg(slow.len > 0, "case %zu: no record", c);
+        ck_assert_msg(strcmp(slow.p, fast.p) == 0, "case %zu:\n%s\nwant\n%s", c, fast.p, slow.p);
+        for (const char *q = fast.p; (q = strchr(q, '\n')) != NULL; q++)
+            k++;
+        free(r);
+    }
+    ck_assert_uint_ge(k, NR_ARRAY_LEN(cases) + 2 + 1 + 3);     /* long data: several records */
+    nr_sbuf_free(&slow);
+    nr_sbuf_free(&fast);
+    nr_sbuf_free(&json);
+}
+END_TEST
+
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The consumer of bound_q: after 50 ms, takes what is queued and
+ * releases its bytes. */
+static struct nr_logq bound_q;
+
+static void *drain_later(void *arg)
+{
+    struct nr_log_rec **batch;
+    size_t n, bytes = 0;
+
+    (void)arg;
+    usleep(50 * 1000);
+    n = nr_logq_take(&bound_q, &batch, 1.0);
+    for (size_t i = 0; i < n; i++)
+        bytes += nr_log_rec_size(batch[i]);
+    nr_logq_release(&bound_q, bytes);
+    return (void *)n;
+}
+
+/* The live view's queue holds at most logging.redis.queue_bytes: an
+ * emitter past it waits for the publisher to make room, and is dropped
+ * (and counted) when no room comes within the wait. */
+START_TEST(live_queue_bytes_bound)
+{
+    char data[1000], big[5000];
+    struct nr_log_rec *r[5];
+    struct timespec t0;
+    pthread_t th;
+    void *taken;
+    size_t one;
+
+    memset(data, 'x', sizeof(data));
+    memset(big, 'y', sizeof(big));
+    for (int i = 0; i < 4; i++)
+        r[i] = raw_rec(1, 2, "received", data, sizeof(data));
+    r[4] = raw_rec(1, 2, "received", big, sizeof(big));
+    one = nr_log_rec_size(r[0]);
+    ck_assert_int_eq(nr_logq_init(&bound_q, 64), 0);
+    nr_logq_bound_bytes(&bound_q, 2 * one + one / 2, 0.2);
+
+    ck_assert(nr_logq_push(&bound_q, r[0]));
+    ck_assert(nr_logq_push(&bound_q, r[1]));
+    /* no room and nobody makes it: dropped after the wait */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert(!nr_logq_push(&bound_q, r[2]));
+    ck_assert_double_ge(secs_since(&t0), 0.18);
+    ck_assert_double_lt(secs_since(&t0), 1.0);
+    ck_assert_uint_eq(atomic_load(&bound_q.dropped), 1);
+    ck_assert_uint_eq(atomic_load(&bound_q.pushed), 2);
+
+    /* the consumer makes room within the wait: queued */
+    ck_assert_int_eq(pthread_create(&th, NULL, drain_later, NULL), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert(nr_logq_push(&bound_q, r[2]));
+    ck_assert_double_lt(secs_since(&t0), 0.18);
+    pthread_join(th, &taken);
+    ck_assert_uint_eq((size_t)taken, 2);
+    ck_assert_uint_eq(bound_q.bytes, one);
+
+    /* a record larger than the bound goes when the queue is empty */
+    ck_assert(nr_logq_push(&bound_q, r[3]));
+    ck_assert_int_eq(pthread_create(&th, NULL, drain_later, NULL), 0);
+    pthread_join(th, &taken);
+    ck_assert_uint_eq((size_t)taken, 2);
+    ck_assert_uint_eq(bound_q.bytes, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert(nr_logq_push(&bound_q, r[4]));
+    ck_assert_double_lt(secs_since(&t0), 0.1);
+    ck_assert_uint_eq(atomic_load(&bound_q.dropped), 1);
+
+    bound_q.n = 0;      /* the records are this test's, not the queue's */
+    nr_logq_destroy(&bound_q);
+    for (int i = 0; i < 5; i++)
+        free(r[i]);
+}
+END_TEST
+
 /* Levels are NetRaven's upper-case names in every format that carries one
  * (human and JSON lines on stdout, and in the file). */
 START_TEST(levels_upper_every_format)
@@ -1285,6 +1461,8 @@ static Suite *log_suite(void)
     tcase_add_test(tc, render_values);
     tcase_add_test(tc, session_text_sent_received);
     tcase_add_test(tc, session_chunk_lines_and_bytes);
+    tcase_add_test(tc, session_json_as_records_write_it);
+    tcase_add_test(tc, live_queue_bytes_bound);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("router");

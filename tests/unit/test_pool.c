@@ -67,11 +67,22 @@ END_TEST
 
 static sem_t gate;
 
+static atomic_int started;
+
 static void gated_task(void *arg)
 {
     (void)arg;
+    atomic_fetch_add(&started, 1);
     sem_wait(&gate);
     atomic_fetch_add(&counter, 1);
+}
+
+/* Wait (up to 10 s) until n gated tasks have started on pool threads. */
+static void wait_started(int n)
+{
+    for (int i = 0; i < 1000 && atomic_load(&started) < n; i++)
+        nr_sleep_s(0.01);
+    ck_assert_int_eq(atomic_load(&started), n);
 }
 
 struct submitter {
@@ -94,9 +105,10 @@ START_TEST(full_queue_blocks_submitter)
     pthread_t th;
 
     atomic_store(&counter, 0);
+    atomic_store(&started, 0);
     sem_init(&gate, 0, 0);
     ck_assert_int_eq(nr_pool_submit(p, gated_task, NULL), 0);   /* running, blocked */
-    nr_sleep_s(0.05);
+    wait_started(1);
     ck_assert_int_eq(nr_pool_submit(p, gated_task, NULL), 0);   /* queued 1/2 */
     ck_assert_int_eq(nr_pool_submit(p, gated_task, NULL), 0);   /* queued 2/2 */
     pthread_create(&th, NULL, submit_one, &s);
@@ -119,9 +131,10 @@ START_TEST(try_submit_says_full)
     struct nr_pool *p = nr_pool_new(1, 2);
 
     atomic_store(&counter, 0);
+    atomic_store(&started, 0);
     sem_init(&gate, 0, 0);
     ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), 0);   /* running, blocked */
-    nr_sleep_s(0.05);
+    wait_started(1);
     ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), 0);   /* queued 1/2 */
     ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), 0);   /* queued 2/2 */
     ck_assert_int_eq(nr_pool_try_submit(p, gated_task, NULL), NR_EFULL);
