@@ -486,14 +486,16 @@ void nr_ts_format(struct nr_ts_cache *c, const struct timespec *ts, char out[NR_
     out[27] = '\0';
 }
 
-void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc)
+/* What every record's JSON starts with, up to the message's value:
+ * {"timestamp":...,"source":"...","message": */
+static void json_head(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc)
 {
     const struct nr_event_def *e = &nr_events[r->ev];
     struct nr_ts_cache local = { 0 };
     char ts[NR_ISO_TS_LEN];
 
     nr_ts_format(tc ? tc : &local, &r->ts, ts);
-    nr_sbuf_reserve(b, 160 + r->msg_len + r->meta_len);
+    nr_sbuf_reserve(b, 160);
     nr_sbuf_puts(b, "{\"timestamp\":\"");
     nr_sbuf_puts(b, ts);
     nr_sbuf_puts(b, "\",\"log_type\":\"");
@@ -501,6 +503,7 @@ void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts
     nr_sbuf_puts(b, "\",\"level\":\"");
     nr_sbuf_puts(b, nr_log_level_upper(e->level));
     nr_sbuf_puts(b, "\",\"job_id\":");
+    nr_sbuf_reserve(b, 24);
     if (r->job_id)
         b->len += nr_fmt_ll(b->p + b->len, r->job_id);
     else
@@ -514,6 +517,12 @@ void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts
     nr_sbuf_puts(b, ",\"source\":");
     nr_sbuf_json_str(b, e->source);
     nr_sbuf_puts(b, ",\"message\":");
+}
+
+void nr_log_rec_json(struct nr_sbuf *b, const struct nr_log_rec *r, struct nr_ts_cache *tc)
+{
+    nr_sbuf_reserve(b, 160 + r->msg_len + r->meta_len);
+    json_head(b, r, tc);
     nr_sbuf_json_str(b, r->msg);
     nr_sbuf_puts(b, ",\"meta\":");
     nr_sbuf_put(b, r->meta, r->meta_len);
@@ -1221,36 +1230,14 @@ void nr_log_session_json_each(const struct nr_log_rec *r, struct nr_sbuf *json,
                               struct nr_ts_cache *tc,
                               void (*fn)(const struct nr_sbuf *json, void *arg), void *arg)
 {
-    const struct nr_event_def *e = &nr_events[NR_EV_SESSION_DATA];
     const char *data = r->msg;
     size_t len = r->msg_len, head;
     bool sent = strcmp(r->meta, "sent") == 0;
-    char ts[NR_ISO_TS_LEN], textbuf[2 * NR_LOG_SESSION_BYTES];
+    char textbuf[2 * NR_LOG_SESSION_BYTES];
     struct nr_sbuf text;
 
-    nr_ts_format(tc, &r->ts, ts);
     nr_sbuf_reset(json);
-    nr_sbuf_puts(json, "{\"timestamp\":\"");
-    nr_sbuf_puts(json, ts);
-    nr_sbuf_puts(json, "\",\"log_type\":\"");
-    nr_sbuf_puts(json, nr_log_type_name(e->type));
-    nr_sbuf_puts(json, "\",\"level\":\"");
-    nr_sbuf_puts(json, nr_log_level_upper(e->level));
-    nr_sbuf_puts(json, "\",\"job_id\":");
-    nr_sbuf_reserve(json, 48);
-    if (r->job_id)
-        json->len += nr_fmt_ll(json->p + json->len, r->job_id);
-    else
-        nr_sbuf_puts(json, "null");
-    nr_sbuf_puts(json, ",\"device_id\":");
-    nr_sbuf_reserve(json, 24);
-    if (r->device_id)
-        json->len += nr_fmt_ll(json->p + json->len, r->device_id);
-    else
-        nr_sbuf_puts(json, "null");
-    nr_sbuf_puts(json, ",\"source\":");
-    nr_sbuf_json_str(json, e->source);
-    nr_sbuf_puts(json, ",\"message\":");
+    json_head(json, r, tc);
     head = json->len;
 
     nr_sbuf_init_stack(&text, textbuf, sizeof(textbuf));
