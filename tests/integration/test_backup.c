@@ -48,8 +48,8 @@
 #define ES      "e2eEnable-Sec.x81L"        /* enable secret of every device */
 #define ES_BAD  "e2eOther-Sec.m40T"         /* enable secret of "badenable" */
 #define MASTER  "e2e-master-key.Zt6pW2"     /* security.encryption_key */
-#define TMO     "2"                         /* connection and command timeout, s */
-#define TMO_MS  2000.0
+#define TMO     "3"                         /* connection and command timeout, s */
+#define TMO_MS  3000.0
 
 #define N_ARRAY(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -87,14 +87,14 @@ static struct bdev devs[] = {
     GOOD("panos", "paloalto_panos", "deviceconfig {", "mgt-config {", "show config running"),
     GOOD("linux", "linux", "[system]", "domain = lab.example.net",
          "cat /etc/network/interfaces"),
-    FAULT("reject", "faults: [reject_auth]", "auth", "auth", 1500),
+    FAULT("reject", "faults: [reject_auth]", "auth", "auth", 2500),
     FAULT("hang", "faults: [hang_after_auth]", "timeout", "prompt", TMO_MS + 1500),
     FAULT("hangmid", "faults: [hang_mid_output]", "timeout", "command", TMO_MS + 1500),
-    FAULT("disc", "faults: [disconnect_mid_output]", "protocol", "command", 1500),
+    FAULT("disc", "faults: [disconnect_mid_output]", "protocol", "command", 2500),
     /* its enable secret is not ssh.enable_secret */
-    FAULT("badenable", "enable_secret: \"" ES_BAD "\"", "auth", "enable", 1500),
+    FAULT("badenable", "enable_secret: \"" ES_BAD "\"", "auth", "enable", 2500),
     /* not served by devsim: the port refuses */
-    FAULT("nolisten", NULL, "refused", "connect", 1000),
+    FAULT("nolisten", NULL, "refused", "connect", 2000),
 };
 #define N_TYPES 9       /* devs[0..N_TYPES) succeed */
 
