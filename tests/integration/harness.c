@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netraven/common.h"
+
 extern char **environ;
 
 static const char *need_env(const char *name)
@@ -289,6 +291,31 @@ char *nrt_proc_stdout(const struct nrt_proc *p)
 {
     char *s = nrt_read_file(p->out_path);
     return s ? s : strdup("");
+}
+
+int nrt_count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+bool nrt_wait_stdout(const struct nrt_proc *p, const char *needle, int times, double timeout_s)
+{
+    uint64_t until = nr_mono_ns() + (uint64_t)(timeout_s * 1e9);
+
+    for (;;) {
+        char *out = nrt_proc_stdout(p);
+        int n = nrt_count_of(out, needle);
+
+        free(out);
+        if (n >= times)
+            return true;
+        if (nr_mono_ns() > until)
+            return false;
+        usleep(50 * 1000);
+    }
 }
 
 bool nrt_wait_sql(PGconn *c, const char *want, double timeout_s, const char *fmt, ...)

@@ -81,6 +81,10 @@ void nrt_proc_stop(struct nrt_proc *p, double grace_s);
 void nrt_proc_clear(struct nrt_proc *p);
 /* Captured stdout so far (malloc'd). */
 char *nrt_proc_stdout(const struct nrt_proc *p);
+/* Wait up to timeout_s for needle to appear `times` times in p's stdout. */
+bool nrt_wait_stdout(const struct nrt_proc *p, const char *needle, int times, double timeout_s);
+/* How many times needle occurs in hay (not overlapping). */
+int nrt_count_of(const char *hay, const char *needle);
 
 /* Start devsim (the build's tools/devsim/devsim) on an inventory file with
  * its state in state_dir, and wait until it says "devsim ready".  Returns

@@ -54,14 +54,6 @@ static char *capture_end(void)
     return text ? text : nr_strdup("");
 }
 
-static int count_of(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
 static void setup(void)
 {
     pg = nrt_pg();
@@ -159,7 +151,7 @@ START_TEST(rows_reach_logs)
     ck_assert_str_eq(s, "ERROR");
     free(s);
 
-    ck_assert_int_eq(count_of(out, "PostgreSQL unavailable"), 0);
+    ck_assert_int_eq(nrt_count_of(out, "PostgreSQL unavailable"), 0);
     free(out);
 }
 END_TEST
@@ -213,7 +205,7 @@ START_TEST(rows_with_unknown_ids)
                                      " AND message LIKE 'Job log row rejected%%'"), 1);
     ck_assert_int_ge(nrt_sql_int(pg, "SELECT count(*) FROM logs WHERE log_type = 'connection'"
                                      " AND message LIKE 'Connection log row rejected%%'"), 1);
-    ck_assert_int_ge(count_of(out, "rejected by the database"), 2);
+    ck_assert_int_ge(nrt_count_of(out, "rejected by the database"), 2);
     ck_assert_uint_eq(st.db_dropped, 0);
     ck_assert_uint_eq(st.db_written, st.db_routed);
     free(out);
@@ -255,9 +247,9 @@ START_TEST(rows_survive_restart)
     ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(DISTINCT (meta->>'seq')::int) FROM logs"), 400);
     ck_assert_uint_eq(st.db_written, 400);
     ck_assert_uint_eq(st.db_dropped, 0);
-    ck_assert_int_eq(count_of(out, "PostgreSQL unavailable"), 1);
-    ck_assert_int_ge(count_of(out, "Connected to PostgreSQL"), 2);
-    ck_assert_int_eq(count_of(out, "held for the database"), 0);   /* debug only */
+    ck_assert_int_eq(nrt_count_of(out, "PostgreSQL unavailable"), 1);
+    ck_assert_int_ge(nrt_count_of(out, "Connected to PostgreSQL"), 2);
+    ck_assert_int_eq(nrt_count_of(out, "held for the database"), 0);   /* debug only */
     free(out);
 }
 END_TEST
@@ -351,7 +343,7 @@ START_TEST(session_to_redis)
     ck_assert_int_eq(on_prefix, 1);
     ck_assert_uint_eq(st.redis_published, 1);
     /* at info, session records are neither on stdout nor in the DB */
-    ck_assert_int_eq(count_of(out, "Session log"), 0);
+    ck_assert_int_eq(nrt_count_of(out, "Session log"), 0);
     ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM logs WHERE log_type = 'session'"), 0);
     redisFree(sub);
     free(out);
@@ -381,7 +373,7 @@ START_TEST(session_redis_away)
     out = capture_end();
     ck_assert_uint_eq(st.redis_published, 0);
     ck_assert_uint_eq(st.redis_dropped, 100);
-    ck_assert_int_eq(count_of(out, "Redis unavailable"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "Redis unavailable"), 1);
     free(out);
 }
 END_TEST

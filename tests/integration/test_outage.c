@@ -66,14 +66,6 @@ static char *capture_end(void)
     return text ? text : nr_strdup("");
 }
 
-static int count_of(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
 static long long file_size(const char *path)
 {
     struct stat st;
@@ -246,10 +238,10 @@ START_TEST(spool_takes_what_memory_cannot)
     out = capture_end();
 
     assert_rows_in_order(BEFORE + N);
-    ck_assert_int_eq(count_of(out, "PostgreSQL unavailable"), 1);
-    ck_assert_int_ge(count_of(out, "moved to the spool"), 1);
-    ck_assert_int_eq(count_of(out, "drained"), 1);
-    ck_assert_int_eq(count_of(out, "dropped"), 0);
+    ck_assert_int_eq(nrt_count_of(out, "PostgreSQL unavailable"), 1);
+    ck_assert_int_ge(nrt_count_of(out, "moved to the spool"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "drained"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "dropped"), 0);
     free(out);
     free(path);
 }
@@ -304,10 +296,10 @@ START_TEST(spool_survives_a_restart)
     ck_assert_uint_eq(st.db_dropped, 0);
     ck_assert_uint_eq(st.db_spooled, 0);
     assert_rows_in_order(N + AFTER);
-    ck_assert_int_eq(count_of(out, "kept in the spool"), 1);
-    ck_assert_int_eq(count_of(out, "of an earlier run found in the spool"), 1);
-    ck_assert_int_eq(count_of(out, "were not whole records"), 1);
-    ck_assert_int_eq(count_of(out, "drained"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "kept in the spool"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "of an earlier run found in the spool"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "were not whole records"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "drained"), 1);
     free(out);
     free(path);
 }
@@ -356,9 +348,9 @@ START_TEST(spool_unwritable_drops_are_counted)
     ck_assert_uint_eq(st.db_written + st.db_dropped, N);
     ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM logs WHERE meta ? 'seq'"),
                      (long long)st.db_written);
-    ck_assert_int_eq(count_of(out, "Cannot use the log spool"), 1);
+    ck_assert_int_eq(nrt_count_of(out, "Cannot use the log spool"), 1);
     ck_assert_msg(strstr(out, "Not a directory"), "the reason is not said: %s", out);
-    ck_assert_int_ge(count_of(out, "for the db sink dropped"), 1);
+    ck_assert_int_ge(nrt_count_of(out, "for the db sink dropped"), 1);
     free(out);
     free(file);
 }
@@ -489,22 +481,6 @@ static char *env_kv(const char *key, const char *val)
     return nr_asprintf("%s=%s", key, val);
 }
 
-static bool wait_stdout(struct nrt_proc *w, const char *needle, int times, double timeout_s)
-{
-    uint64_t until = nr_mono_ns() + (uint64_t)(timeout_s * 1e9);
-
-    for (;;) {
-        char *out = nrt_proc_stdout(w);
-        int n = count_of(out, needle);
-        free(out);
-        if (n >= times)
-            return true;
-        if (nr_mono_ns() > until)
-            return false;
-        usleep(100 * 1000);
-    }
-}
-
 static long long empty_job(const char *name)
 {
     return nrt_sql_int(pg, "INSERT INTO jobs (name, job_type, status, is_enabled, schedule_type) "
@@ -535,17 +511,17 @@ START_TEST(worker_rides_out_redis_restart)
     char *out;
 
     nrt_proc_start(&w, argv, extra);
-    ck_assert_msg(wait_stdout(&w, "Polling stream", 1, 30), "the worker did not start");
+    ck_assert_msg(nrt_wait_stdout(&w, "Polling stream", 1, 30), "the worker did not start");
     enqueue(before);
     ck_assert(nrt_wait_sql(pg, "COMPLETED_NO_DEVICES", 30,
                            "SELECT status FROM jobs WHERE id = %lld", before));
 
     nrt_services("redis-stop");
-    ck_assert_msg(wait_stdout(&w, "] Redis unavailable (", 1, 20), "the outage went unsaid");
+    ck_assert_msg(nrt_wait_stdout(&w, "] Redis unavailable (", 1, 20), "the outage went unsaid");
     sleep(3);
     nrt_services("redis-start");
     /* back: the intake says it polls again */
-    ck_assert_msg(wait_stdout(&w, "Polling stream", 2, 30), "no reconnect");
+    ck_assert_msg(nrt_wait_stdout(&w, "Polling stream", 2, 30), "no reconnect");
     after = empty_job("after-outage");
     enqueue(after);
     ck_assert_msg(nrt_wait_sql(pg, "COMPLETED_NO_DEVICES", 60,
@@ -555,8 +531,8 @@ START_TEST(worker_rides_out_redis_restart)
     nrt_proc_stop(&w, 30);
     ck_assert_msg(WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0, "exit status %d", w.status);
     out = nrt_proc_stdout(&w);
-    ck_assert_int_eq(count_of(out, "] Redis unavailable ("), 1);      /* once per outage */
-    ck_assert_int_eq(count_of(out, "Polling stream"), 2);
+    ck_assert_int_eq(nrt_count_of(out, "] Redis unavailable ("), 1);      /* once per outage */
+    ck_assert_int_eq(nrt_count_of(out, "Polling stream"), 2);
     ck_assert_msg(strstr(out, "0 dropped"), "log rows dropped: %s", out);
     free(out);
     nrt_proc_clear(&w);
@@ -621,8 +597,8 @@ START_TEST(session_events_during_redis_outage)
     nr_log_shutdown();
     out = capture_end();
     ck_assert_msg(st.redis_published >= 2, "publishing did not resume");
-    ck_assert_int_eq(count_of(out, "] Redis unavailable ("), 1);
-    ck_assert_int_ge(count_of(out, "Connected to Redis"), 2);
+    ck_assert_int_eq(nrt_count_of(out, "] Redis unavailable ("), 1);
+    ck_assert_int_ge(nrt_count_of(out, "Connected to Redis"), 2);
     free(out);
 }
 END_TEST

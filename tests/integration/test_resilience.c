@@ -79,21 +79,6 @@ static void stop_ok(int slot, struct nrt_proc *w, double grace)
                   "worker did not exit 0 (status %d)", w->status);
 }
 
-/* Wait up to timeout_s for `text` in the worker's stdout. */
-static bool wait_stdout(const struct nrt_proc *w, const char *text, double timeout_s)
-{
-    for (double waited = 0; waited < timeout_s; waited += 0.1) {
-        char *out = nrt_proc_stdout(w);
-        bool seen = strstr(out, text) != NULL;
-
-        free(out);
-        if (seen)
-            return true;
-        usleep(100000);
-    }
-    return false;
-}
-
 /* A reachability job over `count` dark devices (10.199.N.2 ...). */
 static long long dark_job(const char *name, int count)
 {
@@ -206,7 +191,7 @@ START_TEST(a_deleted_device_costs_only_its_own_result)
     enqueue(rc, job);
     /* RUNNING comes before the run loads its devices: delete only once the
      * run holds all 40, or the run never sees deleted-7 at all */
-    ck_assert_msg(wait_stdout(&w, "will process 40 devices", 30), "the run did not load its devices");
+    ck_assert_msg(nrt_wait_stdout(&w, "will process 40 devices", 1, 30), "the run did not load its devices");
     PQclear(nrt_sql(db, "DELETE FROM devices WHERE id = %lld", gone));
     ck_assert_msg(nrt_wait_sql(db, "COMPLETED_FAILURE", 60, "SELECT status FROM jobs WHERE id = %lld",
                                job), "the run did not end");

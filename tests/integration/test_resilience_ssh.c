@@ -246,21 +246,6 @@ static void stop_worker_ok(struct nrt_proc *w)
                   "worker did not exit 0 on SIGTERM (status %d)", w->status);
 }
 
-/* Wait until the worker's stdout holds s. */
-static bool wait_stdout(const struct nrt_proc *w, const char *s, double timeout_s)
-{
-    for (double t0 = now_s(); now_s() - t0 < timeout_s;) {
-        char *out = nrt_proc_stdout(w);
-        bool hit = strstr(out, s) != NULL;
-
-        free(out);
-        if (hit)
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
 /* Enqueue with the CLI, wait for the final status; returns its output. */
 static char *enqueue_wait(long long job)
 {
@@ -436,7 +421,7 @@ START_TEST(credential_fallback_and_no_secret_anywhere)
                       file_env, NULL };
     sub_start(&sub);
     start_worker(&w, "fallback", extra);
-    ck_assert_msg(wait_stdout(&w, "Encryption key checked: it opens all 2 encrypted", 15),
+    ck_assert_msg(nrt_wait_stdout(&w, "Encryption key checked: it opens all 2 encrypted", 1, 15),
                   "no key check at start");
 
     run_expect(job, "COMPLETED_SUCCESS");
@@ -576,9 +561,9 @@ START_TEST(no_credentials_and_master_keys)
     char *wrong[] = { "NETRAVEN_ENCRYPTION_KEY=" MASTER2, NULL };
     start_worker(&w, "wrongkey", wrong);
     snprintf(want, sizeof(want), "does not open the passwords of 2 of 2 encrypted credentials");
-    ck_assert_msg(wait_stdout(&w, want, 15), "no start-up error about the key");
+    ck_assert_msg(nrt_wait_stdout(&w, want, 1, 15), "no start-up error about the key");
     snprintf(want, sizeof(want), "credential ids %lld, %lld", c1, c2);
-    ck_assert(wait_stdout(&w, want, 1));
+    ck_assert(nrt_wait_stdout(&w, want, 1, 1));
     run_expect(job, "FAILED_CREDENTIAL_RESOLUTION");
     d = details_of(job, dev, &status);
     ck_assert_str_eq(status, "failure");
@@ -603,8 +588,8 @@ START_TEST(no_credentials_and_master_keys)
 
     /* no master key at all */
     start_worker(&w, "nokey", NULL);
-    ck_assert_msg(wait_stdout(&w, "2 credentials hold encrypted passwords but no encryption key "
-                                  "is configured", 15), "no start-up error without a key");
+    ck_assert_msg(nrt_wait_stdout(&w, "2 credentials hold encrypted passwords but no encryption key "
+                                      "is configured", 1, 15), "no start-up error without a key");
     run_expect(job, "FAILED_CREDENTIAL_RESOLUTION");
     d = details_of(job, dev, NULL);
     ck_assert_msg(strstr(jstr(d, "error"), "no encryption key is configured"), "error: %s",
