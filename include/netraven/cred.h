@@ -136,6 +136,9 @@ void nr_cred_set_free(struct nr_cred_set *set);
  * negative code (s->errstr says why).
  */
 int nr_cred_record_attempt(struct nr_store *s, long long cred_id, bool success);
+/* The same UPDATE sent into s's pipelined transaction (store.h,
+ * nr_store_pipe_begin); returns what nr_store_pipe_send returns. */
+int nr_cred_record_attempt_send(struct nr_store *s, long long cred_id, bool success);
 
 /* ---- start-up check ------------------------------------------------------- */
 

@@ -29,10 +29,13 @@
 struct pg_conn;
 struct pg_result;
 
+struct nr_store_pipe;
+
 struct nr_store {
     struct pg_conn *conn;       /* PGconn */
     int             err;        /* 0, or NR_EIO (connection) / NR_ERR (query) */
     char            errstr[256];
+    struct nr_store_pipe *pipe; /* the pipelined transaction's state (pipe.c) */
 };
 
 struct nr_job {
@@ -77,6 +80,58 @@ void nr_store_free(struct nr_store *s);
 int  nr_store_begin(struct nr_store *s);
 int  nr_store_commit(struct nr_store *s);
 void nr_store_rollback(struct nr_store *s);
+
+/*
+ * A transaction sent as a pipeline (libpq's pipeline mode): statements go
+ * without waiting for each one's answer, and the answers are read every
+ * NR_STORE_PIPE_SYNC statements and at the COMMIT, so that a transaction
+ * of a few hundred statements costs the thread and the server a few round
+ * trips instead of one per statement.
+ *
+ *   nr_store_pipe_begin(s);                                      BEGIN
+ *   nr_store_pipe_send(s, what, sql, nparams, values, fn, arg);  ...
+ *   nr_store_pipe_commit(s);                                     COMMIT
+ *
+ * All or nothing: commit returns 0 when every statement and the COMMIT
+ * succeeded; else the code of the first failure, with err and errstr as
+ * nr_store_query sets them (errstr prefixed with that statement's what),
+ * the transaction rolled back and the connection out of pipeline mode (or
+ * lost: NR_EIO, nr_store_reset() then).  After a failure, send returns it
+ * at once and sends nothing; the caller still ends with commit.  Begin
+ * fails only when no pipeline could start (then no commit is needed).
+ *
+ * fn (may be NULL) is called with each successful statement's result, in
+ * order, as its answer is read (during a later send or the commit); the
+ * result is freed after fn returns.  fn may have been called for
+ * statements of a transaction that then failed: keep what it learned only
+ * when commit returns 0.  values are copied by send.
+ */
+#define NR_STORE_PIPE_SYNC 64
+typedef void (*nr_store_pipe_fn)(void *arg, const struct pg_result *r);
+
+int nr_store_pipe_begin(struct nr_store *s);
+int nr_store_pipe_send(struct nr_store *s, const char *what, const char *sql, int nparams,
+                       const char *const *values, nr_store_pipe_fn fn, void *arg);
+int nr_store_pipe_commit(struct nr_store *s);
+
+/*
+ * A statement a pipeline sends many times: prepared (named) once per
+ * connection, in the pipeline itself, and from then on only bound and
+ * executed, so that the server parses and plans it once rather than each
+ * time.  The struct and its strings must live as long as the program (a
+ * static const); name is unique among the program's statements.  Same
+ * contract as nr_store_pipe_send.  A reset, a failed Prepare and a server
+ * that says it lost the statement (SQLSTATE 26000: a pooler that shares
+ * sessions) make the next exec prepare it again.
+ */
+struct nr_store_stmt {
+    const char *name;
+    const char *sql;
+    int         nparams;
+};
+
+int nr_store_pipe_exec(struct nr_store *s, const char *what, const struct nr_store_stmt *st,
+                       const char *const *values, nr_store_pipe_fn fn, void *arg);
 
 /* Mask ("****") in msg, a NUL-terminated text in a buffer of size bytes,
  * the password of url (database.url: a URI, with or without a +driver
@@ -189,6 +244,36 @@ int nr_store_device_seen(struct nr_store *s, long long device_id);
 #define NR_SNAPSHOT_SAME 1
 int nr_store_config_save(struct nr_store *s, long long device_id, const char *config,
                          size_t config_len, const char *hash, const char *metadata_json);
+
+/*
+ * What a run stores of one device, sent as one statement into a pipelined
+ * transaction (nr_store_pipe_begin): the configuration snapshot when
+ * config is not NULL (written unless the device's newest one has the same
+ * hash, as nr_store_config_save decides), devices.last_seen = now() when
+ * seen, and the job_results row, whose details are details_json with, when
+ * config is not NULL, "deduplicated" (true: nothing was written) and
+ * "sha256" (hash) added.  The snapshot, last_seen and the result are one
+ * statement, so one round trip's worth of server work less than three.
+ * fn receives the statement's result; nr_store_outcome_saved() reads it.
+ * Returns what nr_store_pipe_send returns.
+ */
+struct nr_store_outcome {
+    long long   job_id;
+    long long   device_id;
+    const char *job_type;       /* NULL or "": "backup" */
+    bool        success;
+    const char *details_json;   /* a JSON object text */
+    bool        seen;
+    const char *config;         /* NULL: no snapshot; valid UTF-8, no NUL */
+    const char *hash;           /* sha256 hex of config */
+    const char *config_meta;    /* the snapshot's config_metadata, JSON */
+};
+
+int nr_store_outcome_send(struct nr_store *s, const struct nr_store_outcome *o,
+                          nr_store_pipe_fn fn, void *arg);
+/* From the result of an outcome: NR_OK when a snapshot was written,
+ * NR_SNAPSHOT_SAME when not (no config, or the same hash). */
+int nr_store_outcome_saved(const struct pg_result *r);
 
 /*
  * Retention: the steps of NetRaven's prune_old_device_configs, which the

@@ -409,17 +409,29 @@ int nr_cred_resolve(struct nr_store *s, const struct nr_cred_keyring *k,
 
 /* ---- attempts ------------------------------------------------------------- */
 
+/* The two branches of credential_metrics.py, NULL cases included; float8
+ * arithmetic (0.9 and 0.1 are cast to double precision), as Python's
+ * floats. */
+static const struct nr_store_stmt cred_attempt = { .name = "nr_cred_attempt", .nparams = 2,
+    .sql = "UPDATE credentials SET last_used = now(),"
+           "       success_rate = CASE WHEN $2::boolean"
+           "                           THEN COALESCE(success_rate * 0.9 + 0.1, 1.0)"
+           "                           ELSE COALESCE(success_rate * 0.9, 0.0) END"
+           " WHERE id = $1::bigint" };
+
+int nr_cred_record_attempt_send(struct nr_store *s, long long cred_id, bool success)
+{
+    char id[24];
+    const char *params[2] = { id, success ? "true" : "false" };
+
+    if (s == NULL)
+        return NR_EINVAL;
+    snprintf(id, sizeof(id), "%lld", cred_id);
+    return nr_store_pipe_exec(s, "cred_record_attempt", &cred_attempt, params, NULL, NULL);
+}
+
 int nr_cred_record_attempt(struct nr_store *s, long long cred_id, bool success)
 {
-    /* The two branches of credential_metrics.py, NULL cases included;
-     * float8 arithmetic (0.9 and 0.1 are cast to double precision), as
-     * Python's floats. */
-    static const char sql[] =
-        "UPDATE credentials SET last_used = now(),"
-        "       success_rate = CASE WHEN $2::boolean"
-        "                           THEN COALESCE(success_rate * 0.9 + 0.1, 1.0)"
-        "                           ELSE COALESCE(success_rate * 0.9, 0.0) END"
-        " WHERE id = $1::bigint";
     char id[24];
     const char *params[2] = { id, success ? "true" : "false" };
     PGresult *r;
@@ -428,7 +440,7 @@ int nr_cred_record_attempt(struct nr_store *s, long long cred_id, bool success)
     if (s == NULL)
         return NR_EINVAL;
     snprintf(id, sizeof(id), "%lld", cred_id);
-    r = nr_store_query(s, "cred_record_attempt", sql, 2, params);
+    r = nr_store_query(s, "cred_record_attempt", cred_attempt.sql, 2, params);
     if (r == NULL)
         return s->err < 0 ? s->err : NR_ERR;
     none = strcmp(PQcmdTuples(r), "0") == 0;

@@ -159,14 +159,15 @@ static bool store_wait_on(struct run *run, struct nr_store *store, struct nr_bac
  * Storing results.  The run thread writes what a device's session left
  * (credential bookkeeping, the configuration snapshot unless unchanged,
  * devices.last_seen, the job_results row) for every finished device it has
- * in hand in one transaction, up to SAVE_BATCH devices: the batch grows by
- * itself when devices finish faster than one at a time can be written.
- * The log events that tell what was stored are emitted after the COMMIT,
- * so that none says "saved" of a row that was rolled back.  A batch whose
- * connection breaks is written again, whole, once PostgreSQL is back
- * (store_wait_on); one in which a statement fails (a device deleted meanwhile,
- * say) is rolled back and written again one statement at a time, each
- * failure then kept to its own device, as before batching.
+ * in hand in one transaction, up to SAVE_BATCH devices, sent as a pipeline
+ * (store_batch_txn): the batch grows by itself when devices finish faster
+ * than they can be written.  The log events that tell what was stored are
+ * emitted after the COMMIT, so that none says "saved" of a row that was
+ * rolled back.  A batch whose connection breaks is written again, whole,
+ * once PostgreSQL is back (store_wait_on); one in which a statement fails
+ * (a device deleted meanwhile, say) is rolled back and written again one
+ * statement at a time (store_one), each failure then kept to its own
+ * device.
  */
 #define SAVE_BATCH 256
 
@@ -178,17 +179,34 @@ struct saved {
     char *result_err;       /* result_rc < 0: why */
 };
 
-/* A store call: inside a batch's transaction as it is (the batch is redone
- * on failure), alone repeated across a PostgreSQL outage. */
-#define STORE_CALL(run, st, txn, call) ((txn) ? (call) : STORE_TRY_ON(run, st, call))
+/* The snapshot's config_metadata (JSON text, caller frees); the config
+ * is made valid UTF-8 on the way, as a text column needs it. */
+static char *config_meta(const struct run *run, const struct nr_device *dev,
+                         struct nr_result *res)
+{
+    json_t *meta, *dur;
+    char *text;
+
+    nr_utf8_scrub(res->config, res->config_len);
+    meta = json_pack("{s:I, s:s, s:s, s:I}", "job_id", (json_int_t)run->job.id,
+                     "hostname", dev->hostname ? dev->hostname : "",
+                     "device_type", dev->device_type ? dev->device_type : "",
+                     "bytes", (json_int_t)res->config_len);
+    dur = json_object_get(res->details, "duration_ms");
+    if (dur)
+        json_object_set(meta, "duration_ms", dur);
+    text = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(meta);
+    return text;
+}
 
 /*
- * The statements of one device's result.  In a transaction (txn) the first
- * failure returns -1 at once, with nothing of this device changed; alone,
- * each failure is recorded and the next statement goes on.
+ * The statements of one device's result, one at a time, each repeated
+ * across a PostgreSQL outage: a failure is recorded, kept to its own
+ * statement, and the next one goes on.
  */
-static int store_one(struct run *run, struct nr_store *st, const struct nr_device *dev,
-                     struct nr_result *res, struct saved *sv, bool txn)
+static void store_one(struct run *run, struct nr_store *st, const struct nr_device *dev,
+                      struct nr_result *res, struct saved *sv)
 {
     long long jid = run->job.id;
     char *details;
@@ -196,8 +214,7 @@ static int store_one(struct run *run, struct nr_store *st, const struct nr_devic
 
     free(sv->result_err);
     *sv = (struct saved){ .had_config = res->config != NULL };
-    /* in a transaction, the credentials' rows come last (store_batch_txn) */
-    for (size_t i = 0; !txn && i < res->nattempts; i++) {
+    for (size_t i = 0; i < res->nattempts; i++) {
         rc = STORE_TRY_ON(run, st, nr_cred_record_attempt(st, res->attempts[i].cred_id,
                                                            res->attempts[i].success));
         if (rc < 0)
@@ -205,22 +222,11 @@ static int store_one(struct run *run, struct nr_store *st, const struct nr_devic
     }
 
     if (res->config != NULL) {
-        nr_utf8_scrub(res->config, res->config_len);
-        json_t *meta = json_pack("{s:I, s:s, s:s, s:I}", "job_id", (json_int_t)jid,
-                                 "hostname", dev->hostname ? dev->hostname : "",
-                                 "device_type", dev->device_type ? dev->device_type : "",
-                                 "bytes", (json_int_t)res->config_len);
-        json_t *dur = json_object_get(res->details, "duration_ms");
-        if (dur)
-            json_object_set(meta, "duration_ms", dur);
-        char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_REAL_PRECISION(12));
-        rc = STORE_CALL(run, st, txn, nr_store_config_save(st, dev->id, res->config,
-                                                           res->config_len, res->config_hash,
-                                                           meta_text));
+        char *meta_text = config_meta(run, dev, res);
+        rc = STORE_TRY_ON(run, st, nr_store_config_save(st, dev->id, res->config,
+                                                        res->config_len, res->config_hash,
+                                                        meta_text));
         free(meta_text);
-        json_decref(meta);
-        if (rc < 0 && txn)
-            return -1;
         sv->config_rc = rc;
         if (rc < 0) {
             res->success = false;
@@ -234,25 +240,20 @@ static int store_one(struct run *run, struct nr_store *st, const struct nr_devic
         }
     }
     if (res->device_seen) {
-        rc = STORE_CALL(run, st, txn, nr_store_device_seen(st, dev->id));
-        if (rc < 0 && txn)
-            return -1;
+        rc = STORE_TRY_ON(run, st, nr_store_device_seen(st, dev->id));
         if (rc < 0)
             record_failure_on(run, st, "updating devices.last_seen");
     }
 
     details = json_dumps(res->details, JSON_COMPACT | JSON_REAL_PRECISION(12));
-    rc = STORE_CALL(run, st, txn, nr_store_result_add(st, jid, dev->id, run->job_type,
-                                                      res->success, details ? details : "{}"));
+    rc = STORE_TRY_ON(run, st, nr_store_result_add(st, jid, dev->id, run->job_type,
+                                                   res->success, details ? details : "{}"));
     free(details);
-    if (rc < 0 && txn)
-        return -1;
     sv->result_rc = rc;
     if (rc < 0) {
         sv->result_err = nr_strdup(st->errstr);
         record_failure_on(run, st, "saving a job result");
     }
-    return 0;
 }
 
 /* The log events and metrics of one stored result. */
@@ -279,37 +280,53 @@ static void report_result(struct run *run, const struct nr_device *dev,
                                              ? nr_failure_name(res->failure.cls) : NULL);
 }
 
+static void outcome_saved(void *arg, const struct pg_result *r)
+{
+    struct saved *sv = arg;
+
+    if (sv->had_config)
+        sv->config_rc = nr_store_outcome_saved(r);
+}
+
 /*
- * BEGIN, the statements of every result, COMMIT on st: 0, or -1 with the
- * transaction rolled back (st->err says how it failed).  The credentials'
- * bookkeeping (a few rows every device of a job shares) comes last, just
- * before the COMMIT, so that their row locks are held for a moment rather
- * than for the whole batch: the two writers of a run would otherwise wait
- * for each other's COMMIT.  Within a device's own rows, order does not
- * matter; across devices, each credential's updates keep their order.
+ * Every result in one transaction sent as a pipeline (store.h): one
+ * statement per device (snapshot, last_seen and result together, the
+ * snapshot's "deduplicated" decided by the server), the credentials'
+ * bookkeeping last, then the COMMIT: a few round trips for the whole
+ * batch.  0, or -1 with nothing written (st->err says how it failed).
+ * The credentials' rows (a few rows every device of a job shares) come
+ * last so that their row locks are held for a moment rather than for the
+ * whole batch: the two writers of a run would otherwise wait for each
+ * other's COMMIT.  Across devices, each credential's updates keep their
+ * order.
  */
 static int store_batch_txn(struct run *run, struct nr_store *st, const struct nr_device **devs,
                            struct nr_result **res, struct saved *sv, size_t n)
 {
-    int err;
-
-    if (nr_store_begin(st) < 0)
+    if (nr_store_pipe_begin(st) < 0)
         return -1;
-    for (size_t i = 0; i < n; i++)
-        if (store_one(run, st, devs[i], res[i], &sv[i], true) < 0)
-            goto fail;
+    for (size_t i = 0; i < n; i++) {
+        struct nr_result *r = res[i];
+        char *meta = r->config != NULL ? config_meta(run, devs[i], r) : NULL;
+        char *details = json_dumps(r->details, JSON_COMPACT | JSON_REAL_PRECISION(12));
+        struct nr_store_outcome o = {
+            .job_id = run->job.id, .device_id = devs[i]->id, .job_type = run->job_type,
+            .success = r->success, .details_json = details ? details : "{}",
+            .seen = r->device_seen, .config = r->config, .hash = r->config_hash,
+            .config_meta = meta,
+        };
+
+        free(sv[i].result_err);
+        sv[i] = (struct saved){ .had_config = r->config != NULL };
+        nr_store_outcome_send(st, &o, outcome_saved, &sv[i]);
+        free(details);
+        free(meta);
+    }
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < res[i]->nattempts; k++)
-            if (nr_cred_record_attempt(st, res[i]->attempts[k].cred_id,
-                                       res[i]->attempts[k].success) < 0)
-                goto fail;
-    if (nr_store_commit(st) == 0)
-        return 0;
-fail:
-    err = st->err;
-    nr_store_rollback(st);
-    st->err = err;
-    return -1;
+            nr_cred_record_attempt_send(st, res[i]->attempts[k].cred_id,
+                                        res[i]->attempts[k].success);
+    return nr_store_pipe_commit(st) == 0 ? 0 : -1;
 }
 
 /* Stores n results on st: one transaction, or one device at a time when
@@ -320,14 +337,14 @@ static void store_results(struct run *run, struct nr_store *st, const struct nr_
     struct nr_backoff b = NR_BACKOFF_INIT(0.5, 10);
     bool stored = false;
 
-    while (n > 1 && !stored) {
+    while (!stored) {
         if (store_batch_txn(run, st, devs, res, sv, n) == 0)
             stored = true;
         else if (st->err != NR_EIO || !store_wait_on(run, st, &b))
             break;
     }
     for (size_t i = 0; i < n && !stored; i++)
-        store_one(run, st, devs[i], res[i], &sv[i], false);
+        store_one(run, st, devs[i], res[i], &sv[i]);
 }
 
 /*

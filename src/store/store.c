@@ -25,6 +25,27 @@
 #define STORE_CONNECT_TIMEOUT "5"
 #define STORE_APP_NAME        "netraven-worker"
 
+/* A pipelined transaction's state: the statements sent and not yet
+ * answered (see nr_store_pipe_begin). */
+struct pipe_slot {
+    const char      *what;
+    nr_store_pipe_fn fn;
+    void            *arg;
+    const struct nr_store_stmt *prepare;    /* a Prepare of this statement */
+};
+
+#define PIPE_PREPARED_MAX 16
+
+struct nr_store_pipe {
+    struct pipe_slot slot[NR_STORE_PIPE_SYNC];
+    size_t           n;             /* sent since the last sync */
+    bool             failed;        /* s->err holds the first failure */
+    /* statements whose Prepare went on this connection and did not fail:
+     * the server has them until the session ends (a reset forgets them) */
+    const struct nr_store_stmt *prepared[PIPE_PREPARED_MAX];
+    size_t           nprepared;
+};
+
 /* ---- errors ------------------------------------------------------------ */
 
 /* Copy msg into errstr after prefix, with runs of whitespace (libpq's
@@ -171,13 +192,17 @@ static void store_fail_result(struct nr_store *s, const char *what, const PGresu
     store_set_errstr(s, what, msg);
 }
 
-/* 0 if a statement may be sent, else NR_EIO with errstr set. */
+/* 0 if a statement may be sent, else NR_EIO with errstr set.  A
+ * connection left in pipeline mode (a pipeline whose answers came out of
+ * step) is as good as lost: only a reset brings it back. */
 static int store_usable(struct nr_store *s, const char *what)
 {
     if (s->conn == NULL)
         return store_fail_conn(s, what, "not connected");
     if (PQstatus(s->conn) != CONNECTION_OK)
         return store_fail_conn(s, what, "connection lost (reset needed)");
+    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
+        return store_fail_conn(s, what, "connection left in a pipeline (reset needed)");
     return 0;
 }
 
@@ -259,6 +284,16 @@ static void store_notice(void *arg, const char *message)
     (void)message;
 }
 
+/* What every new session gets.  Snapshots (tens of KB of text each) are
+ * compressed with lz4 where the server has it: a third of pglz's CPU per
+ * row, and readers see no difference; a server without lz4 refuses the SET
+ * and keeps its default. */
+static void store_session(struct nr_store *s)
+{
+    PQsetNoticeProcessor(s->conn, store_notice, NULL);
+    PQclear(PQexec(s->conn, "SET default_toast_compression = lz4"));
+}
+
 struct nr_store *nr_store_connect_as(const char *url, const char *app)
 {
     /* Our defaults come before dbname, so that a setting written in the
@@ -288,7 +323,7 @@ struct nr_store *nr_store_connect_as(const char *url, const char *app)
         store_fail_conn(s, "connect", PQerrorMessage(s->conn));
         nr_store_scrub(s->errstr, sizeof(s->errstr), conninfo);
     } else {
-        PQsetNoticeProcessor(s->conn, store_notice, NULL);
+        store_session(s);
     }
     free(conninfo);
     return s;
@@ -303,17 +338,20 @@ int nr_store_reset(struct nr_store *s)
 {
     if (s->conn == NULL)
         return store_fail_conn(s, "reset", "no connection to reset");
+    if (s->pipe != NULL)
+        *s->pipe = (struct nr_store_pipe){ 0 };
     PQreset(s->conn);
     if (PQstatus(s->conn) != CONNECTION_OK)
         return store_fail_conn(s, "reset", PQerrorMessage(s->conn));
-    PQsetNoticeProcessor(s->conn, store_notice, NULL);
+    store_session(s);
     store_clear_err(s);
     return 0;
 }
 
 bool nr_store_ok(const struct nr_store *s)
 {
-    return s != NULL && s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK;
+    return s != NULL && s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK &&
+           PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF;
 }
 
 void nr_store_free(struct nr_store *s)
@@ -322,6 +360,7 @@ void nr_store_free(struct nr_store *s)
         return;
     if (s->conn != NULL)
         PQfinish(s->conn);
+    free(s->pipe);
     free(s);
 }
 
@@ -341,6 +380,208 @@ void nr_store_rollback(struct nr_store *s)
 {
     if (nr_store_ok(s))
         PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+/* ---- pipelined transactions ----------------------------------------------- */
+
+/* The transaction's first failure: r is the failed statement's result
+ * (NULL: libpq's own error, as a send that could not go).  Later ones
+ * (the statements the server then skipped) say nothing new. */
+static void pipe_fail(struct nr_store *s, const char *what, const PGresult *r)
+{
+    bool lost = PQstatus(s->conn) != CONNECTION_OK;
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+    /* invalid_sql_statement_name: the session lost our prepared statements
+     * (a pooler between us and the server, say); prepare them again */
+    if (state != NULL && strcmp(state, "26000") == 0)
+        s->pipe->nprepared = 0;
+
+    if (!s->pipe->failed || (lost && s->err != NR_EIO))
+        store_fail_result(s, what, r);
+    s->pipe->failed = true;
+}
+
+/* A Prepare that failed or was skipped: the server does not have it. */
+static void pipe_forget(struct nr_store_pipe *p, const struct nr_store_stmt *st)
+{
+    for (size_t i = 0; i < p->nprepared; i++)
+        if (p->prepared[i] == st) {
+            p->prepared[i] = p->prepared[--p->nprepared];
+            return;
+        }
+}
+
+/*
+ * Mark a sync point and read the answers of every statement sent since
+ * the last one, in order: one result and then NULL per statement (the
+ * server's skipped ones come as PGRES_PIPELINE_ABORTED), then the sync's
+ * own.  A connection that breaks stops the reading; NR_EIO then, and the
+ * pipeline state goes with the reset.
+ */
+static void pipe_read(struct nr_store *s)
+{
+    struct nr_store_pipe *p = s->pipe;
+    PGresult *r;
+    ExecStatusType st;
+    size_t i;
+
+    if (!PQpipelineSync(s->conn)) {
+        pipe_fail(s, "sync", NULL);
+        return;
+    }
+    for (i = 0; i < p->n; i++) {
+        const struct pipe_slot *sl = &p->slot[i];
+
+        r = PQgetResult(s->conn);
+        if (r == NULL) {
+            pipe_fail(s, sl->what, NULL);
+            break;
+        }
+        st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (!p->failed && sl->fn != NULL)
+                sl->fn(sl->arg, r);
+        } else {
+            if (sl->prepare != NULL)
+                pipe_forget(p, sl->prepare);
+            if (st != PGRES_PIPELINE_ABORTED)
+                pipe_fail(s, sl->what, r);
+        }
+        PQclear(r);
+        while ((r = PQgetResult(s->conn)) != NULL)
+            PQclear(r);
+        if (PQstatus(s->conn) != CONNECTION_OK) {
+            pipe_fail(s, sl->what, NULL);
+            break;
+        }
+    }
+    if (i < p->n) {
+        p->n = 0;
+        return;
+    }
+    p->n = 0;
+    r = PQgetResult(s->conn);
+    if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        /* out of step: nothing read from here on could be trusted */
+        store_fail_conn(s, "sync", "pipeline answers out of step");
+        s->pipe->failed = true;
+    }
+    PQclear(r);
+}
+
+/* A statement sent: its slot, and the answers read when the slots are full. */
+static int pipe_push(struct nr_store *s, struct pipe_slot slot)
+{
+    struct nr_store_pipe *p = s->pipe;
+
+    p->slot[p->n++] = slot;
+    if (p->n == NR_STORE_PIPE_SYNC)
+        pipe_read(s);
+    return p->failed ? s->err : 0;
+}
+
+int nr_store_pipe_begin(struct nr_store *s)
+{
+    if (store_usable(s, "begin") < 0)
+        return s->err;
+    if (s->pipe == NULL)
+        s->pipe = nr_calloc(1, sizeof(*s->pipe));
+    s->pipe->n = 0;
+    s->pipe->failed = false;
+    if (!PQenterPipelineMode(s->conn)) {
+        store_fail_result(s, "begin", NULL);
+        return s->err;
+    }
+    store_clear_err(s);
+    nr_store_pipe_send(s, "begin", "BEGIN", 0, NULL, NULL, NULL);
+    return 0;
+}
+
+int nr_store_pipe_send(struct nr_store *s, const char *what, const char *sql, int nparams,
+                       const char *const *values, nr_store_pipe_fn fn, void *arg)
+{
+    struct nr_store_pipe *p = s->pipe;
+
+    if (p == NULL || s->conn == NULL || PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) {
+        s->err = NR_EINVAL;
+        store_set_errstr(s, what, "no pipeline begun");
+        return s->err;
+    }
+    if (p->failed)
+        return s->err;
+    if (!PQsendQueryParams(s->conn, sql, nparams, NULL, values, NULL, NULL, 0)) {
+        pipe_fail(s, what, NULL);
+        return s->err;
+    }
+    return pipe_push(s, (struct pipe_slot){ .what = what, .fn = fn, .arg = arg });
+}
+
+int nr_store_pipe_exec(struct nr_store *s, const char *what, const struct nr_store_stmt *st,
+                       const char *const *values, nr_store_pipe_fn fn, void *arg)
+{
+    struct nr_store_pipe *p = s->pipe;
+    bool known = false;
+
+    if (p == NULL || s->conn == NULL || PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) {
+        s->err = NR_EINVAL;
+        store_set_errstr(s, what, "no pipeline begun");
+        return s->err;
+    }
+    if (p->failed)
+        return s->err;
+    for (size_t i = 0; i < p->nprepared && !known; i++)
+        known = p->prepared[i] == st;
+    if (!known && p->nprepared == PIPE_PREPARED_MAX)
+        return nr_store_pipe_send(s, what, st->sql, st->nparams, values, fn, arg);
+    if (!known) {
+        if (!PQsendPrepare(s->conn, st->name, st->sql, st->nparams, NULL)) {
+            pipe_fail(s, what, NULL);
+            return s->err;
+        }
+        p->prepared[p->nprepared++] = st;
+        if (pipe_push(s, (struct pipe_slot){ .what = what, .prepare = st }) < 0)
+            return s->err;
+    }
+    if (!PQsendQueryPrepared(s->conn, st->name, st->nparams, values, NULL, NULL, 0)) {
+        pipe_fail(s, what, NULL);
+        return s->err;
+    }
+    return pipe_push(s, (struct pipe_slot){ .what = what, .fn = fn, .arg = arg });
+}
+
+int nr_store_pipe_commit(struct nr_store *s)
+{
+    struct nr_store_pipe *p = s->pipe;
+    int err;
+
+    if (p == NULL || s->conn == NULL || PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) {
+        s->err = NR_EINVAL;
+        store_set_errstr(s, "commit", "no pipeline begun");
+        return s->err;
+    }
+    nr_store_pipe_send(s, "commit", "COMMIT", 0, NULL, NULL, NULL);
+    if (p->n > 0 && PQstatus(s->conn) == CONNECTION_OK)
+        pipe_read(s);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        if (!p->failed || s->err != NR_EIO)
+            store_fail_conn(s, "commit", PQerrorMessage(s->conn));
+        return s->err;
+    }
+    if (!PQexitPipelineMode(s->conn)) {
+        store_fail_conn(s, "commit", "pipeline could not end (reset needed)");
+        return s->err;
+    }
+    if (!p->failed) {
+        store_clear_err(s);
+        return 0;
+    }
+    /* a failed statement left the transaction aborted (or a failed COMMIT
+     * ended it, and this ROLLBACK is a no-op): end it, keep the failure */
+    err = s->err;
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    s->err = err;
+    return err;
 }
 
 /* ---- faults and COPY, for callers that drive statements themselves ----- */
@@ -672,6 +913,60 @@ int nr_store_result_add(struct nr_store *s, long long job_id, long long device_i
                          " result_time, details, created_at)"
                          " VALUES ($1::bigint, $2::bigint, $3, $4, now(), $5::jsonb, now())",
                          5, params);
+}
+
+/*
+ * The snapshot and last_seen are data-modifying CTEs of the result's
+ * INSERT: each runs once whether or not the INSERT reads it, and all three
+ * see the table as it was before the statement, as three statements in a
+ * row would for one device.  $6 NULL: no snapshot (the INSERT's WHERE is
+ * false); $9 false: last_seen untouched.
+ */
+int nr_store_outcome_send(struct nr_store *s, const struct nr_store_outcome *o,
+                          nr_store_pipe_fn fn, void *arg)
+{
+    static const struct nr_store_stmt stmt = { .name = "nr_outcome", .nparams = 9, .sql =
+        "WITH saved AS ("
+        "  INSERT INTO device_configurations"
+        "   (device_id, config_data, data_hash, retrieved_at, config_metadata)"
+        "  SELECT $2::bigint, $6::text, $7::text, now(), $8::jsonb"
+        "  WHERE $6::text IS NOT NULL"
+        "   AND COALESCE((SELECT data_hash FROM device_configurations"
+        "     WHERE device_id = $2::bigint"
+        "     ORDER BY retrieved_at DESC, id DESC LIMIT 1), '') <> $7::text"
+        "  RETURNING id),"
+        " seen AS ("
+        "  UPDATE devices SET last_seen = now() WHERE id = $2::bigint AND $9::boolean"
+        "  RETURNING id)"
+        " INSERT INTO job_results (job_id, device_id, job_type, status,"
+        "  result_time, details, created_at)"
+        " SELECT $1::bigint, $2::bigint, $3, $4, now(),"
+        "  CASE WHEN $6::text IS NULL THEN $5::jsonb"
+        "   ELSE COALESCE($5::jsonb, '{}'::jsonb) || jsonb_build_object("
+        "    'deduplicated', NOT EXISTS (SELECT 1 FROM saved), 'sha256', $7::text) END,"
+        "  now()"
+        " RETURNING (SELECT count(*) FROM saved)" };
+    char jid[24], did[24];
+    const char *params[9];
+
+    snprintf(jid, sizeof(jid), "%lld", o->job_id);
+    snprintf(did, sizeof(did), "%lld", o->device_id);
+    params[0] = jid;
+    params[1] = did;
+    params[2] = o->job_type != NULL && *o->job_type != '\0' ? o->job_type : "backup";
+    params[3] = o->success ? "success" : "failure";
+    params[4] = o->details_json;
+    params[5] = o->config;
+    params[6] = o->config != NULL ? o->hash : NULL;
+    params[7] = o->config != NULL ? o->config_meta : NULL;
+    params[8] = o->seen ? "true" : "false";
+    return nr_store_pipe_exec(s, "outcome", &stmt, params, fn, arg);
+}
+
+int nr_store_outcome_saved(const PGresult *r)
+{
+    const char *v = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "0";
+    return strcmp(v, "0") != 0 ? NR_OK : NR_SNAPSHOT_SAME;
 }
 
 /* ---- retention ------------------------------------------------------------ */

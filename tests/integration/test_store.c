@@ -752,6 +752,324 @@ START_TEST(test_result_add)
 }
 END_TEST
 
+/* ---- pipelined transactions ---------------------------------------------- */
+
+/* What the callbacks of a pipeline saw, in order. */
+struct seen_results {
+    int  calls;
+    char order[512];
+};
+
+static void note_result(void *arg, const PGresult *r)
+{
+    struct seen_results *sr = arg;
+    size_t len = strlen(sr->order);
+
+    sr->calls++;
+    snprintf(sr->order + len, sizeof(sr->order) - len, "%s%s", len ? "," : "",
+             PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "-");
+}
+
+/* n result rows for job/device, sent into s's pipeline; the k-th carries
+ * details {"k": k}; the one at bad_at (if any) names a job that does not
+ * exist.  Each callback appends what its RETURNING said. */
+static void send_results(struct nr_store *s, long long job, long long dev, int n, int bad_at,
+                         struct seen_results *sr)
+{
+    for (int k = 0; k < n; k++) {
+        char jid[24], did[24], det[32];
+        const char *v[3] = { jid, did, det };
+        snprintf(jid, sizeof(jid), "%lld", k == bad_at ? 999999LL : job);
+        snprintf(did, sizeof(did), "%lld", dev);
+        snprintf(det, sizeof(det), "{\"k\": %d}", k);
+        nr_store_pipe_send(s, "result_k",
+                           "INSERT INTO job_results (job_id, device_id, job_type, status,"
+                           " result_time, details, created_at)"
+                           " VALUES ($1::bigint, $2::bigint, 'backup', 'success', now(),"
+                           " $3::jsonb, now()) RETURNING details->>'k'",
+                           3, v, note_result, sr);
+    }
+}
+
+START_TEST(test_pipe_commits_across_syncs)
+{
+    struct nr_store *s = store_ok(nrt_db_url());
+    long long d = add_device(40, "pipe", "192.0.2.40");
+    long long id = add_job("pipe", "backup", d);
+    struct seen_results sr = { 0 };
+    int n = 2 * NR_STORE_PIPE_SYNC + 7;        /* three syncs' worth */
+    char want[512] = "";
+
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    ck_assert(!nr_store_ok(s));                 /* mid-pipeline: no other statement */
+    send_results(s, id, d, n, -1, &sr);
+    /* the answers of the first two syncs were read while sending */
+    ck_assert_int_eq(sr.calls, 2 * NR_STORE_PIPE_SYNC - 1);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    ck_assert_int_eq(s->err, 0);
+    ck_assert(nr_store_ok(s));
+    ck_assert_int_eq(sr.calls, n);
+    for (int k = 0; k < n; k++) {
+        size_t len = strlen(want);
+        snprintf(want + len, sizeof(want) - len, "%s%d", k ? "," : "", k);
+    }
+    ck_assert_str_eq(sr.order, want);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM job_results WHERE job_id = %lld", id),
+                     n);
+    /* the connection is back to one statement at a time */
+    ck_assert_int_eq(nr_store_device_seen(s, d), 0);
+    /* and an empty pipeline commits too */
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    nr_store_free(s);
+}
+END_TEST
+
+/* A statement that fails after a sync whose statements had succeeded:
+ * nothing of the transaction stays, the failure names its statement, and
+ * the connection goes on. */
+START_TEST(test_pipe_failure_rolls_back_all)
+{
+    struct nr_store *s = store_ok(nrt_db_url());
+    long long d = add_device(41, "pipefail", "192.0.2.41");
+    long long id = add_job("pipefail", "backup", d);
+    struct seen_results sr = { 0 };
+
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    /* BEGIN and k = 0..62 are the first sync's, all good; k = 67 fails in
+     * the second, read while sending k = 126; k >= 127 are not sent */
+    send_results(s, id, d, 2 * NR_STORE_PIPE_SYNC + 10, NR_STORE_PIPE_SYNC + 3, &sr);
+    ck_assert_int_eq(s->err, NR_ERR);
+    ck_assert_int_eq(sr.calls, NR_STORE_PIPE_SYNC - 1 + 4);
+    ck_assert_int_eq(nr_store_pipe_commit(s), NR_ERR);
+    ck_assert_int_eq(s->err, NR_ERR);
+    ck_assert_msg(strncmp(s->errstr, "result_k: ", 10) == 0, "errstr: %s", s->errstr);
+    ck_assert_msg(strstr(s->errstr, "foreign key") != NULL, "errstr: %s", s->errstr);
+    ck_assert(nr_store_ok(s));
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM job_results"), 0);
+    /* a send after the failure sends nothing and says so */
+    ck_assert_int_eq(nr_store_pipe_send(s, "late", "SELECT 1", 0, NULL, NULL, NULL), NR_EINVAL);
+    /* the next transaction, and the next plain statement, work */
+    memset(&sr, 0, sizeof(sr));
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    send_results(s, id, d, 3, -1, &sr);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    ck_assert_str_eq(sr.order, "0,1,2");
+    ck_assert_int_eq(nr_store_result_add(s, id, d, "backup", true, "{}"), 0);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM job_results"), 4);
+
+    /* a failure in the last stretch (no sync before the COMMIT's) */
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    send_results(s, id, d, 5, 4, &sr);
+    ck_assert_int_eq(s->err, 0);                /* not read yet */
+    ck_assert_int_eq(nr_store_pipe_commit(s), NR_ERR);
+    ck_assert_msg(strstr(s->errstr, "foreign key") != NULL, "errstr: %s", s->errstr);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM job_results"), 4);
+    ck_assert(nr_store_ok(s));
+    nr_store_free(s);
+}
+END_TEST
+
+/* The server goes away with a pipeline half sent: NR_EIO, nothing
+ * written, and a reset brings back a connection that takes both kinds. */
+START_TEST(test_pipe_backend_killed)
+{
+    struct nr_store *s = store_ok(nrt_db_url());
+    long long d = add_device(42, "pipekill", "192.0.2.42");
+    long long id = add_job("pipekill", "backup", d);
+    struct seen_results sr = { 0 };
+    int pid = PQbackendPID(s->conn);
+
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    send_results(s, id, d, 10, -1, &sr);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT pg_terminate_backend(%d)::int", pid), 1);
+    ck_assert(nrt_wait_sql(pg, "0", 10, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid));
+    send_results(s, id, d, NR_STORE_PIPE_SYNC, -1, &sr);
+    ck_assert_int_eq(nr_store_pipe_commit(s), NR_EIO);
+    ck_assert_int_eq(s->err, NR_EIO);
+    ck_assert_msg(s->errstr[0] != '\0', "no errstr");
+    ck_assert(!nr_store_ok(s));
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM job_results"), 0);
+    ck_assert_int_eq(nr_store_job_start(s, id), NR_EIO);
+
+    ck_assert_int_eq(nr_store_reset(s), 0);
+    ck_assert(nr_store_ok(s));
+    ck_assert_int_eq(nr_store_job_start(s, id), 0);
+    memset(&sr, 0, sizeof(sr));
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    send_results(s, id, d, 2, -1, &sr);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    ck_assert_str_eq(sr.order, "0,1");
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM job_results"), 2);
+    nr_store_free(s);
+}
+END_TEST
+
+static void note_count(void *arg, const PGresult *r)
+{
+    *(long long *)arg = atoll(PQgetvalue(r, 0, 0));
+}
+
+/* How many statements of this session are prepared under name, asked in
+ * a pipeline of its own. */
+static long long prepared_as(struct nr_store *s, const char *name)
+{
+    const char *v[1] = { name };
+    long long n = -1;
+
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    nr_store_pipe_send(s, "prepared", "SELECT count(*) FROM pg_prepared_statements"
+                       " WHERE name = $1", 1, v, note_count, &n);
+    ck_assert_msg(nr_store_pipe_commit(s) == 0, "prepared: %s", s->errstr);
+    return n;
+}
+
+/* A statement sent by exec is prepared once per session, kept across a
+ * failed transaction, prepared again after a reset, after the server lost
+ * it, and after its Prepare failed. */
+START_TEST(test_pipe_exec_prepares_once)
+{
+    static const struct nr_store_stmt add = { .name = "nrt_add", .nparams = 2,
+        .sql = "INSERT INTO job_results (job_id, device_id, job_type, status, result_time,"
+               " details, created_at) VALUES ($1::bigint, $2::bigint, 'backup', 'success',"
+               " now(), '{}', now()) RETURNING id" };
+    static const struct nr_store_stmt bad = { .name = "nrt_bad", .nparams = 0,
+        .sql = "SELEKT 1" };
+    struct nr_store *s = store_ok(nrt_db_url());
+    long long d = add_device(45, "prep", "192.0.2.45");
+    long long id = add_job("prep", "backup", d);
+    char jid[24], did[24];
+    const char *v[2] = { jid, did };
+    struct seen_results sr = { 0 };
+
+    snprintf(jid, sizeof(jid), "%lld", id);
+    snprintf(did, sizeof(did), "%lld", d);
+    ck_assert_int_eq(prepared_as(s, "nrt_add"), 0);
+    /* many sends, crossing a sync, one Prepare */
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    for (int k = 0; k < NR_STORE_PIPE_SYNC + 5; k++)
+        ck_assert_int_eq(nr_store_pipe_exec(s, "add", &add, v, note_result, &sr), 0);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    ck_assert_int_eq(sr.calls, NR_STORE_PIPE_SYNC + 5);
+    ck_assert_int_eq(prepared_as(s, "nrt_add"), 1);
+
+    /* kept across a transaction that failed after it */
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    nr_store_pipe_exec(s, "add", &add, v, NULL, NULL);
+    send_results(s, id, d, 1, 0, &sr);
+    ck_assert_int_eq(nr_store_pipe_commit(s), NR_ERR);
+    ck_assert_int_eq(prepared_as(s, "nrt_add"), 1);
+
+    /* the server lost it (as behind a pooler): one failed transaction,
+     * then prepared again */
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    nr_store_pipe_send(s, "deallocate", "DEALLOCATE ALL", 0, NULL, NULL, NULL);
+    nr_store_pipe_exec(s, "add", &add, v, NULL, NULL);
+    ck_assert_int_eq(nr_store_pipe_commit(s), NR_ERR);
+    ck_assert_msg(strstr(s->errstr, "add: ") == s->errstr, "errstr: %s", s->errstr);
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    ck_assert_int_eq(nr_store_pipe_exec(s, "add", &add, v, NULL, NULL), 0);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    ck_assert_int_eq(prepared_as(s, "nrt_add"), 1);
+
+    /* a reset starts a new session: prepared again on first use */
+    int pid = PQbackendPID(s->conn);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT pg_terminate_backend(%d)::int", pid), 1);
+    ck_assert(nrt_wait_sql(pg, "0", 10, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid));
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    nr_store_pipe_exec(s, "add", &add, v, NULL, NULL);
+    ck_assert_int_eq(nr_store_pipe_commit(s), NR_EIO);
+    ck_assert_int_eq(nr_store_reset(s), 0);
+    ck_assert_int_eq(prepared_as(s, "nrt_add"), 0);
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    ck_assert_int_eq(nr_store_pipe_exec(s, "add", &add, v, NULL, NULL), 0);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    ck_assert_int_eq(prepared_as(s, "nrt_add"), 1);
+
+    /* a Prepare that fails says why, each time it is tried */
+    for (int t = 0; t < 2; t++) {
+        ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+        nr_store_pipe_exec(s, "bad", &bad, NULL, NULL, NULL);
+        ck_assert_int_eq(nr_store_pipe_commit(s), NR_ERR);
+        ck_assert_msg(strstr(s->errstr, "bad: ") == s->errstr && strstr(s->errstr, "syntax"),
+                      "errstr: %s", s->errstr);
+    }
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM job_results"),
+                     NR_STORE_PIPE_SYNC + 5 + 2);
+    nr_store_free(s);
+}
+END_TEST
+
+static void note_saved(void *arg, const PGresult *r)
+{
+    *(int *)arg = nr_store_outcome_saved(r);
+}
+
+/* One outcome statement: the snapshot unless the newest has its hash,
+ * last_seen when asked, the result row with deduplicated and sha256. */
+START_TEST(test_outcome_send)
+{
+    struct nr_store *s = store_ok(nrt_db_url());
+    long long d = add_device(43, "outcome", "192.0.2.43");
+    long long d2 = add_device(44, "outcome2", "192.0.2.44");
+    long long id = add_job("outcome", "backup", d);
+    int saved[5] = { -9, -9, -9, -9, -9 };
+    struct nr_store_outcome o = {
+        .job_id = id, .device_id = d, .job_type = NULL, .success = true,
+        .details_json = "{\"duration_ms\": 12.5}", .seen = true,
+        .config = "hostname outcome\n", .hash = "aaaa", .config_meta = "{\"bytes\": 17}",
+    };
+
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    ck_assert_int_eq(nr_store_outcome_send(s, &o, note_saved, &saved[0]), 0);   /* new */
+    o.details_json = "{}";
+    ck_assert_int_eq(nr_store_outcome_send(s, &o, note_saved, &saved[1]), 0);   /* same hash */
+    o.hash = "bbbb";
+    o.config = "hostname outcome-2\n";
+    ck_assert_int_eq(nr_store_outcome_send(s, &o, note_saved, &saved[2]), 0);   /* changed */
+    /* no config, not seen, a failure; on the other device */
+    struct nr_store_outcome f = { .job_id = id, .device_id = d2, .job_type = "reachability",
+                                  .success = false, .details_json = "{\"error\": \"x\"}" };
+    ck_assert_int_eq(nr_store_outcome_send(s, &f, note_saved, &saved[3]), 0);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+
+    ck_assert_int_eq(saved[0], NR_OK);
+    ck_assert_int_eq(saved[1], NR_SNAPSHOT_SAME);
+    ck_assert_int_eq(saved[2], NR_OK);
+    ck_assert_int_eq(saved[3], NR_SNAPSHOT_SAME);
+    char *rows = nrt_sql_str(pg,
+        "SELECT string_agg(job_type || ':' || status || ':' || details::text, ' | ' ORDER BY id)"
+        " FROM job_results WHERE job_id = %lld", id);
+    ck_assert_str_eq(rows,
+        "backup:success:{\"sha256\": \"aaaa\", \"duration_ms\": 12.5, \"deduplicated\": false}"
+        " | backup:success:{\"sha256\": \"aaaa\", \"deduplicated\": true}"
+        " | backup:success:{\"sha256\": \"bbbb\", \"deduplicated\": false}"
+        " | reachability:failure:{\"error\": \"x\"}");
+    free(rows);
+    char *snaps = nrt_sql_str(pg,
+        "SELECT string_agg(data_hash || ':' || config_data || ':' || config_metadata::text,"
+        " ' | ' ORDER BY id) FROM device_configurations WHERE device_id = %lld", d);
+    ck_assert_str_eq(snaps, "aaaa:hostname outcome\n:{\"bytes\": 17}"
+                            " | bbbb:hostname outcome-2\n:{\"bytes\": 17}");
+    free(snaps);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM device_configurations"
+                                     " WHERE device_id = %lld", d2), 0);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM devices WHERE last_seen IS NOT NULL"
+                                     " AND id = %lld", d), 1);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM devices WHERE last_seen IS NULL"
+                                     " AND id = %lld", d2), 1);
+
+    /* a later transaction compares with the newest snapshot too */
+    o.hash = "bbbb";
+    ck_assert_int_eq(nr_store_pipe_begin(s), 0);
+    ck_assert_int_eq(nr_store_outcome_send(s, &o, note_saved, &saved[4]), 0);
+    ck_assert_int_eq(nr_store_pipe_commit(s), 0);
+    ck_assert_int_eq(saved[4], NR_SNAPSHOT_SAME);
+    ck_assert_int_eq(nrt_sql_int(pg, "SELECT count(*) FROM device_configurations"), 2);
+    nr_store_free(s);
+}
+END_TEST
+
 /* ---- connection ---------------------------------------------------------- */
 
 START_TEST(test_connect_driver_suffix_and_app_name)
@@ -876,12 +1194,17 @@ static Suite *store_suite(void)
     nrt_add_test(queries, test_job_devices_by_tags);
     nrt_add_test(queries, test_device_seen);
     nrt_add_test(queries, test_result_add);
+    nrt_add_test(queries, test_pipe_commits_across_syncs);
+    nrt_add_test(queries, test_pipe_failure_rolls_back_all);
+    nrt_add_test(queries, test_outcome_send);
+    nrt_add_test(queries, test_pipe_exec_prepares_once);
     suite_add_tcase(su, queries);
 
     tcase_add_checked_fixture(conn, setup, teardown);
     nrt_add_test(conn, test_connect_driver_suffix_and_app_name);
     nrt_add_test(conn, test_connect_failure_hides_password);
     nrt_add_test(conn, test_reset_after_backend_killed);
+    nrt_add_test(conn, test_pipe_backend_killed);
     suite_add_tcase(su, conn);
     return su;
 }
