@@ -48,8 +48,11 @@
 #define ES      "e2eEnable-Sec.x81L"        /* enable secret of every device */
 #define ES_BAD  "e2eOther-Sec.m40T"         /* enable secret of "badenable" */
 #define MASTER  "e2e-master-key.Zt6pW2"     /* security.encryption_key */
-#define TMO     "3"                         /* connection and command timeout, s */
-#define TMO_MS  3000.0
+#define TMO     "5"                         /* connection and command timeout, s */
+#define TMO_MS  5000.0
+/* a failure that waits for no timeout ends well under one, whatever a
+ * loaded machine (ASan, the whole suite at once) makes of its logins */
+#define FAST_MS (TMO_MS - 500)
 
 #define N_ARRAY(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -87,16 +90,16 @@ static struct bdev devs[] = {
     GOOD("panos", "paloalto_panos", "deviceconfig {", "mgt-config {", "show config running"),
     GOOD("linux", "linux", "[system]", "domain = lab.example.net",
          "cat /etc/network/interfaces"),
-    FAULT("reject", "faults: [reject_auth]", "auth", "auth", 2500),
+    FAULT("reject", "faults: [reject_auth]", "auth", "auth", FAST_MS),
     /* a hang ends at one timeout: under two, whatever the login before it
      * cost a loaded machine (a timer restarted or run twice takes two) */
     FAULT("hang", "faults: [hang_after_auth]", "timeout", "prompt", 2 * TMO_MS - 100),
     FAULT("hangmid", "faults: [hang_mid_output]", "timeout", "command", 2 * TMO_MS - 100),
-    FAULT("disc", "faults: [disconnect_mid_output]", "protocol", "command", 2500),
+    FAULT("disc", "faults: [disconnect_mid_output]", "protocol", "command", FAST_MS),
     /* its enable secret is not ssh.enable_secret */
-    FAULT("badenable", "enable_secret: \"" ES_BAD "\"", "auth", "enable", 2500),
+    FAULT("badenable", "enable_secret: \"" ES_BAD "\"", "auth", "enable", FAST_MS),
     /* not served by devsim: the port refuses */
-    FAULT("nolisten", NULL, "refused", "connect", 2000),
+    FAULT("nolisten", NULL, "refused", "connect", FAST_MS),
 };
 #define N_TYPES 9       /* devs[0..N_TYPES) succeed */
 
