@@ -481,6 +481,16 @@ static int pipe_push(struct nr_store *s, struct pipe_slot slot)
     return p->failed ? s->err : 0;
 }
 
+/* NR_EINVAL (errstr set) when no pipeline is open on s, else 0. */
+static int pipe_closed(struct nr_store *s, const char *what)
+{
+    if (s->pipe != NULL && s->conn != NULL && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
+        return 0;
+    s->err = NR_EINVAL;
+    store_set_errstr(s, what, "no pipeline begun");
+    return s->err;
+}
+
 int nr_store_pipe_begin(struct nr_store *s)
 {
     if (store_usable(s, "begin") < 0)
@@ -503,12 +513,7 @@ int nr_store_pipe_send(struct nr_store *s, const char *what, const char *sql, in
 {
     struct nr_store_pipe *p = s->pipe;
 
-    if (p == NULL || s->conn == NULL || PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) {
-        s->err = NR_EINVAL;
-        store_set_errstr(s, what, "no pipeline begun");
-        return s->err;
-    }
-    if (p->failed)
+    if (pipe_closed(s, what) < 0 || p->failed)
         return s->err;
     if (!PQsendQueryParams(s->conn, sql, nparams, NULL, values, NULL, NULL, 0)) {
         pipe_fail(s, what, NULL);
@@ -523,12 +528,7 @@ int nr_store_pipe_exec(struct nr_store *s, const char *what, const struct nr_sto
     struct nr_store_pipe *p = s->pipe;
     bool known = false;
 
-    if (p == NULL || s->conn == NULL || PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) {
-        s->err = NR_EINVAL;
-        store_set_errstr(s, what, "no pipeline begun");
-        return s->err;
-    }
-    if (p->failed)
+    if (pipe_closed(s, what) < 0 || p->failed)
         return s->err;
     for (size_t i = 0; i < p->nprepared && !known; i++)
         known = p->prepared[i] == st;
@@ -555,11 +555,8 @@ int nr_store_pipe_commit(struct nr_store *s)
     struct nr_store_pipe *p = s->pipe;
     int err;
 
-    if (p == NULL || s->conn == NULL || PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF) {
-        s->err = NR_EINVAL;
-        store_set_errstr(s, "commit", "no pipeline begun");
+    if (pipe_closed(s, "commit") < 0)
         return s->err;
-    }
     nr_store_pipe_send(s, "commit", "COMMIT", 0, NULL, NULL, NULL);
     if (p->n > 0 && PQstatus(s->conn) == CONNECTION_OK)
         pipe_read(s);
