@@ -860,6 +860,14 @@ int nr_store_job_abandon(struct nr_store *s, long long job_id)
     return rc;
 }
 
+/* The data_hash of the device's newest snapshot (by retrieved_at, then
+ * id), '' when it has none: what a new snapshot is compared with, by
+ * nr_store_config_save and nr_store_outcome_send alike. */
+#define SQL_NEWEST_HASH(device)                                               \
+    "COALESCE((SELECT data_hash FROM device_configurations"                   \
+    " WHERE device_id = " device                                              \
+    " ORDER BY retrieved_at DESC, id DESC LIMIT 1), '')"
+
 int nr_store_config_save(struct nr_store *s, long long device_id, const char *config,
                          size_t config_len, const char *hash, const char *metadata_json)
 {
@@ -878,9 +886,7 @@ int nr_store_config_save(struct nr_store *s, long long device_id, const char *co
                        "INSERT INTO device_configurations"
                        " (device_id, config_data, data_hash, retrieved_at, config_metadata)"
                        " SELECT $1::bigint, $2, $3, now(), $4::jsonb"
-                       " WHERE COALESCE((SELECT data_hash FROM device_configurations"
-                       "   WHERE device_id = $1::bigint"
-                       "   ORDER BY retrieved_at DESC, id DESC LIMIT 1), '') <> $3"
+                       " WHERE " SQL_NEWEST_HASH("$1::bigint") " <> $3"
                        " RETURNING id",
                        4, params);
     if (r == NULL)
@@ -928,9 +934,7 @@ int nr_store_outcome_send(struct nr_store *s, const struct nr_store_outcome *o,
         "   (device_id, config_data, data_hash, retrieved_at, config_metadata)"
         "  SELECT $2::bigint, $6::text, $7::text, now(), $8::jsonb"
         "  WHERE $6::text IS NOT NULL"
-        "   AND COALESCE((SELECT data_hash FROM device_configurations"
-        "     WHERE device_id = $2::bigint"
-        "     ORDER BY retrieved_at DESC, id DESC LIMIT 1), '') <> $7::text"
+        "   AND " SQL_NEWEST_HASH("$2::bigint") " <> $7::text"
         "  RETURNING id),"
         " seen AS ("
         "  UPDATE devices SET last_seen = now() WHERE id = $2::bigint AND $9::boolean"
