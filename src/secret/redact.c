@@ -3,8 +3,8 @@
  *
  * One pass: each line is found with memchr, checked for the secrets and
  * searched for the patterns, and unredacted lines are copied in runs (one
- * memcpy per run of kept lines, not per line).  The patterns are folded to
- * lower case once per call and indexed by their first byte, so a position
+ * memcpy per run of kept lines, not per line).  The patterns are indexed
+ * by their first byte (folded to lower case) once per call, so a position
  * in the text costs one table look-up unless some pattern could start
  * there.  Each secret is searched for in the whole text with memmem, once
  * from the start and then from just after each occurrence, never again
@@ -52,43 +52,49 @@ void nr_redaction_add_secret(struct nr_redaction *r, const char *secret, const c
 
 /* ---- patterns ------------------------------------------------------------- */
 
+/* Chains for up to this many patterns live in the matcher itself; more
+ * (a long configured list) take one allocation. */
+#define MATCHER_INLINE 32
+
 struct matcher {
     int                   head[256];  /* first pattern starting with byte, -1 none */
     int                  *next;       /* next pattern with the same first byte */
-    unsigned char       **pat;        /* folded copies */
     size_t               *plen;
-    size_t                n;
+    const char *const    *pat;        /* the configured patterns, borrowed */
     size_t                minlen;     /* shortest pattern; 0 when there are none */
+    int                   next_in[MATCHER_INLINE];
+    size_t                plen_in[MATCHER_INLINE];
 };
 
+/* Built for each text to redact: no copy of the patterns (bytes are folded
+ * as they are compared) and no allocation unless there are more than
+ * MATCHER_INLINE of them. */
 static void matcher_init(struct matcher *m, const struct nr_strlist *patterns)
 {
     size_t n = patterns ? patterns->n : 0;
 
-    memset(m, 0, sizeof(*m));
     for (int c = 0; c < 256; c++)
         m->head[c] = -1;
-    if (n == 0)
-        return;
-    m->n = n;
-    m->next = nr_calloc(n, sizeof(*m->next));
-    m->pat = nr_calloc(n, sizeof(*m->pat));
-    m->plen = nr_calloc(n, sizeof(*m->plen));
+    m->minlen = 0;
+    m->pat = n ? (const char *const *)patterns->v : NULL;
+    m->next = m->next_in;
+    m->plen = m->plen_in;
+    if (n > MATCHER_INLINE) {
+        m->next = nr_calloc(n, sizeof(*m->next));
+        m->plen = nr_calloc(n, sizeof(*m->plen));
+    }
     /* insert in reverse so that each chain keeps the configured order */
     for (size_t i = n; i-- > 0;) {
-        const char *p = patterns->v[i];
+        const char *p = m->pat[i];
         size_t len = p ? strlen(p) : 0;
-        unsigned char *f;
+        unsigned char f;
 
+        m->plen[i] = len;
         if (len == 0)
             continue;
-        f = nr_malloc(len);
-        for (size_t j = 0; j < len; j++)
-            f[j] = fold((unsigned char)p[j]);
-        m->pat[i] = f;
-        m->plen[i] = len;
-        m->next[i] = m->head[f[0]];
-        m->head[f[0]] = (int)i;
+        f = fold((unsigned char)p[0]);
+        m->next[i] = m->head[f];
+        m->head[f] = (int)i;
         if (m->minlen == 0 || len < m->minlen)
             m->minlen = len;
     }
@@ -96,11 +102,10 @@ static void matcher_init(struct matcher *m, const struct nr_strlist *patterns)
 
 static void matcher_clear(struct matcher *m)
 {
-    for (size_t i = 0; i < m->n; i++)
-        free(m->pat[i]);
-    free(m->pat);
-    free(m->plen);
-    free(m->next);
+    if (m->next != m->next_in)
+        free(m->next);
+    if (m->plen != m->plen_in)
+        free(m->plen);
 }
 
 /* The index of the leftmost pattern in [s, e) (at one position, the first
@@ -115,12 +120,12 @@ static int matcher_find(const struct matcher *m, const unsigned char *s,
     for (const unsigned char *p = s, *last = e - m->minlen; p <= last; p++) {
         for (int k = m->head[fold(*p)]; k >= 0; k = m->next[k]) {
             size_t pl = m->plen[k];
-            const unsigned char *q = m->pat[k];
+            const unsigned char *q = (const unsigned char *)m->pat[k];
             size_t j = 1;
 
             if ((size_t)(e - p) < pl)
                 continue;
-            while (j < pl && fold(p[j]) == q[j])
+            while (j < pl && fold(p[j]) == fold(q[j]))
                 j++;
             if (j == pl)
                 return k;

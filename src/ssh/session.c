@@ -494,13 +494,23 @@ static int tcp_connect(struct nr_ssh *s, uint64_t deadline)
                        s->t.host, s->t.port, strerror(last));
 }
 
+/*
+ * The folder libssh names its per-user files after.  Left unset, libssh
+ * looks the user's home up (getpwuid: /etc/passwd, or a directory service
+ * where NSS has one) on every connect, only to name ~/.ssh, which no
+ * session reads: no ssh_config, no identity files, known_hosts our own
+ * (in this folder unless ssh.known_hosts names another file).
+ */
+static const char *ssh_dir(const struct nr_config *cfg)
+{
+    return cfg->worker.spool_dir && cfg->worker.spool_dir[0] ? cfg->worker.spool_dir : ".";
+}
+
 static char *known_hosts_path(const struct nr_config *cfg)
 {
     if (cfg->ssh.known_hosts && cfg->ssh.known_hosts[0])
         return nr_strdup(cfg->ssh.known_hosts);
-    return nr_asprintf("%s/known_hosts",
-                       cfg->worker.spool_dir && cfg->worker.spool_dir[0]
-                           ? cfg->worker.spool_dir : ".");
+    return nr_asprintf("%s/known_hosts", ssh_dir(cfg));
 }
 
 /* Appends the name of len bytes to the comma list of used bytes. */
@@ -571,6 +581,7 @@ static int set_options(struct nr_ssh *s, struct nr_known_hosts *kh)
         ssh_options_set(ss, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) < 0 ||
         ssh_options_set(ss, SSH_OPTIONS_KNOWNHOSTS, "/dev/null") < 0 ||
         ssh_options_set(ss, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null") < 0 ||
+        ssh_options_set(ss, SSH_OPTIONS_SSH_DIR, ssh_dir(cfg)) < 0 ||
         (s->t.username && ssh_options_set(ss, SSH_OPTIONS_USER, s->t.username) < 0))
         return nr_ssh_fail(s, NR_SSH_PROTOCOL, NR_SSH_STAGE_CONNECT, "SSH options: %s",
                            ssh_get_error(ss));

@@ -716,6 +716,26 @@ START_TEST(case_insensitive)
 }
 END_TEST
 
+/* A long configured list (more patterns than the matcher keeps inline):
+ * every one still found, an empty one ignored, the first configured kind
+ * named where two match at the same place, upper case on either side. */
+START_TEST(many_patterns)
+{
+    struct nr_strlist p = { 0 };
+    char name[32];
+
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof(name), "Key%02d-word", i);
+        nr_strlist_push(&p, i == 7 ? "" : name);
+    }
+    nr_strlist_push(&p, "key39");
+    redact_ok(LIT("a key00-WORD b\nKEY39-word\nkey07-word\nkey39\nkey4-word\n"), &p,
+              LIT(RL("Key00-word") "\n" RL("Key39-word") "\nkey07-word\n" RL("key39")
+                  "\nkey4-word\n"), 3);
+    nr_strlist_clear(&p);
+}
+END_TEST
+
 START_TEST(last_line_without_newline)
 {
     struct nr_strlist p = pats("password", "secret", NULL);
@@ -1208,6 +1228,7 @@ static Suite *secret_suite(void)
     tcase_add_test(r, prod_patterns_add_community);
     tcase_add_test(r, crlf_endings_are_kept);
     tcase_add_test(r, case_insensitive);
+    tcase_add_test(r, many_patterns);
     tcase_add_test(r, last_line_without_newline);
     tcase_add_test(r, lines_do_not_join);
     tcase_add_test(r, empty_input_and_no_patterns);
