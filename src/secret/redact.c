@@ -56,14 +56,17 @@ void nr_redaction_add_secret(struct nr_redaction *r, const char *secret, const c
  * (a long configured list) take one allocation. */
 #define MATCHER_INLINE 32
 
+struct matcher_ent {
+    int    next;                      /* next pattern with the same first byte */
+    size_t len;
+};
+
 struct matcher {
     int                   head[256];  /* first pattern starting with byte, -1 none */
-    int                  *next;       /* next pattern with the same first byte */
-    size_t               *plen;
+    struct matcher_ent   *ent;        /* one per configured pattern */
     const char *const    *pat;        /* the configured patterns, borrowed */
     size_t                minlen;     /* shortest pattern; 0 when there are none */
-    int                   next_in[MATCHER_INLINE];
-    size_t                plen_in[MATCHER_INLINE];
+    struct matcher_ent    ent_in[MATCHER_INLINE];
 };
 
 /* Built for each text to redact: no copy of the patterns (bytes are folded
@@ -77,23 +80,18 @@ static void matcher_init(struct matcher *m, const struct nr_strlist *patterns)
         m->head[c] = -1;
     m->minlen = 0;
     m->pat = n ? (const char *const *)patterns->v : NULL;
-    m->next = m->next_in;
-    m->plen = m->plen_in;
-    if (n > MATCHER_INLINE) {
-        m->next = nr_calloc(n, sizeof(*m->next));
-        m->plen = nr_calloc(n, sizeof(*m->plen));
-    }
+    m->ent = n > MATCHER_INLINE ? nr_calloc(n, sizeof(*m->ent)) : m->ent_in;
     /* insert in reverse so that each chain keeps the configured order */
     for (size_t i = n; i-- > 0;) {
         const char *p = m->pat[i];
         size_t len = p ? strlen(p) : 0;
         unsigned char f;
 
-        m->plen[i] = len;
+        m->ent[i].len = len;
         if (len == 0)
             continue;
         f = fold((unsigned char)p[0]);
-        m->next[i] = m->head[f];
+        m->ent[i].next = m->head[f];
         m->head[f] = (int)i;
         if (m->minlen == 0 || len < m->minlen)
             m->minlen = len;
@@ -102,10 +100,8 @@ static void matcher_init(struct matcher *m, const struct nr_strlist *patterns)
 
 static void matcher_clear(struct matcher *m)
 {
-    if (m->next != m->next_in)
-        free(m->next);
-    if (m->plen != m->plen_in)
-        free(m->plen);
+    if (m->ent != m->ent_in)
+        free(m->ent);
 }
 
 /* The index of the leftmost pattern in [s, e) (at one position, the first
@@ -118,8 +114,8 @@ static int matcher_find(const struct matcher *m, const unsigned char *s,
     if (m->minlen == 0 || len < m->minlen)
         return -1;
     for (const unsigned char *p = s, *last = e - m->minlen; p <= last; p++) {
-        for (int k = m->head[fold(*p)]; k >= 0; k = m->next[k]) {
-            size_t pl = m->plen[k];
+        for (int k = m->head[fold(*p)]; k >= 0; k = m->ent[k].next) {
+            size_t pl = m->ent[k].len;
             const unsigned char *q = (const unsigned char *)m->pat[k];
             size_t j = 1;
 
