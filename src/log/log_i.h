@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "netraven/log.h"
 #include "netraven/metrics.h"     /* the sinks' counters for /metrics */
@@ -100,6 +101,12 @@ struct nr_logq {
     atomic_uint_fast64_t done;      /* records the sink finished with */
     atomic_uint_fast64_t dropped;   /* refused (full, stopping) or given up */
     size_t              high;       /* wake the consumer when n reaches it (0: no) */
+    /* nr_logq_linger: a consumer that took a batch less than linger_ns ago
+     * lets the next one gather (until next_take_ns) instead of waking for
+     * every record; an emitter that has to wait for room ends it (hurry). */
+    uint64_t            linger_ns;
+    uint64_t            next_take_ns;
+    bool                hurry;
     bool                stop;
     atomic_bool         running;    /* a thread consumes this queue */
     /* Optional byte bound (nr_logq_bound_bytes): the bytes of the records
@@ -135,12 +142,22 @@ void nr_logq_destroy(struct nr_logq *q);
 bool nr_logq_push(struct nr_logq *q, struct nr_log_rec *r);
 /* Consumer: wait until records are queued, stop is asked, or (if
  * timeout_s >= 0) the timeout passes; then take every queued record.
+ * With a linger (nr_logq_linger), records that come within it of the
+ * previous take wait for its end, or for half the queue's bound, or for
+ * an emitter short of room, and go as one batch.
  * Returns the count (0: timeout, or stop with nothing queued) and sets
  * *batch to an array the consumer owns until it calls nr_logq_take again;
  * it must be finished with every record of a batch before that (written,
  * spooled, or given up; nr_logq_done() counts the finished ones, which may
  * come later for spooled records). */
 size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeout_s);
+/* How long after a take a busy queue's records gather before the next
+ * one: under load each sink wakes at most this often (not once per
+ * record, which costs its thread and the emitters a wake-up each, and
+ * PostgreSQL or Redis a small batch each); a record that comes after a
+ * quiet spell is taken at once.  Records wait at most this much longer. */
+#define NR_LOG_LINGER_S 0.01
+void nr_logq_linger(struct nr_logq *q, double seconds);
 /* Consumer: n records of the current batch are finished (written,
  * published, or given up and counted). */
 void nr_logq_done(struct nr_logq *q, size_t n);

@@ -282,6 +282,13 @@ void nr_logq_bound_bytes(struct nr_logq *q, size_t max_bytes, double wait_s)
     pthread_mutex_unlock(&q->mu);
 }
 
+void nr_logq_linger(struct nr_logq *q, double seconds)
+{
+    pthread_mutex_lock(&q->mu);
+    q->linger_ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0;
+    pthread_mutex_unlock(&q->mu);
+}
+
 void nr_logq_release(struct nr_logq *q, size_t bytes)
 {
     if (bytes == 0)
@@ -300,6 +307,11 @@ static bool logq_room(struct nr_logq *q, size_t size)
     bool timed = false;
 
     while (!q->stop && q->bytes > 0 && q->bytes + size > q->max_bytes) {
+        if (!q->hurry) {
+            /* a lingering consumer takes what is queued now */
+            q->hurry = true;
+            pthread_cond_signal(&q->wake);
+        }
         if (!timed) {
             nr_mono_deadline(q->room_wait_s, &dl);
             timed = true;
@@ -327,8 +339,8 @@ bool nr_logq_push(struct nr_logq *q, struct nr_log_rec *r)
     first = q->n == 1 || q->n == q->high;
     atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
     pthread_mutex_unlock(&q->mu);
-    /* The consumer sleeps on an empty queue, or (nr_logq_nap) until the
-     * queue reaches its high-water mark. */
+    /* The consumer sleeps on an empty queue, or (nr_logq_nap, or lingering
+     * in nr_logq_take) until the queue reaches its high-water mark. */
     if (first)
         pthread_cond_signal(&q->wake);
     return true;
@@ -349,6 +361,20 @@ size_t nr_logq_take(struct nr_logq *q, struct nr_log_rec ***batch, double timeou
         else if (pthread_cond_timedwait(&q->wake, &q->mu, &dl) == ETIMEDOUT)
             break;
     }
+    if (q->n > 0 && q->linger_ns > 0) {
+        uint64_t now = nr_mono_ns();
+
+        if (now < q->next_take_ns) {
+            nr_mono_deadline((double)(q->next_take_ns - now) / 1e9, &dl);
+            q->high = q->cap / 2 > 1 ? q->cap / 2 : 1;
+            while (!q->stop && !q->hurry && q->n < q->high)
+                if (pthread_cond_timedwait(&q->wake, &q->mu, &dl) == ETIMEDOUT)
+                    break;
+            q->high = 0;
+        }
+        q->next_take_ns = nr_mono_ns() + q->linger_ns;
+    }
+    q->hurry = false;
     n = q->n;
     t = q->v;
     q->v = q->spare;
@@ -1355,6 +1381,7 @@ static int start_sink(struct nr_logq *q, pthread_t *th, void *(*fn)(void *), siz
         return NR_ERR;
     if (max_bytes)
         nr_logq_bound_bytes(q, max_bytes, NR_LOG_ROOM_WAIT_S);
+    nr_logq_linger(q, NR_LOG_LINGER_S);
     if (pthread_create(th, NULL, fn, NULL) != 0)
         return NR_ERR;
     pthread_setname_np(*th, name);

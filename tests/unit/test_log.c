@@ -933,6 +933,116 @@ START_TEST(live_queue_bytes_bound)
 }
 END_TEST
 
+/* The queue of queue_linger and what its emitter thread pushes, after
+ * its delay. */
+static struct nr_logq linger_q;
+
+struct late_push {
+    struct nr_log_rec *rec;
+    useconds_t         delay_us;
+    bool               ok;
+};
+
+static void *push_later(void *arg)
+{
+    struct late_push *lp = arg;
+
+    usleep(lp->delay_us);
+    lp->ok = nr_logq_push(&linger_q, lp->rec);
+    return NULL;
+}
+
+static void take_all(struct nr_logq *q, size_t expect)
+{
+    struct nr_log_rec **batch;
+    size_t bytes = 0, n = nr_logq_take(q, &batch, 1.0);
+
+    ck_assert_uint_eq(n, expect);
+    for (size_t i = 0; i < n; i++)
+        bytes += nr_log_rec_size(batch[i]);
+    nr_logq_release(q, bytes);
+}
+
+/* A busy queue's records gather for the linger after a take and go as one
+ * batch; a record after a quiet spell goes at once; half the queue's
+ * bound, or an emitter short of room, ends the linger early. */
+START_TEST(queue_linger)
+{
+    char data[1000];
+    struct nr_log_rec *r[12];
+    struct late_push lp;
+    struct timespec t0;
+    pthread_t th;
+    size_t one;
+
+    memset(data, 'z', sizeof(data));
+    for (int i = 0; i < 12; i++)
+        r[i] = raw_rec(1, 2, "sent", data, sizeof(data));
+    one = nr_log_rec_size(r[0]);
+    ck_assert_int_eq(nr_logq_init(&linger_q, 8), 0);
+    nr_logq_linger(&linger_q, 0.3);
+
+    /* quiet: the first record is taken at once */
+    ck_assert(nr_logq_push(&linger_q, r[0]));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    take_all(&linger_q, 1);
+    ck_assert_double_lt(secs_since(&t0), 0.1);
+
+    /* busy: a record right after a take waits for the linger's end, and
+     * one pushed meanwhile goes with it */
+    ck_assert(nr_logq_push(&linger_q, r[1]));
+    lp = (struct late_push){ .rec = r[2], .delay_us = 50 * 1000 };
+    ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
+    take_all(&linger_q, 2);
+    ck_assert_double_ge(secs_since(&t0), 0.25);
+    ck_assert_double_lt(secs_since(&t0), 1.0);
+    pthread_join(th, NULL);
+    ck_assert(lp.ok);
+
+    /* half the bound (4 of 8) ends a 5 s linger */
+    nr_logq_linger(&linger_q, 5.0);
+    usleep(350 * 1000);                     /* quiet again */
+    ck_assert(nr_logq_push(&linger_q, r[11]));
+    take_all(&linger_q, 1);                 /* at once; the next take lingers */
+    for (int i = 3; i < 6; i++)
+        ck_assert(nr_logq_push(&linger_q, r[i]));
+    lp = (struct late_push){ .rec = r[6], .delay_us = 50 * 1000 };
+    ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    take_all(&linger_q, 4);
+    ck_assert_double_lt(secs_since(&t0), 1.0);
+    pthread_join(th, NULL);
+    ck_assert(lp.ok);
+
+    /* an emitter waiting for room ends it too, and then gets the room */
+    nr_logq_bound_bytes(&linger_q, 2 * one + one / 2, 2.0);
+    ck_assert(nr_logq_push(&linger_q, r[7]));
+    ck_assert(nr_logq_push(&linger_q, r[8]));
+    lp = (struct late_push){ .rec = r[9], .delay_us = 50 * 1000 };
+    ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    take_all(&linger_q, 2);
+    ck_assert_double_lt(secs_since(&t0), 1.0);
+    pthread_join(th, NULL);
+    ck_assert(lp.ok);
+    ck_assert_uint_eq(atomic_load(&linger_q.dropped), 0);
+    ck_assert_uint_eq(atomic_load(&linger_q.pushed), 11);
+
+    /* no linger: taken at once however recent the last take */
+    nr_logq_linger(&linger_q, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    take_all(&linger_q, 1);
+    ck_assert(nr_logq_push(&linger_q, r[10]));
+    take_all(&linger_q, 1);
+    ck_assert_double_lt(secs_since(&t0), 0.5);
+
+    linger_q.n = 0;     /* the records are this test's, not the queue's */
+    nr_logq_destroy(&linger_q);
+    for (int i = 0; i < 12; i++)
+        free(r[i]);
+}
+END_TEST
+
 /* Levels are NetRaven's upper-case names in every format that carries one
  * (human and JSON lines on stdout, and in the file). */
 START_TEST(levels_upper_every_format)
@@ -1463,6 +1573,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, session_chunk_lines_and_bytes);
     tcase_add_test(tc, session_json_as_records_write_it);
     tcase_add_test(tc, live_queue_bytes_bound);
+    tcase_add_test(tc, queue_linger);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("router");
