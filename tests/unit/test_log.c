@@ -933,13 +933,12 @@ START_TEST(live_queue_bytes_bound)
 }
 END_TEST
 
-/* The queue of queue_linger and what its emitter thread pushes, after
- * its delay. */
+/* The queue of queue_linger and what its emitter thread pushes, 50 ms
+ * after the take began. */
 static struct nr_logq linger_q;
 
 struct late_push {
     struct nr_log_rec *rec;
-    useconds_t         delay_us;
     bool               ok;
 };
 
@@ -947,7 +946,7 @@ static void *push_later(void *arg)
 {
     struct late_push *lp = arg;
 
-    usleep(lp->delay_us);
+    usleep(50 * 1000);
     lp->ok = nr_logq_push(&linger_q, lp->rec);
     return NULL;
 }
@@ -963,6 +962,24 @@ static void take_all(struct nr_logq *q, size_t expect)
     nr_logq_release(q, bytes);
 }
 
+/* Takes expect records from linger_q while another thread pushes rec 50
+ * ms in (that push must be accepted); the seconds the take took. */
+static double take_while_pushed(struct nr_log_rec *rec, size_t expect)
+{
+    struct late_push lp = { .rec = rec };
+    struct timespec t0;
+    pthread_t th;
+    double s;
+
+    ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    take_all(&linger_q, expect);
+    s = secs_since(&t0);
+    pthread_join(th, NULL);
+    ck_assert(lp.ok);
+    return s;
+}
+
 /* A busy queue's records gather for the linger after a take and go as one
  * batch; a record after a quiet spell goes at once; half the queue's
  * bound, or an emitter short of room, ends the linger early. */
@@ -970,9 +987,8 @@ START_TEST(queue_linger)
 {
     char data[1000];
     struct nr_log_rec *r[12];
-    struct late_push lp;
     struct timespec t0;
-    pthread_t th;
+    double s;
     size_t one;
 
     memset(data, 'z', sizeof(data));
@@ -991,13 +1007,9 @@ START_TEST(queue_linger)
     /* busy: a record right after a take waits for the linger's end, and
      * one pushed meanwhile goes with it */
     ck_assert(nr_logq_push(&linger_q, r[1]));
-    lp = (struct late_push){ .rec = r[2], .delay_us = 50 * 1000 };
-    ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
-    take_all(&linger_q, 2);
-    ck_assert_double_ge(secs_since(&t0), 0.25);
-    ck_assert_double_lt(secs_since(&t0), 1.0);
-    pthread_join(th, NULL);
-    ck_assert(lp.ok);
+    s = take_while_pushed(r[2], 2);
+    ck_assert_double_ge(s, 0.25);
+    ck_assert_double_lt(s, 1.0);
 
     /* half the bound (4 of 8) ends a 5 s linger */
     nr_logq_linger(&linger_q, 5.0);
@@ -1006,25 +1018,13 @@ START_TEST(queue_linger)
     take_all(&linger_q, 1);                 /* at once; the next take lingers */
     for (int i = 3; i < 6; i++)
         ck_assert(nr_logq_push(&linger_q, r[i]));
-    lp = (struct late_push){ .rec = r[6], .delay_us = 50 * 1000 };
-    ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_all(&linger_q, 4);
-    ck_assert_double_lt(secs_since(&t0), 1.0);
-    pthread_join(th, NULL);
-    ck_assert(lp.ok);
+    ck_assert_double_lt(take_while_pushed(r[6], 4), 1.0);
 
     /* an emitter waiting for room ends it too, and then gets the room */
     nr_logq_bound_bytes(&linger_q, 2 * one + one / 2, 2.0);
     ck_assert(nr_logq_push(&linger_q, r[7]));
     ck_assert(nr_logq_push(&linger_q, r[8]));
-    lp = (struct late_push){ .rec = r[9], .delay_us = 50 * 1000 };
-    ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_all(&linger_q, 2);
-    ck_assert_double_lt(secs_since(&t0), 1.0);
-    pthread_join(th, NULL);
-    ck_assert(lp.ok);
+    ck_assert_double_lt(take_while_pushed(r[9], 2), 1.0);
     ck_assert_uint_eq(atomic_load(&linger_q.dropped), 0);
     ck_assert_uint_eq(atomic_load(&linger_q.pushed), 11);
 
