@@ -857,22 +857,28 @@ static double secs_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* The consumer of bound_q: after 50 ms, takes what is queued and
- * releases its bytes. */
 static struct nr_logq bound_q;
 
-static void *drain_later(void *arg)
+/* Takes what q holds (waiting up to 1 s for it) and releases the batch's
+ * bytes, as a sink does once it is done; the count taken. */
+static size_t take_release(struct nr_logq *q)
 {
     struct nr_log_rec **batch;
-    size_t n, bytes = 0;
+    size_t bytes = 0, n = nr_logq_take(q, &batch, 1.0);
 
-    (void)arg;
-    usleep(50 * 1000);
-    n = nr_logq_take(&bound_q, &batch, 1.0);
     for (size_t i = 0; i < n; i++)
         bytes += nr_log_rec_size(batch[i]);
-    nr_logq_release(&bound_q, bytes);
-    return (void *)n;
+    nr_logq_release(q, bytes);
+    return n;
+}
+
+/* The consumer of bound_q: after 50 ms, takes what is queued and
+ * releases its bytes. */
+static void *drain_later(void *arg)
+{
+    (void)arg;
+    usleep(50 * 1000);
+    return (void *)take_release(&bound_q);
 }
 
 /* The live view's queue holds at most logging.redis.queue_bytes: an
@@ -951,17 +957,6 @@ static void *push_later(void *arg)
     return NULL;
 }
 
-static void take_all(struct nr_logq *q, size_t expect)
-{
-    struct nr_log_rec **batch;
-    size_t bytes = 0, n = nr_logq_take(q, &batch, 1.0);
-
-    ck_assert_uint_eq(n, expect);
-    for (size_t i = 0; i < n; i++)
-        bytes += nr_log_rec_size(batch[i]);
-    nr_logq_release(q, bytes);
-}
-
 /* Takes expect records from linger_q while another thread pushes rec 50
  * ms in (that push must be accepted); the seconds the take took. */
 static double take_while_pushed(struct nr_log_rec *rec, size_t expect)
@@ -973,7 +968,7 @@ static double take_while_pushed(struct nr_log_rec *rec, size_t expect)
 
     ck_assert_int_eq(pthread_create(&th, NULL, push_later, &lp), 0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_all(&linger_q, expect);
+    ck_assert_uint_eq(take_release(&linger_q), expect);
     s = secs_since(&t0);
     pthread_join(th, NULL);
     ck_assert(lp.ok);
@@ -1001,7 +996,7 @@ START_TEST(queue_linger)
     /* quiet: the first record is taken at once */
     ck_assert(nr_logq_push(&linger_q, r[0]));
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_all(&linger_q, 1);
+    ck_assert_uint_eq(take_release(&linger_q), 1);
     ck_assert_double_lt(secs_since(&t0), 0.1);
 
     /* busy: a record right after a take waits for the linger's end, and
@@ -1015,7 +1010,7 @@ START_TEST(queue_linger)
     nr_logq_linger(&linger_q, 5.0);
     usleep(350 * 1000);                     /* quiet again */
     ck_assert(nr_logq_push(&linger_q, r[11]));
-    take_all(&linger_q, 1);                 /* at once; the next take lingers */
+    ck_assert_uint_eq(take_release(&linger_q), 1);                 /* at once; the next take lingers */
     for (int i = 3; i < 6; i++)
         ck_assert(nr_logq_push(&linger_q, r[i]));
     ck_assert_double_lt(take_while_pushed(r[6], 4), 1.0);
@@ -1031,9 +1026,9 @@ START_TEST(queue_linger)
     /* no linger: taken at once however recent the last take */
     nr_logq_linger(&linger_q, 0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    take_all(&linger_q, 1);
+    ck_assert_uint_eq(take_release(&linger_q), 1);
     ck_assert(nr_logq_push(&linger_q, r[10]));
-    take_all(&linger_q, 1);
+    ck_assert_uint_eq(take_release(&linger_q), 1);
     ck_assert_double_lt(secs_since(&t0), 0.5);
 
     linger_q.n = 0;     /* the records are this test's, not the queue's */

@@ -31,6 +31,16 @@ static struct nr_payload ok(const char *s)
     return p;
 }
 
+/* Every byte of reason is printable ASCII.  Checked without an assertion
+ * per byte: a passing Check assertion is a write to its pipe, and this
+ * runs for every refusal, random inputs included. */
+static void assert_printable(const char *reason)
+{
+    for (const unsigned char *c = (const unsigned char *)reason; *c; c++)
+        if (*c < 0x20 || *c >= 0x7f)
+            ck_abort_msg("reason has byte 0x%02x: %s", *c, reason);
+}
+
 /* Parse buf[0..len) and expect NR_EINVAL with a reason containing want.
  * Also checks that *out is left alone and that the reason is printable. */
 static void bad_n(const char *buf, size_t len, const char *want)
@@ -45,9 +55,7 @@ static void bad_n(const char *buf, size_t len, const char *want)
                   buf ? (int)strnlen(buf, len < 80 ? len : 80) : 6, buf ? buf : "(null)", want, rc);
     ck_assert_ptr_nonnull(reason);
     ck_assert_msg(strstr(reason, want) != NULL, "reason \"%s\" lacks \"%s\"", reason, want);
-    for (const unsigned char *c = (const unsigned char *)reason; *c; c++)
-        if (*c < 0x20 || *c >= 0x7f)
-            ck_abort_msg("reason has byte 0x%02x: %s", *c, reason);
+    assert_printable(reason);
     for (size_t i = 0; i < sizeof(p); i++)
         if (((unsigned char *)&p)[i] != 0x5a)
             ck_abort_msg("out was written on failure (byte %zu)", i);
@@ -479,11 +487,7 @@ static void any(const char *buf, size_t len)
     ck_assert_int_eq(rc, NR_EINVAL);
     ck_assert_ptr_nonnull(reason);
     ck_assert_uint_gt(strlen(reason), 0);
-    /* no assertion per byte: a passing Check assertion is a write to its
-     * pipe, and this runs for every one of the random inputs */
-    for (const unsigned char *c = (const unsigned char *)reason; *c; c++)
-        if (*c < 0x20 || *c >= 0x7f)
-            ck_abort_msg("reason has byte 0x%02x", *c);
+    assert_printable(reason);
     free(reason);
 }
 
